@@ -1,0 +1,305 @@
+"""The latent generation loop: decode text, and inside a latent block feed hidden states back as input embeddings.
+
+When a row emits ``<|latent_start|>``, its next ``latent_size`` inputs are not tokens but the last-layer hidden state
+of the previous position (the model "imagines" the image it learned to predict in DIFT); then ``<|latent_end|>`` is
+forced and text decoding resumes. Each row keeps its own state, so rows entering, inside or leaving a block in the same
+step never disturb each other, and a batch gives what its rows give one by one.
+
+``generate`` of transformers cannot do this (it only ever feeds sampled token ids), so this is a small decode loop of
+its own on the backbone + LM head, with the KV cache and explicit 3-D mRoPE position ids.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from transformers.generation.logits_process import (
+    LogitsProcessorList,
+    RepetitionPenaltyLogitsProcessor,
+    TemperatureLogitsWarper,
+    TopKLogitsWarper,
+    TopPLogitsWarper,
+)
+
+from .latents import inject_latents
+from .tokens import LatentSpec, _unwrap, get_latent_spec
+
+_MULTIMODAL_KEYS = (
+    "pixel_values",
+    "pixel_values_videos",
+    "image_grid_thw",
+    "video_grid_thw",
+    "second_per_grid_ts",
+    "mm_token_type_ids",
+)
+
+
+@dataclass
+class LatentGenerationOutput:
+    """What one call of :func:`generate_with_latents` produced.
+
+    ``completion_ids`` holds a latent block as start, K pad ids, end; ``latent_embeds`` holds, at those pad positions,
+    the vectors that were fed in (zeros elsewhere). Re-inserting them with :func:`trl_latent.latents.inject_latents`
+    reproduces the sampled sequence exactly, which is what 4DRL's log-prob recomputation relies on.
+    """
+
+    sequences: torch.LongTensor  # [B, P + C]: the prompt as given, then the completion
+    completion_ids: torch.LongTensor  # [B, C], right-padded with the pad id
+    completion_mask: torch.BoolTensor  # [B, C], True up to and including the first EOS
+    latent_embeds: torch.Tensor  # [B, C, H]
+    latent_mask: torch.BoolTensor  # [B, C]
+    logits: torch.Tensor | None = None  # [B, C, V] raw next-token logits at each step, when asked for
+
+    @property
+    def num_latent_blocks(self) -> torch.LongTensor:
+        return (self.latent_mask[:, 1:] & ~self.latent_mask[:, :-1]).sum(-1) + self.latent_mask[:, 0].long()
+
+
+def _as_id_list(value: int | Iterable[int] | None) -> list[int]:
+    if value is None:
+        return []
+    if isinstance(value, int):
+        return [value]
+    return [int(v) for v in value]
+
+
+def mm_token_type_ids_for(input_ids: torch.Tensor, config: Any) -> torch.Tensor:
+    """0 for text, 1 for image placeholders, 2 for video placeholders, as Qwen2.5-VL's mRoPE needs."""
+    types = torch.zeros_like(input_ids, dtype=torch.int)
+    types[input_ids == config.image_token_id] = 1
+    types[input_ids == config.video_token_id] = 2
+    return types
+
+
+def rope_positions(
+    backbone: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, multimodal: dict[str, Any]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """3-D mRoPE ``position_ids [3, B, L]`` and per-row ``rope_deltas [B, 1]`` for a (left-padded) sequence.
+
+    As in transformers, deltas are relative to the unpadded length: the ``n``-th attended token of row ``b`` sits at
+    ``n + rope_deltas[b]`` on all three axes once past the vision blocks.
+    """
+    if multimodal.get("image_grid_thw") is not None or multimodal.get("video_grid_thw") is not None:
+        types = multimodal.get("mm_token_type_ids")
+        if types is None or types.shape != input_ids.shape:
+            types = mm_token_type_ids_for(input_ids, backbone.config)
+        return backbone.get_rope_index(
+            input_ids,
+            mm_token_type_ids=types,
+            image_grid_thw=multimodal.get("image_grid_thw"),
+            video_grid_thw=multimodal.get("video_grid_thw"),
+            second_per_grid_ts=multimodal.get("second_per_grid_ts"),
+            attention_mask=attention_mask,
+        )
+    text = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+    return text.unsqueeze(0).expand(3, -1, -1), torch.zeros_like(text[:, :1])
+
+
+class _Sampler:
+    """Greedy or sampled choice of the next token with the standard transformers warpers."""
+
+    def __init__(
+        self,
+        do_sample: bool,
+        temperature: float,
+        top_k: int,
+        top_p: float,
+        repetition_penalty: float,
+        suppress_ids: list[int],
+        generator: torch.Generator | None,
+        logits_processor: LogitsProcessorList | None,
+    ) -> None:
+        self.do_sample = do_sample
+        self.generator = generator
+        self.suppress_ids = sorted(set(suppress_ids))
+        self.processors = LogitsProcessorList(logits_processor or [])
+        if repetition_penalty != 1.0:
+            self.processors.append(RepetitionPenaltyLogitsProcessor(repetition_penalty))
+        if do_sample:
+            if temperature <= 0:
+                raise ValueError(f"temperature must be > 0 when sampling, got {temperature}")
+            if temperature != 1.0:
+                self.processors.append(TemperatureLogitsWarper(temperature))
+            if top_k and top_k > 0:
+                self.processors.append(TopKLogitsWarper(top_k))
+            if top_p < 1.0:
+                self.processors.append(TopPLogitsWarper(top_p))
+
+    def __call__(self, logits: torch.Tensor, context_ids: torch.Tensor) -> torch.Tensor:
+        scores = logits.float().clone()
+        if self.suppress_ids:
+            scores[:, self.suppress_ids] = float("-inf")
+        scores = self.processors(context_ids, scores)
+        if not self.do_sample:
+            return scores.argmax(dim=-1)
+        probs = torch.softmax(scores, dim=-1)
+        return torch.multinomial(probs, 1, generator=self.generator).squeeze(-1)
+
+
+def _split_multimodal(kwargs: dict[str, Any]) -> dict[str, Any]:
+    unknown = sorted(set(kwargs) - set(_MULTIMODAL_KEYS))
+    if unknown:
+        raise TypeError(f"generate_with_latents got unexpected arguments {unknown}; multimodal inputs are {_MULTIMODAL_KEYS}")
+    return {key: value for key, value in kwargs.items() if value is not None}
+
+
+@torch.no_grad()
+def generate_with_latents(
+    model: Any,
+    input_ids: torch.LongTensor,
+    attention_mask: torch.Tensor | None = None,
+    *,
+    max_new_tokens: int = 256,
+    do_sample: bool = False,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    repetition_penalty: float = 1.0,
+    eos_token_id: int | Iterable[int] | None = None,
+    pad_token_id: int | None = None,
+    suppress_token_ids: Iterable[int] = (),
+    generator: torch.Generator | None = None,
+    logits_processor: LogitsProcessorList | None = None,
+    use_cache: bool = True,
+    spec: LatentSpec | None = None,
+    output_logits: bool = False,
+    **multimodal: Any,
+) -> LatentGenerationOutput:
+    """Generate from left-padded prompts, running a latent block wherever the model emits ``<|latent_start|>``.
+
+    ``model`` is a Qwen2.5-VL (plain, PEFT-wrapped, or under a DDP/DeepSpeed wrapper); ``multimodal`` is what its
+    processor returned besides ``input_ids``/``attention_mask``; ``logits_processor`` runs before the sampling warpers,
+    as in ``transformers``' ``generate``. With a stock checkpoint (no latent settings and no
+    ``spec``) this is ordinary decoding. ``use_cache=False`` re-runs the whole sequence every step with the latent
+    vectors injected; it is the slow reference the cached path is tested against.
+    """
+    base = _unwrap(model)
+    backbone, lm_head, embed = base.model, base.get_output_embeddings(), base.get_input_embeddings()
+    spec = spec if spec is not None else get_latent_spec(base)
+    multimodal = _split_multimodal(multimodal)
+    generation_config = getattr(base, "generation_config", None)
+    eos_ids = _as_id_list(eos_token_id if eos_token_id is not None else getattr(generation_config, "eos_token_id", None))
+    if pad_token_id is None:
+        pad_token_id = getattr(generation_config, "pad_token_id", None)
+    if pad_token_id is None:
+        if not eos_ids:
+            raise ValueError("generate_with_latents needs pad_token_id or eos_token_id (none set in generation_config)")
+        pad_token_id = eos_ids[0]
+
+    device = input_ids.device
+    batch_size = input_ids.shape[0]
+    attention_mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask.to(device)
+    if spec is not None and bool((input_ids[attention_mask.bool()] == spec.pad_id).any()):
+        raise ValueError("prompts must not contain <|latent_pad|>: latent vectors are produced, never given, here")
+
+    suppress = list(suppress_token_ids) + ([spec.pad_id, spec.end_id] if spec is not None else [])
+    sampler = _Sampler(
+        do_sample, temperature, top_k, top_p, repetition_penalty, suppress, generator, logits_processor
+    )
+    eos = torch.tensor(eos_ids, device=device, dtype=torch.long)
+
+    positions, deltas = rope_positions(backbone, input_ids, attention_mask, multimodal)
+    next_position = attention_mask.long().sum(-1, keepdim=True) + deltas  # [B, 1]
+    hidden_size = embed.weight.shape[1]
+    completion = torch.full((batch_size, max_new_tokens), pad_token_id, dtype=torch.long, device=device)
+    latent_embeds = torch.zeros(batch_size, max_new_tokens, hidden_size, dtype=embed.weight.dtype, device=device)
+    latent_mask = torch.zeros(batch_size, max_new_tokens, dtype=torch.bool, device=device)
+    step_logits = [] if output_logits else None
+
+    remaining = torch.zeros(batch_size, dtype=torch.long, device=device)  # latent steps still to feed
+    force_end = torch.zeros(batch_size, dtype=torch.bool, device=device)
+    finished = torch.zeros(batch_size, dtype=torch.bool, device=device)
+    if spec is not None:
+        remaining[input_ids[:, -1] == spec.start_id] = spec.latent_size
+
+    out = backbone(
+        input_ids=input_ids, attention_mask=attention_mask, position_ids=positions, use_cache=use_cache, **multimodal
+    )
+    cache = out.past_key_values if use_cache else None
+    hidden = out.last_hidden_state[:, -1]
+    steps = 0
+    for t in range(max_new_tokens):
+        logits = lm_head(hidden)
+        if step_logits is not None:
+            step_logits.append(logits.float())
+        in_latent = (remaining > 0) & ~finished
+        ending = force_end & ~finished
+        sampled = sampler(logits, torch.cat([input_ids, completion[:, :t]], dim=1))
+        token = torch.where(in_latent, spec.pad_id if spec is not None else pad_token_id, sampled)
+        if spec is not None:
+            token = torch.where(ending, spec.end_id, token)
+        token = torch.where(finished, pad_token_id, token)
+        completion[:, t] = token
+        latent_mask[:, t] = in_latent
+        latent_embeds[in_latent, t] = hidden[in_latent].to(latent_embeds.dtype)
+        steps = t + 1
+
+        # advance each row's state machine
+        force_end = in_latent & (remaining == 1)
+        remaining = torch.where(in_latent, remaining - 1, remaining)
+        if spec is not None:
+            opened = ~in_latent & ~ending & ~finished & (token == spec.start_id)
+            remaining = torch.where(opened, spec.latent_size, remaining)
+        finished = finished | (~in_latent & ~ending & torch.isin(token, eos))
+        if bool(finished.all()) or t == max_new_tokens - 1:
+            break
+
+        if use_cache:
+            step_embeds = embed(token).unsqueeze(1)
+            step_embeds[in_latent, 0] = hidden[in_latent].to(step_embeds.dtype)
+            attention_mask = torch.cat([attention_mask, attention_mask.new_ones(batch_size, 1)], dim=1)
+            step_positions = (next_position + t).view(1, batch_size, 1).expand(3, -1, -1)
+            out = backbone(
+                inputs_embeds=step_embeds,
+                attention_mask=attention_mask,
+                position_ids=step_positions,
+                past_key_values=cache,
+                use_cache=True,
+            )
+            cache = out.past_key_values
+        else:
+            out = _full_forward(
+                backbone, input_ids, attention_mask, completion[:, : t + 1], latent_embeds[:, : t + 1],
+                latent_mask[:, : t + 1], spec, multimodal,
+            )
+        hidden = out.last_hidden_state[:, -1]
+
+    completion_ids = completion[:, :steps]
+    is_eos = torch.isin(completion_ids, eos) & ~latent_mask[:, :steps]
+    after_eos = (is_eos.long().cumsum(-1) - is_eos.long()) > 0
+    return LatentGenerationOutput(
+        sequences=torch.cat([input_ids, completion_ids], dim=1),
+        completion_ids=completion_ids,
+        completion_mask=~after_eos,
+        latent_embeds=latent_embeds[:, :steps],
+        latent_mask=latent_mask[:, :steps],
+        logits=torch.stack(step_logits, dim=1) if step_logits is not None else None,
+    )
+
+
+def _full_forward(
+    backbone: Any,
+    prompt_ids: torch.Tensor,
+    prompt_mask: torch.Tensor,
+    completion_ids: torch.Tensor,
+    latent_embeds: torch.Tensor,
+    latent_mask: torch.Tensor,
+    spec: LatentSpec | None,
+    multimodal: dict[str, Any],
+) -> Any:
+    """Run prompt + completion from scratch, the completion's latent vectors injected at its pad positions."""
+    ids = torch.cat([prompt_ids, completion_ids], dim=1)
+    mask = torch.cat([prompt_mask, prompt_mask.new_ones(completion_ids.shape)], dim=1)
+    multimodal = dict(multimodal)
+    if "mm_token_type_ids" in multimodal:
+        types = multimodal["mm_token_type_ids"]
+        multimodal["mm_token_type_ids"] = torch.cat([types, types.new_zeros(completion_ids.shape)], dim=1)
+    positions, _ = rope_positions(backbone, ids, mask, multimodal)
+    vectors = latent_embeds[latent_mask]
+    if spec is None or vectors.numel() == 0:
+        return backbone(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=False, **multimodal)
+    with inject_latents(backbone, spec.pad_id, vectors):
+        return backbone(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=False, **multimodal)

@@ -1,0 +1,100 @@
+"""Latent vectors: the DIFT targets pooled from imagery images, and their injection into the input embeddings.
+
+Injection is a forward hook on the input-embedding module rather than an ``inputs_embeds`` argument because every
+caller (TRL's fused-LM-head forward in SFT, GRPO's chunked log-prob passes, lmms-eval, a plain ``model(**batch)``)
+already goes through ``embed_tokens(input_ids)``; the hook keeps all of them unchanged and keeps ``input_ids`` available
+for the mRoPE and placeholder logic of Qwen2.5-VL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+
+from .tokens import _unwrap
+
+
+def vision_backbone(model: Any) -> Any:
+    """``Qwen2_5_VLModel`` under PEFT / DDP / DeepSpeed wrappers (it owns ``visual`` and ``language_model``)."""
+    return _unwrap(model).model
+
+
+def pool_latents(features: torch.Tensor, latent_size: int) -> torch.Tensor:
+    """Average ``features [N, H]`` over ``latent_size`` contiguous groups of ``N // latent_size`` rows → ``[K, H]``.
+
+    The trailing ``N % K`` rows are dropped, as in the release, so every group has the same weight.
+    """
+    num_tokens = features.shape[0]
+    if num_tokens < latent_size:
+        raise ValueError(
+            f"an imagery image gives {num_tokens} merged vision tokens, fewer than latent_size={latent_size}: "
+            "raise its pixel budget or lower latent_size"
+        )
+    group = num_tokens // latent_size
+    return features[: group * latent_size].reshape(latent_size, group, -1).mean(dim=1)
+
+
+@torch.no_grad()
+def compute_latent_targets(
+    model: Any, pixel_values: torch.Tensor, image_grid_thw: torch.Tensor, latent_size: int
+) -> torch.Tensor:
+    """Encode imagery images with the frozen vision tower and pool each to ``latent_size`` vectors.
+
+    Returns ``[num_images, latent_size, hidden]`` in the language model's dtype. No gradient reaches the tower: the
+    targets are what the language model must learn to imagine, not something to move towards it.
+    """
+    backbone = vision_backbone(model)
+    was_training = backbone.visual.training
+    backbone.visual.eval()
+    try:
+        features = backbone.get_image_features(pixel_values, image_grid_thw, return_dict=True).pooler_output
+    finally:
+        backbone.visual.train(was_training)
+    return torch.stack([pool_latents(per_image, latent_size) for per_image in features])
+
+
+class _LatentQueue:
+    """Hands out the next vectors, in row-major order of the pad positions, to each embedding forward."""
+
+    def __init__(self, pad_id: int, vectors: torch.Tensor) -> None:
+        self.pad_id = pad_id
+        self.vectors = vectors.reshape(-1, vectors.shape[-1])
+        self.used = 0
+
+    def hook(self, module: torch.nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor:
+        mask = args[0] == self.pad_id
+        count = int(mask.sum())
+        if count == 0:
+            return output
+        if self.used + count > self.vectors.shape[0]:
+            raise ValueError(
+                f"the batch has more <|latent_pad|> positions ({self.used + count} so far) than latent vectors "
+                f"({self.vectors.shape[0]})"
+            )
+        chunk = self.vectors[self.used : self.used + count].to(device=output.device, dtype=output.dtype)
+        self.used += count
+        return output.masked_scatter(mask.unsqueeze(-1), chunk)
+
+
+@contextmanager
+def inject_latents(model: Any, pad_id: int, vectors: torch.Tensor, *, strict: bool = True) -> Iterator[_LatentQueue]:
+    """Write ``vectors`` at every ``input_ids == pad_id`` position of each forward run inside the block.
+
+    ``vectors`` is ``[N, H]`` (or any shape ending in ``H``), consumed in row-major order across forwards, so TRL's
+    chunked passes over a batch consume them in order too. With ``strict`` the block raises if some vectors were left
+    unused: a placeholder/vector mismatch is a data bug, never something to paper over.
+    """
+    queue = _LatentQueue(pad_id, vectors)
+    handle = _unwrap(model).get_input_embeddings().register_forward_hook(queue.hook)
+    try:
+        yield queue
+    finally:
+        handle.remove()
+    if strict and queue.used != queue.vectors.shape[0]:
+        raise ValueError(
+            f"{queue.vectors.shape[0]} latent vectors were given but the forwards had {queue.used} "
+            "<|latent_pad|> positions"
+        )

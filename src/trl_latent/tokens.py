@@ -1,0 +1,178 @@
+"""Latent imagery tokens, registered into a stock Qwen2.5-VL at run time.
+
+A latent block in a sequence is ``<|latent_start|>`` followed by ``latent_size`` ``<|latent_pad|>`` placeholders and
+``<|latent_end|>``. The placeholders are never predicted as tokens: their input embeddings are continuous vectors (the
+pooled vision features of an imagery image during DIFT, the model's own fed-back hidden states at inference).
+
+The settings live in ``model.config`` under the keys the released 4DThinker checkpoints use (``latent_size``,
+``latent_token_id``, ``latent_start_id``, ``latent_end_id``, ``compress_strategy``), so those checkpoints load as they
+are and ours round-trip through ``save_pretrained`` / ``from_pretrained`` with no custom config class.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+LATENT_START = "<|latent_start|>"
+LATENT_PAD = "<|latent_pad|>"
+LATENT_END = "<|latent_end|>"
+OUTPUT_IMAGE = "<output_image>"
+"""Placeholder in DIFT ``text_output`` marking where one imagery image is "thought"."""
+
+_CONFIG_KEYS = ("latent_size", "latent_token_id", "latent_start_id", "latent_end_id", "compress_strategy")
+COMPRESS_STRATEGIES = ("average",)
+
+
+@dataclass(frozen=True)
+class LatentSpec:
+    """Token ids and size of a latent block, as stored in the model config."""
+
+    latent_size: int
+    start_id: int
+    pad_id: int
+    end_id: int
+    compress_strategy: str = "average"
+
+    def __post_init__(self) -> None:
+        if self.latent_size < 1:
+            raise ValueError(f"latent_size must be >= 1, got {self.latent_size}")
+        if len({self.start_id, self.pad_id, self.end_id}) != 3:
+            raise ValueError(f"latent token ids must be distinct, got {self.start_id}, {self.pad_id}, {self.end_id}")
+        if self.compress_strategy not in COMPRESS_STRATEGIES:
+            raise ValueError(f"compress_strategy must be one of {COMPRESS_STRATEGIES}, got {self.compress_strategy!r}")
+
+    @property
+    def block_text(self) -> str:
+        """The text one ``<output_image>`` expands to."""
+        return LATENT_START + LATENT_PAD * self.latent_size + LATENT_END
+
+    @property
+    def special_ids(self) -> tuple[int, int, int]:
+        return (self.start_id, self.pad_id, self.end_id)
+
+
+def _unwrap(model: Any) -> Any:
+    """Return the transformers model under PEFT / DDP / DeepSpeed wrappers."""
+    while True:
+        if hasattr(model, "get_base_model"):  # peft.PeftModel
+            model = model.get_base_model()
+        elif hasattr(model, "module") and isinstance(model.module, torch.nn.Module):  # DDP / DeepSpeed engine
+            model = model.module
+        else:
+            return model
+
+
+def _config_of(model_or_config: Any) -> Any:
+    if hasattr(model_or_config, "to_dict") and not isinstance(model_or_config, torch.nn.Module):
+        return model_or_config
+    return _unwrap(model_or_config).config
+
+
+def get_latent_spec(model_or_config: Any) -> LatentSpec | None:
+    """Read the latent settings from a model (plain, PEFT or wrapped) or a config; ``None`` for a stock checkpoint."""
+    config = _config_of(model_or_config)
+    if getattr(config, "latent_token_id", None) is None:
+        return None
+    missing = [key for key in _CONFIG_KEYS[:4] if getattr(config, key, None) is None]
+    if missing:
+        raise ValueError(f"model config has latent_token_id but lacks {missing}: the checkpoint's latent settings are incomplete")
+    return LatentSpec(
+        latent_size=int(config.latent_size),
+        start_id=int(config.latent_start_id),
+        pad_id=int(config.latent_token_id),
+        end_id=int(config.latent_end_id),
+        compress_strategy=getattr(config, "compress_strategy", None) or "average",
+    )
+
+
+def _tokenizer_of(processor: Any) -> Any:
+    return getattr(processor, "tokenizer", processor)
+
+
+def _init_rows_to_mean(weight: torch.Tensor, rows: list[int], num_trained: int) -> None:
+    """Set ``rows`` to the mean of the first ``num_trained`` rows.
+
+    Random rows destabilise bf16 training (the release does the same). Qwen checkpoints pad the vocabulary past the
+    tokenizer, so the new ids may land in existing but untrained rows: those are reset too.
+    """
+    with torch.no_grad():
+        weight[rows] = weight[:num_trained].float().mean(dim=0, keepdim=True).to(weight.dtype)
+
+
+def add_latent_tokens(
+    model: Any, processor: Any, latent_size: int = 4, compress_strategy: str = "average"
+) -> LatentSpec:
+    """Register the three latent tokens in ``processor``'s tokenizer and in ``model``; return the resulting spec.
+
+    Works on a plain ``Qwen2_5_VLForConditionalGeneration`` and on a PEFT-wrapped one (the base model is resized in
+    place). Idempotent: calling it on a model that already has the tokens only checks that the settings agree.
+    """
+    tokenizer = _tokenizer_of(processor)
+    base = _unwrap(model)
+    existing = get_latent_spec(base)
+    if existing is not None:
+        if existing.latent_size != latent_size:
+            raise ValueError(f"model already has latent_size={existing.latent_size}, asked for {latent_size}")
+        ids = tokenizer.convert_tokens_to_ids([LATENT_START, LATENT_PAD, LATENT_END])
+        if tuple(ids) != existing.special_ids:
+            raise ValueError(f"tokenizer latent ids {ids} disagree with the model config {existing.special_ids}")
+        return existing
+
+    num_trained = len(tokenizer)
+    tokenizer.add_special_tokens({"additional_special_tokens": [LATENT_START, LATENT_PAD, LATENT_END]})
+    start_id, pad_id, end_id = tokenizer.convert_tokens_to_ids([LATENT_START, LATENT_PAD, LATENT_END])
+    spec = LatentSpec(latent_size, start_id, pad_id, end_id, compress_strategy)
+
+    needed = max(spec.special_ids) + 1
+    if needed > base.get_input_embeddings().weight.shape[0]:
+        base.resize_token_embeddings(needed, mean_resizing=False)
+    new_rows = [i for i in spec.special_ids if i >= num_trained]
+    input_weight = base.get_input_embeddings().weight
+    _init_rows_to_mean(input_weight, new_rows, num_trained)
+    output_embeddings = base.get_output_embeddings()
+    if output_embeddings is not None and output_embeddings.weight is not input_weight:
+        _init_rows_to_mean(output_embeddings.weight, new_rows, num_trained)
+
+    config = base.config
+    config.latent_size = latent_size
+    config.latent_token_id = pad_id
+    config.latent_start_id = start_id
+    config.latent_end_id = end_id
+    config.compress_strategy = compress_strategy
+    return spec
+
+
+_OUTPUT_IMAGE_RE = re.compile(re.escape(OUTPUT_IMAGE))
+
+
+def count_output_images(text: str) -> int:
+    return len(_OUTPUT_IMAGE_RE.findall(text))
+
+
+def expand_output_images(text: str, spec: LatentSpec) -> str:
+    """Replace each ``<output_image>`` with a full latent block (start, K pads, end)."""
+    return _OUTPUT_IMAGE_RE.sub(spec.block_text, text)
+
+
+def latent_blocks_well_formed(ids: torch.Tensor, spec: LatentSpec) -> bool:
+    """True when every start is followed by exactly K pads and an end, and no pad or end stands outside a block."""
+    state = 0  # 0: outside; 1..K: pads seen + 1; K+1: expecting end
+    for token in ids.tolist():
+        if state == 0:
+            if token == spec.start_id:
+                state = 1
+            elif token in (spec.pad_id, spec.end_id):
+                return False
+        elif state <= spec.latent_size:
+            if token != spec.pad_id:
+                return False
+            state += 1
+        else:
+            if token != spec.end_id:
+                return False
+            state = 0
+    return state == 0
