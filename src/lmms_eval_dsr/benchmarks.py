@@ -1,0 +1,208 @@
+"""Read DSR-Bench and Dyn-Bench from disk into plain rows, with errors that name the file, row and field.
+
+Kept free of lmms-eval so that data problems can be checked (and tested) without the evaluation stack. Neither
+benchmark can be downloaded automatically (DSR-Bench is gated and its videos come from Koala-36M URLs; Dyn-Bench's
+dataset id is not settled), so a missing root says exactly what to fetch and where to put it.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+DSR_BENCH_ENV = "DSR_BENCH_ROOT"
+DSR_BENCH_VIDEO_ENV = "DSR_BENCH_VIDEO_ROOT"
+DYN_BENCH_ENV = "DYN_BENCH_ROOT"
+
+DSR_BENCH_HINT = (
+    "DSR-Bench: download `benchmark.parquet` from the gated Hugging Face dataset TencentARC/DSR_Suite-Data and the "
+    "benchmark videos (Koala-36M clips, fetched with the Panda-70M downloader as the DSR Suite README explains); put "
+    "them as <root>/benchmark.parquet and <root>/<videoID>.mp4 (or the videos under DSR_BENCH_VIDEO_ROOT), then set "
+    f"{DSR_BENCH_ENV}=<root> or the task's dataset_kwargs `root`."
+)
+DYN_BENCH_HINT = (
+    "Dyn-Bench: download the Dyn-Bench release (see the Dynamics-X/Thinking-in-Dynamics README for the dataset id) "
+    "and unpack it so that <root>/frames/<source>/<scene>/*.jpg and "
+    "<root>/multi_json/<source>/<scene>_{cameraqa,qa,sceneqa}.json exist, then set "
+    f"{DYN_BENCH_ENV}=<root> or the task's dataset_kwargs `root`."
+)
+
+# Dyn-Bench QA file suffix → category, as the official loader maps them.
+DYN_CATEGORIES: dict[str, str] = {"cameraqa": "Camera-Object", "qa": "Inter-Object", "sceneqa": "Object-Scene"}
+_DYN_QA_FILE = re.compile(r"^(?P<scene>.+)_(?P<suffix>cameraqa|qa|sceneqa)\.json$")
+FRAME_SUFFIXES = (".jpg", ".jpeg", ".png")
+_LETTER_PREFIX = re.compile(r"^\s*\(?([A-Z])\s*[.):：]\s*")
+
+
+class BenchmarkDataError(ValueError):
+    """A benchmark file or row is malformed; the message names the file, the row and the field."""
+
+
+class BenchmarkNotFoundError(FileNotFoundError):
+    """A benchmark root or its media are missing; the message says what to download and where to put it."""
+
+
+@dataclass
+class LoadedBenchmark:
+    """Rows ready for evaluation plus the questions left out because their video or frames are missing."""
+
+    rows: list[dict[str, Any]]
+    missing_media: list[str] = field(default_factory=list)
+
+
+def resolve_root(explicit: str | os.PathLike | None, env_var: str, hint: str) -> Path:
+    """The benchmark root from the task kwarg, else the environment variable; it must be an existing folder."""
+    value = explicit if explicit not in (None, "") else os.environ.get(env_var)
+    if not value:
+        raise BenchmarkNotFoundError(f"No benchmark root given: set {env_var} or dataset_kwargs `root`. {hint}")
+    root = Path(value).expanduser()
+    if not root.is_dir():
+        raise BenchmarkNotFoundError(f"Benchmark root {root} (from {env_var} or `root`) is not a folder. {hint}")
+    return root
+
+
+def normalize_options(value: Any, where: str) -> list[str]:
+    """Options as a list of "A. text" strings, from a list, a numpy array, a string repr of a list, or lines.
+
+    Options without a letter prefix get one in order, so prompts always show the letters the answer refers to.
+    """
+    if hasattr(value, "tolist"):  # numpy array as read from parquet
+        value = value.tolist()
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                value = ast.literal_eval(text)
+            except (ValueError, SyntaxError) as error:
+                raise BenchmarkDataError(f"{where}: field `options` is not a readable list: {text[:80]!r}") from error
+        else:
+            value = [line for line in text.splitlines() if line.strip()]
+    if not isinstance(value, (list, tuple)) or not value or not all(isinstance(o, str) for o in value):
+        raise BenchmarkDataError(f"{where}: field `options` must be a non-empty list of strings, got {value!r:.80}")
+    options = [str(o).strip() for o in value]
+    if all(_LETTER_PREFIX.match(o) for o in options):
+        return options
+    return [f"{chr(ord('A') + i)}. {o}" for i, o in enumerate(options)]
+
+
+def normalize_answer(value: Any, options: Sequence[str], where: str) -> str:
+    """The ground-truth letter ("B", "(B)", "B. text" accepted); it must name one of the options."""
+    text = str(value).strip() if value is not None else ""
+    match = _LETTER_PREFIX.match(text) or re.fullmatch(r"([A-Za-z])", text)
+    letter = match.group(1).upper() if match else ""
+    allowed = "".join(chr(ord("A") + i) for i in range(len(options)))
+    if not letter or letter not in allowed:
+        raise BenchmarkDataError(f"{where}: field `answer` must be one of the option letters {allowed}, got {value!r}")
+    return letter
+
+
+def load_dsr_bench(
+    root: str | os.PathLike | None = None,
+    parquet: str | os.PathLike | None = None,
+    video_root: str | os.PathLike | None = None,
+) -> LoadedBenchmark:
+    """DSR-Bench-style rows from ``benchmark.parquet`` (the synthetic held-out set uses the same layout).
+
+    Questions whose ``{video_root}/{videoID}.mp4`` is missing are left out and listed in ``missing_media`` (the
+    release reports accuracy over the evaluated questions and the skipped count); none found at all is an error.
+    """
+    import pandas as pd
+
+    root_path = resolve_root(root, DSR_BENCH_ENV, DSR_BENCH_HINT)
+    parquet_path = Path(parquet).expanduser() if parquet else root_path / "benchmark.parquet"
+    if not parquet_path.is_file():
+        raise BenchmarkNotFoundError(f"{parquet_path} not found. {DSR_BENCH_HINT}")
+    videos = Path(video_root or os.environ.get(DSR_BENCH_VIDEO_ENV) or root_path).expanduser()
+    frame = pd.read_parquet(parquet_path)
+    missing_columns = [c for c in ("videoID", "question", "options", "answer") if c not in frame.columns]
+    if missing_columns:
+        raise BenchmarkDataError(f"{parquet_path}: missing column(s) {missing_columns}; found {list(frame.columns)}")
+    rows, missing = [], []
+    for index, record in enumerate(frame.to_dict("records")):
+        where = f"{parquet_path} row {index}"
+        video_id = str(record["videoID"]).strip()
+        if not video_id:
+            raise BenchmarkDataError(f"{where}: field `videoID` is empty")
+        options = normalize_options(record["options"], where)
+        question_type = record.get("type")
+        row = {
+            "question_id": index,
+            "video_id": video_id,
+            "video": str(videos / f"{video_id}.mp4"),
+            "question": str(record["question"]).strip(),
+            "options": options,
+            "answer": normalize_answer(record["answer"], options, where),
+            "type": "" if question_type is None or question_type != question_type else str(question_type),
+        }
+        if Path(row["video"]).is_file():
+            rows.append(row)
+        else:
+            missing.append(video_id)
+    if not rows:
+        raise BenchmarkNotFoundError(
+            f"None of the {len(missing)} DSR-Bench videos was found under {videos} (expected <videoID>.mp4, e.g. "
+            f"{videos / (missing[0] + '.mp4') if missing else videos}). {DSR_BENCH_HINT}"
+        )
+    return LoadedBenchmark(rows=rows, missing_media=missing)
+
+
+def list_frames(frames_dir: str | os.PathLike) -> list[str]:
+    """The frame image paths of a Dyn-Bench scene in temporal (file name) order."""
+    folder = Path(frames_dir)
+    return sorted(str(p) for p in folder.iterdir() if p.suffix.lower() in FRAME_SUFFIXES) if folder.is_dir() else []
+
+
+def load_dyn_bench(root: str | os.PathLike | None = None) -> LoadedBenchmark:
+    """Dyn-Bench QA rows from ``multi_json/<source>/<scene>_<suffix>.json`` with frames at ``frames/<source>/<scene>``.
+
+    Files whose name contains ``frame_sampling`` are not QA files (the official loader skips them too). Scenes without
+    frames are left out and listed in ``missing_media``.
+    """
+    root_path = resolve_root(root, DYN_BENCH_ENV, DYN_BENCH_HINT)
+    qa_root = root_path / "multi_json"
+    if not qa_root.is_dir():
+        raise BenchmarkNotFoundError(f"{qa_root} not found. {DYN_BENCH_HINT}")
+    rows: list[dict[str, Any]] = []
+    missing: list[str] = []
+    for qa_file in sorted(qa_root.glob("*/*.json")):
+        match = _DYN_QA_FILE.match(qa_file.name)
+        if "frame_sampling" in qa_file.name or not match:
+            continue
+        source, scene, suffix = qa_file.parent.name, match.group("scene"), match.group("suffix")
+        try:
+            items = json.loads(qa_file.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as error:
+            raise BenchmarkDataError(f"{qa_file}: not valid JSON ({error})") from error
+        if not isinstance(items, list):
+            raise BenchmarkDataError(f"{qa_file}: expected a JSON list of questions, got {type(items).__name__}")
+        frames_dir = root_path / "frames" / source / scene
+        if not list_frames(frames_dir):
+            missing.extend(f"{source}/{scene}/{suffix}/{i}" for i in range(len(items)))
+            continue
+        for index, item in enumerate(items):
+            where = f"{qa_file} item {index}"
+            if not isinstance(item, dict) or "question" not in item:
+                raise BenchmarkDataError(f"{where}: field `question` missing")
+            options = normalize_options(item.get("options"), where)
+            rows.append(
+                {
+                    "question_id": f"{source}/{scene}/{suffix}/{index}",
+                    "source": source,
+                    "scene": scene,
+                    "category": DYN_CATEGORIES[suffix],
+                    "frames_dir": str(frames_dir),
+                    "question": str(item["question"]).strip(),
+                    "options": options,
+                    "answer": normalize_answer(item.get("answer"), options, where),
+                }
+            )
+    if not rows:
+        detail = f"frames missing for {len(missing)} questions" if missing else "no *_{cameraqa,qa,sceneqa}.json files"
+        raise BenchmarkNotFoundError(f"No Dyn-Bench question could be loaded from {root_path} ({detail}). {DYN_BENCH_HINT}")
+    return LoadedBenchmark(rows=rows, missing_media=missing)

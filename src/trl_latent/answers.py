@@ -1,0 +1,148 @@
+"""Answer extraction shared by the 4DRL accuracy reward and the lmms-eval tasks.
+
+One parser for training rewards and benchmark scores, so that a model is never rewarded for an answer the benchmark
+would mark wrong (or the reverse). The rules follow the 4DThinker release (take the ``<answer>`` span, strip
+"The answer is"-style prefixes, first capital option letter, a long answer without any capital letter is no answer)
+with three additions that only ever turn a miss into the intended letter: a reply that equals one option's text maps to
+that option, a standalone letter ("(B)", "B.", "B") wins over a capital inside a word ("Because … C"), and latent block
+tokens and a closed ``<think>`` block are ignored when no ``<answer>`` tag is present.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+
+# The think-with-imagery instruction appended to questions in DIFT, 4DRL and the ``_think`` benchmark variants. It
+# lives next to its parser because the tags it asks for are exactly what ``extract_answer_span`` reads.
+THINK_PROMPT_SUFFIX = (
+    "Think with mental imagery first: imagine the relevant object or region across the video frames, then reason "
+    "about its motion and position step by step. Put the whole reasoning inside <think> </think> tags and only the "
+    "final answer inside <answer> </answer> tags, for example <think> ... </think><answer>B</answer>."
+)
+
+MRA_THRESHOLDS: tuple[float, ...] = tuple(round(0.50 + 0.05 * i, 2) for i in range(10))  # 0.50, 0.55, …, 0.95
+
+_ANSWER_TAG = re.compile(r"<answer>(.*?)</answer>", re.DOTALL | re.IGNORECASE)
+_OPEN_ANSWER_TAG = re.compile(r"<answer>(.*)$", re.DOTALL | re.IGNORECASE)
+_THINK_BLOCK = re.compile(r"<think>.*?</think>", re.DOTALL | re.IGNORECASE)
+_LATENT_TOKENS = re.compile(r"<\|latent_(?:start|pad|end)\|>")
+_CHAT_TOKENS = re.compile(r"<\|(?:im_end|im_start|endoftext)\|>")
+_PREFIXES = re.compile(
+    r"^\s*(?:(?:the\s+)?(?:best|correct|final)?\s*(?:answer|option|choice)\s*(?:is|would\s+be)?\s*[:：]?"
+    r"|answer\s*[:：]|option\s*[:：]|best\s+option\s*[:：]?)\s*",
+    re.IGNORECASE,
+)
+_NUMBER = re.compile(r"[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:[eE][-+]?\d+)?|[-+]?\.\d+")
+_NUMBER_WORDS = {
+    "zero": 0, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9,
+    "ten": 10, "eleven": 11, "twelve": 12, "thirteen": 13, "fourteen": 14, "fifteen": 15, "sixteen": 16,
+    "seventeen": 17, "eighteen": 18, "nineteen": 19, "twenty": 20, "thirty": 30, "forty": 40, "fifty": 50,
+    "sixty": 60, "seventy": 70, "eighty": 80, "ninety": 90, "hundred": 100,
+}
+_OPTION_PREFIX = re.compile(r"^\s*\(?([A-Z])\s*[.):：]\s*")
+
+
+def extract_answer_span(text: str) -> str:
+    """The text the answer is read from: the last ``<answer>…</answer>`` span, else the whole output.
+
+    Without an answer tag, latent block tokens, chat special tokens and a closed ``<think>…</think>`` block are
+    removed first, so that letters inside the reasoning are not mistaken for the answer. An unclosed ``<answer>`` tag
+    (generation cut at max_new_tokens) still yields what follows it.
+    """
+    spans = _ANSWER_TAG.findall(text)
+    if spans:
+        return spans[-1].strip()
+    cleaned = _CHAT_TOKENS.sub("", _LATENT_TOKENS.sub("", text))
+    unclosed = _OPEN_ANSWER_TAG.search(cleaned)
+    if unclosed:
+        return unclosed.group(1).strip()
+    without_think = _THINK_BLOCK.sub("", cleaned).strip()
+    return without_think if without_think else cleaned.strip()
+
+
+def strip_answer_prefixes(text: str) -> str:
+    """Remove leading phrases such as "The answer is", "Answer:", "Option:", "The best option is" (repeatedly)."""
+    previous = None
+    while previous != text:
+        previous = text
+        text = _PREFIXES.sub("", text, count=1)
+    return text.strip()
+
+
+def option_letters(options: Sequence[str] | None, default: str = "ABCD") -> str:
+    """The letters a question allows: one per option (A, B, …), or ``default`` when the options are unknown."""
+    if not options:
+        return default
+    return "".join(chr(ord("A") + i) for i in range(len(options)))
+
+
+def _normalise(text: str) -> str:
+    return re.sub(r"[^0-9a-z]+", " ", text.lower()).strip()
+
+
+def _match_option_text(span: str, options: Sequence[str]) -> str | None:
+    """The letter of the option whose text (without its "A." prefix) equals the reply, ignoring case and punctuation."""
+    reply = _normalise(_OPTION_PREFIX.sub("", span))
+    if not reply:
+        return None
+    for index, option in enumerate(options):
+        match = _OPTION_PREFIX.match(option)
+        letter = match.group(1) if match else chr(ord("A") + index)
+        if _normalise(_OPTION_PREFIX.sub("", option)) == reply:
+            return letter
+    return None
+
+
+def extract_choice(text: str, options: Sequence[str] | None = None, letters: str | None = None) -> str | None:
+    """The option letter a model output commits to, or ``None`` when it commits to none.
+
+    Steps: answer span → prefix stripping → exact option-text match (when ``options`` are given) → a reply of more
+    than 10 words without any allowed capital letter is no answer → a standalone letter ("B", "(B)", "B. text") →
+    the first allowed capital letter anywhere (the release's rule). ``letters`` defaults to one per option, else A–D.
+    """
+    allowed = letters or option_letters(options)
+    span = strip_answer_prefixes(extract_answer_span(text))
+    if options:
+        matched = _match_option_text(span, options)
+        if matched is not None and matched in allowed:
+            return matched
+    if len(span.split()) > 10 and not re.search(f"[{allowed}]", span):
+        return None
+    standalone = re.search(rf"(?<![A-Za-z0-9])([{allowed}])(?![A-Za-z0-9])", span)
+    if standalone:
+        return standalone.group(1)
+    first_capital = re.search(f"[{allowed}]", span)
+    return first_capital.group(0) if first_capital else None
+
+
+def choice_correct(text: str, answer: str, options: Sequence[str] | None = None) -> bool:
+    """Whether the output's extracted letter equals the ground-truth letter (case and surrounding space ignored)."""
+    predicted = extract_choice(text, options)
+    return predicted is not None and predicted == answer.strip().upper()
+
+
+def parse_number(text: str) -> float | None:
+    """The first number in the answer span ("3.5 m", "1,200", "-2", "seven"), or ``None``."""
+    span = strip_answer_prefixes(extract_answer_span(text))
+    match = _NUMBER.search(span)
+    if match:
+        return float(match.group(0).replace(",", ""))
+    for word in re.findall(r"[a-z]+", span.lower()):
+        if word in _NUMBER_WORDS:
+            return float(_NUMBER_WORDS[word])
+    return None
+
+
+def mean_relative_accuracy(prediction: float | None, target: float, thresholds: Iterable[float] = MRA_THRESHOLDS) -> float:
+    """VSI-Bench's MRA: the share of thresholds θ with ``|pred − gt| / |gt| ≤ 1 − θ``; 0 for no prediction.
+
+    A zero target has no relative error, so only an exact zero prediction scores there.
+    """
+    thresholds = tuple(thresholds)
+    if prediction is None:
+        return 0.0
+    if target == 0:
+        return 1.0 if prediction == 0 else 0.0
+    relative_error = abs(prediction - target) / abs(target)
+    return sum(relative_error <= 1.0 - theta + 1e-12 for theta in thresholds) / len(thresholds)
