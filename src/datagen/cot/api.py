@@ -1,0 +1,165 @@
+"""CoT from an OpenAI-compatible chat API, with retries, an on-disk response cache and a token/cost log.
+
+* Transient failures (HTTP 429, 5xx, timeouts, dropped connections) are retried ``max_retries`` times with
+  exponential backoff; other errors fail the item at once.
+* A response that breaks the acceptance rules (:func:`check_cot`) is asked for again, at most ``max_attempts``
+  times per question; each attempt is a distinct request (the attempt number is part of the prompt).
+* Every response is cached under ``cache_dir/<sha256 of the request>.json``: a rerun replays the same answers
+  without calling the API, so an interrupted run costs nothing twice.
+* Every API call appends a line to the usage log (tokens, estimated cost, latency, outcome).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+import os
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..io import write_json
+from .checks import OUTPUT_IMAGE, check_cot
+
+
+@dataclass
+class CotConfig:
+    backend: str = "template"
+    """``template`` (offline, from the geometric facts) or ``api`` (OpenAI-compatible chat completions)."""
+    model: str = ""
+    base_url: str | None = None
+    """Defaults to ``$OPENAI_BASE_URL`` (then the OpenAI endpoint)."""
+    api_key_env: str = "OPENAI_API_KEY"
+    """Name of the environment variable that holds the key (keys never go in config files)."""
+    temperature: float = 0.7
+    max_tokens: int = 1024
+    concurrency: int = 4
+    timeout: float = 60.0
+    max_retries: int = 5
+    backoff: float = 1.0
+    """First retry waits this many seconds, then 2x, 4x, … (capped at ``max_backoff``)."""
+    max_backoff: float = 30.0
+    max_attempts: int = 5
+    min_think_chars: int = 100
+    send_images: bool = True
+    """Send the clip frames and the highlighted key frames with the request (as data URLs)."""
+    price_prompt_per_1k: float = 0.0
+    price_completion_per_1k: float = 0.0
+
+
+SYSTEM_PROMPT = (
+    "You write the reasoning of a video spatial-reasoning tutor. You are given a multiple-choice question about a "
+    "video, its correct answer and the measured geometry behind it. Write the reasoning a careful viewer would follow."
+)
+
+
+def build_prompt(qa: dict, num_images: int, attempt: int) -> str:
+    return (
+        f"Question:\n{qa['question']}\n" + "\n".join(qa["options"]) + "\n\n"
+        f"Correct answer: {qa['answer']} ({qa['answer_text']}).\n"
+        f"Measured geometry (camera frame: x right, y down, z forward): {json.dumps(qa.get('facts', {}))}\n\n"
+        f"Write the reasoning inside <think>...</think>, then only the letter inside <answer>...</answer>. In the "
+        f"thinking, locate the time span, name the object to watch, then imagine its highlighted key frames by writing "
+        f"exactly {num_images} {OUTPUT_IMAGE} tags together in one run, then analyse the motion and conclude in words. "
+        f"Do not state the option letter inside <think>. At least 100 characters of thinking. (attempt {attempt + 1})"
+    )
+
+
+def _data_url(path: Path) -> str:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.open(path).convert("RGB").save(buffer, format="JPEG", quality=85)
+    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+class ChatCoT:
+    """Writes one CoT per question through the chat API; thread-safe (one instance serves all workers)."""
+
+    def __init__(self, config: CotConfig, cache_dir: Path, usage_log: Path):
+        try:
+            import openai
+        except ImportError as e:
+            raise ImportError("cot.backend='api' needs the openai package: pip install 'trl-latent[datagen]'") from e
+        if not config.model:
+            raise ValueError("cot.backend='api' needs cot.model")
+        self.openai = openai
+        self.config = config
+        self.client = openai.OpenAI(
+            api_key=os.environ.get(config.api_key_env) or "EMPTY",  # local servers accept any key
+            base_url=config.base_url or os.environ.get("OPENAI_BASE_URL"),
+            timeout=config.timeout,
+            max_retries=0,  # retries are ours: counted, logged, with our backoff
+        )
+        self.cache_dir = Path(cache_dir)
+        self.usage_log = Path(usage_log)
+        self._lock = threading.Lock()
+
+    def _log(self, entry: dict) -> None:
+        with self._lock:
+            self.usage_log.parent.mkdir(parents=True, exist_ok=True)
+            with self.usage_log.open("a", encoding="utf-8") as f:
+                f.write(json.dumps(entry) + "\n")
+
+    def _transient(self, error: Exception) -> bool:
+        o = self.openai
+        if isinstance(error, (o.APITimeoutError, o.APIConnectionError, o.RateLimitError)):
+            return True
+        return isinstance(error, o.APIStatusError) and error.status_code >= 500
+
+    def complete(self, messages: list[dict], tag: str) -> str:
+        """One chat completion (cached; transient errors retried); ``tag`` labels the usage-log lines."""
+        request = {"model": self.config.model, "messages": messages, "temperature": self.config.temperature,
+                   "max_tokens": self.config.max_tokens}
+        key = hashlib.sha256(json.dumps(request, sort_keys=True).encode()).hexdigest()
+        cached = self.cache_dir / f"{key}.json"
+        if cached.exists():
+            self._log({"time": time.time(), "item": tag, "status": "cache_hit"})
+            return json.loads(cached.read_text(encoding="utf-8"))["content"]
+        for retry in range(self.config.max_retries + 1):
+            start = time.monotonic()
+            try:
+                response = self.client.chat.completions.create(**request)
+            except Exception as e:  # noqa: BLE001 - classified right below
+                transient = self._transient(e)
+                self._log({"time": time.time(), "item": tag, "status": "retry" if transient else "error",
+                           "error": f"{type(e).__name__}: {e}"[:300], "latency_s": round(time.monotonic() - start, 3)})
+                if not transient or retry == self.config.max_retries:
+                    raise
+                time.sleep(min(self.config.max_backoff, self.config.backoff * 2**retry))
+                continue
+            content = response.choices[0].message.content or ""
+            usage = response.usage
+            prompt_tokens = getattr(usage, "prompt_tokens", 0) or 0
+            completion_tokens = getattr(usage, "completion_tokens", 0) or 0
+            cost = (prompt_tokens * self.config.price_prompt_per_1k
+                    + completion_tokens * self.config.price_completion_per_1k) / 1000
+            self._log({"time": time.time(), "item": tag, "status": "ok", "prompt_tokens": prompt_tokens,
+                       "completion_tokens": completion_tokens, "cost": round(cost, 6),
+                       "latency_s": round(time.monotonic() - start, 3)})
+            write_json(cached, {"request_sha256": key, "content": content})
+            return content
+        raise AssertionError("unreachable")
+
+    def messages(self, qa: dict, image_paths: list[Path], frame_paths: list[Path], attempt: int) -> list[dict]:
+        text = {"type": "text", "text": build_prompt(qa, len(image_paths), attempt)}
+        content = [text]
+        if self.config.send_images:
+            content = ([{"type": "text", "text": "Video frames:"}]
+                       + [{"type": "image_url", "image_url": {"url": _data_url(p)}} for p in frame_paths]
+                       + [{"type": "text", "text": "Highlighted key frames:"}]
+                       + [{"type": "image_url", "image_url": {"url": _data_url(p)}} for p in image_paths] + [text])
+        return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": content}]
+
+    def generate(self, qa: dict, image_paths: list[Path], frame_paths: list[Path]) -> tuple[str, int]:
+        """An accepted CoT and the number of attempts it took; raises after ``max_attempts`` rejected responses."""
+        problems: list[str] = []
+        for attempt in range(self.config.max_attempts):
+            text = self.complete(self.messages(qa, image_paths, frame_paths, attempt), f"{qa['qa_id']}#{attempt}")
+            problems = check_cot(text, len(image_paths), qa["answer"], self.config.min_think_chars)
+            if not problems:
+                return text.strip(), attempt + 1
+        raise ValueError(f"{qa['qa_id']}: no acceptable CoT in {self.config.max_attempts} attempts (last: {problems})")

@@ -1,0 +1,75 @@
+import numpy as np
+
+from datagen.camera_qa import CameraQAConfig, camera_questions, rotation_angles
+from datagen.frames import FramesConfig, extract_clip
+from datagen.layout import read_metadata
+from datagen.object_qa import ObjectQAConfig, lift_centres, object_questions
+from datagen.segment import SegmentConfig, get_segmenter, segment_clip
+from datagen.segment.base import load_masks
+
+from dg_world import yaw_matrix
+
+
+def _prepare(dataset, tmp_path, clip_id):
+    meta = {m.id: m for m in read_metadata(dataset)}[clip_id]
+    clip = extract_clip(meta, tmp_path / "frames", FramesConfig(fps=2.0, max_frames=16))
+    segment_clip(clip, tmp_path / "frames", tmp_path / f"{clip_id}.npz", get_segmenter(SegmentConfig()), [])
+    masks, objects = load_masks(tmp_path / f"{clip_id}.npz")
+    return clip, masks, objects
+
+
+def _by_type(records, qtype):
+    return [r for r in records if r["type"] == qtype]
+
+
+def test_rotation_angles_signs():
+    assert rotation_angles(yaw_matrix(20))[0] > 19  # forward turns to +x: pan right
+    assert rotation_angles(yaw_matrix(-20))[0] < -19
+
+
+def test_camera_answers_match_known_motion(dataset, tmp_path):
+    expected = {"forward": ("cam_dir", "Dolly In"), "pan": ("cam_rot", "Pan Right"), "truck": ("cam_dir", "Truck Left")}
+    for clip_id, (qtype, label) in expected.items():
+        clip, _, _ = _prepare(dataset, tmp_path, clip_id)
+        records = camera_questions(clip, CameraQAConfig())
+        whole = [r for r in _by_type(records, qtype) if r["segment"] == [0, 7]]
+        assert whole and whole[0]["label"] == label, (clip_id, records)
+        qa = whole[0]
+        assert qa["options"]["ABCD".index(qa["answer"])].endswith(qa["answer_text"])
+        assert len(set(qa["options"])) == 4
+    truck = camera_questions(_prepare(dataset, tmp_path, "truck")[0], CameraQAConfig())
+    assert _by_type(truck, "cam_spd")[0]["label"] == "speeds up"
+    pan = camera_questions(_prepare(dataset, tmp_path, "pan")[0], CameraQAConfig())
+    assert [r["label"] for r in _by_type(pan, "cam_mag") if r["segment"] == [0, 7]] == ["20 degrees"]  # 8°/s * 3.5 s
+    tag = _by_type(camera_questions(_prepare(dataset, tmp_path, "forward")[0], CameraQAConfig()), "cam_tag")
+    assert tag[0]["answer_text"] == "Dolly In" and "Dolly Out" in " ".join(tag[0]["options"])
+
+
+def test_lifted_centres_match_ground_truth_tracks(dataset, tmp_path):
+    clip, masks, objects = _prepare(dataset, tmp_path, "forward")
+    centres = lift_centres(clip, masks, objects, 0.001)
+    tracks = np.load(dataset / "annotations/group_0001/forward/tracks.npy")
+    for obj in objects:
+        # masks are resized to the frame size and back, so allow a few centimetres
+        np.testing.assert_allclose(centres[obj["obj_id"]], tracks[:, obj["obj_id"] - 1], atol=0.08)
+
+
+def test_object_answers_match_known_motion(dataset, tmp_path):
+    clip, masks, objects = _prepare(dataset, tmp_path, "forward")
+    records = object_questions(clip, masks, objects, ObjectQAConfig())
+    labels = {r["type"]: r["label"] for r in records}
+    assert records[0]["facts"]["subject"] == "red ball"
+    assert labels["abs_dir"] == "right"  # the ball moves +x in the world; the camera only dollies forward
+    assert labels["abs_dis"] == "constant" or labels["abs_dis"].startswith(("closer", "farther"))
+    assert labels["rel_dis"] == "closer"  # the ball approaches the static box
+    assert labels["abs_spd_comp"] == "a"  # the ball moves, the box does not
+    assert labels["abs_spd"] == "steady"
+    assert labels["abs_dir_pred"] == "right"
+    pan_clip, pan_masks, pan_objects = _prepare(dataset, tmp_path, "pan")
+    pan = {r["type"]: r["label"] for r in object_questions(pan_clip, pan_masks, pan_objects, ObjectQAConfig())}
+    assert pan["abs_dir"] == "toward the camera"
+    assert pan["abs_dis"] == "closer"
+    for record in records:
+        assert record["type"] in {"abs_dis", "abs_dir", "abs_ori", "abs_spd", "abs_spd_comp", "abs_dir_pred",
+                                  "rel_dis", "rel_dir", "rel_ori", "rel_spd", "rel_spd_comp", "rel_dir_pred", "non_temp"}
+        assert record["options"]["ABCD".index(record["answer"])] == f"{record['answer']}. {record['answer_text']}"
