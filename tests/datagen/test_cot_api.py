@@ -1,0 +1,147 @@
+import json
+import re
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from datagen.cot import ChatCoT, CotConfig, check_cot
+from datagen.io import read_jsonl
+
+
+GOOD = ("<think>The span runs from 0s to 3.5s, and I watch the red ball against the still box. Picturing it: "
+        "<output_image> <output_image> and it drifts steadily to the right of the frame.</think><answer>B</answer>")
+BAD = "<think>too short <output_image></think><answer>B</answer>"
+QA = {"qa_id": "clip-obj-000", "question": "Where does the ball go?", "options": ["A. Left", "B. Right", "C. Up",
+      "D. Down"], "answer": "B", "answer_text": "Right", "facts": {"label": "right"}}
+
+
+class FakeServer:
+    """OpenAI-compatible /chat/completions that plays a script: HTTP errors, stalls, then contents."""
+
+    def __init__(self, script, responder=None):
+        self.script, self.requests, self.responder = list(script), 0, responder
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                server.requests += 1
+                if server.script:
+                    step = server.script.pop(0)
+                else:
+                    step = ("content", server.responder(body) if server.responder else GOOD)
+                if step[0] == "sleep":
+                    time.sleep(step[1])
+                    step = ("content", GOOD)
+                if step[0] == "status":
+                    body = json.dumps({"error": {"message": "busy", "type": "server_error"}}).encode()
+                    self.send_response(step[1])
+                else:
+                    body = json.dumps({"id": "x", "object": "chat.completion", "created": 0, "model": "fake",
+                                       "choices": [{"index": 0, "finish_reason": "stop",
+                                                    "message": {"role": "assistant", "content": step[1]}}],
+                                       "usage": {"prompt_tokens": 100, "completion_tokens": 50, "total_tokens": 150}}).encode()
+                    self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+
+
+def _chat(server, tmp_path, **kw):
+    config = CotConfig(backend="api", model="fake", base_url=server.url, timeout=0.5, backoff=0.01, send_images=False,
+                       price_prompt_per_1k=1.0, price_completion_per_1k=2.0, **kw)
+    return ChatCoT(config, tmp_path / "cache", tmp_path / "usage.jsonl")
+
+
+def test_retries_errors_429_and_timeouts_then_caches(tmp_path):
+    script = [("status", 500), ("status", 429), ("sleep", 1.5), ("content", BAD), ("content", GOOD)]
+    with FakeServer(script) as server:
+        text, attempts = _chat(server, tmp_path).generate(QA, ["a.jpg", "b.jpg"], [])
+        assert text == GOOD and attempts == 2  # BAD was rejected, the second attempt accepted
+        assert server.requests == 5
+        log = read_jsonl(tmp_path / "usage.jsonl")
+        assert [e["status"] for e in log] == ["retry", "retry", "retry", "ok", "ok"]
+        assert log[-1]["cost"] == pytest.approx(0.2)  # 100 * 1/1k + 50 * 2/1k
+        again, _ = _chat(server, tmp_path).generate(QA, ["a.jpg", "b.jpg"], [])
+        assert again == GOOD and server.requests == 5  # both attempts replayed from the cache
+
+
+def test_attempts_and_retries_are_bounded(tmp_path):
+    with FakeServer([("content", BAD)] * 3) as server:
+        with pytest.raises(ValueError, match="no acceptable CoT in 3 attempts"):
+            _chat(server, tmp_path, max_attempts=3).generate(QA, ["a.jpg", "b.jpg"], [])
+        assert server.requests == 3
+    with FakeServer([("status", 503)] * 10) as server:
+        import openai
+
+        with pytest.raises(openai.InternalServerError):
+            _chat(server, tmp_path / "2", max_retries=2).generate(QA, ["a.jpg"], [])
+        assert server.requests == 3
+    with FakeServer([("status", 400)]) as server:  # not transient: no retry
+        with pytest.raises(openai.BadRequestError):
+            _chat(server, tmp_path / "3").generate(QA, ["a.jpg"], [])
+        assert server.requests == 1
+
+
+def test_check_cot_rules():
+    assert check_cot(GOOD, 2, "B") == []
+    assert check_cot(GOOD, 3, "B") == ["placeholder_count"]
+    assert check_cot(GOOD, 2, "C") == ["answer_mismatch"]
+    assert check_cot(BAD, 1, "B") == ["think_length"]
+    assert check_cot("<answer>B</answer><think>" + "x" * 120 + "</think>", 0) == ["format"]
+    leak = GOOD.replace("right of the frame", "right, so the answer is B")
+    assert check_cot(leak, 2, "B") == ["answer_in_think"]
+    spread = GOOD.replace("<output_image> <output_image>", "<output_image>" + " filler" * 60 + " <output_image>")
+    assert check_cot(spread, 2, "B") == ["placeholder_grouping"]
+
+
+def test_pipeline_cot_stage_against_fake_server(dataset, tmp_path):
+    from datagen import DatagenConfig, run_pipeline
+
+    def config(url):
+        return DatagenConfig.from_dict({
+            "input_root": str(dataset), "output_dir": str(tmp_path / "out"), "progress": False, "limit": 1,
+            "frames": {"fps": 2.0}, "cot": {"backend": "api", "model": "fake", "base_url": url, "concurrency": 2,
+                                            "send_images": True, "backoff": 0.01}})
+
+    def answer_from_prompt(body):
+        """A well-formed CoT for whatever the request asks: N tags and the correct letter, read from the prompt."""
+        content = body["messages"][-1]["content"]
+        assert any(part["type"] == "image_url" for part in content)  # frames and key frames are sent
+        prompt = content[-1]["text"]
+        letter = re.search(r"Correct answer: ([A-D])", prompt).group(1)
+        n = int(re.search(r"exactly (\d+) <output_image>", prompt).group(1))
+        return GOOD.replace("<output_image> <output_image>", " ".join(["<output_image>"] * n)).replace(
+            "<answer>B", f"<answer>{letter}")
+
+    with FakeServer([("status", 429)], answer_from_prompt) as server:
+        paths = run_pipeline(config(server.url))
+        first = server.requests
+    manifest = read_jsonl(tmp_path / "out/manifests/cot.jsonl")
+    assert all(e["status"] == "done" for e in manifest) and first == len(manifest) + 1  # + the 429
+    dift = read_jsonl(paths["dift"])
+    assert len(dift) == len(manifest) and all("drifts steadily" in r["text_output"] for r in dift)
+    with FakeServer([], answer_from_prompt) as server:
+        run_pipeline(config(server.url))
+        assert server.requests == 0  # a rerun calls nothing
