@@ -1,0 +1,201 @@
+"""``latent_qwen2_5_vl``: an lmms-eval model for any local Qwen2.5-VL checkpoint, trl-latent's or stock.
+
+A checkpoint whose config carries latent settings (ours, or the released 4DThinker ones) generates with
+:func:`trl_latent.generation.generate_with_latents`, so a ``<|latent_start|>`` it emits is followed by K fed-back
+hidden states instead of sampled tokens; a stock checkpoint uses ``model.generate``. Latent blocks stay visible in the
+returned text (start, K pads, end) so tasks can count them per sample; every other special token is dropped.
+
+Usage: ``lmms-eval --model latent_qwen2_5_vl --model_args pretrained=/path/ckpt,dtype=bfloat16,max_frames=50 …``.
+Sampling: ``--gen_kwargs temperature=0.7,top_p=0.9,seed=1`` (greedy whenever temperature is 0, the task default).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from lmms_eval.api.instance import GenerationResult, Instance, TokenCounts
+from lmms_eval.api.model import lmms
+from PIL import Image
+from tqdm import tqdm
+from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
+
+from lmms_eval_dsr.media import SampledVideo, is_image_path, read_frames, read_video
+from lmms_eval_dsr.visuals import is_frame_video
+from trl_latent.generation import generate_with_latents
+from trl_latent.tokens import LatentSpec, get_latent_spec
+
+_DTYPES = {"bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "float32": torch.float32, "fp32": torch.float32,
+           "float16": torch.float16, "fp16": torch.float16}
+
+
+def _decode(tokenizer: Any, ids: Sequence[int], keep_ids: set[int], drop_ids: set[int]) -> str:
+    """Text of completion ids without special tokens except the latent ones (kept so latent blocks are countable)."""
+    kept = [i for i in ids if i in keep_ids or i not in drop_ids]
+    return tokenizer.decode(kept, skip_special_tokens=False)
+
+
+def _cut_at_stop(text: str, until: Sequence[str]) -> str:
+    """lmms-eval's convention: the text before the first stop string."""
+    for stop in until:
+        if stop:
+            text = text.split(stop, 1)[0]
+    return text
+
+
+class LatentQwen2_5_VL(lmms):
+    """Qwen2.5-VL with the latent generation loop when the checkpoint has latent tokens (a simple lmms-eval model)."""
+
+    is_simple = True
+
+    def __init__(
+        self,
+        pretrained: str,
+        device: str | None = None,
+        device_map: str | None = None,
+        dtype: str = "bfloat16",
+        batch_size: int | str = 1,
+        max_batch_size: int | None = None,
+        attn_implementation: str | None = None,
+        fps: float = 1.0,
+        max_frames: int = 50,
+        min_pixels: int = 28 * 28,
+        max_pixels: int = 256 * 28 * 28,
+        system_prompt: str | None = None,
+    ) -> None:
+        super().__init__()
+        if str(dtype) not in _DTYPES:
+            raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
+        if float(fps) <= 0 or int(max_frames) < 1:
+            raise ValueError(f"fps must be > 0 and max_frames >= 1, got fps={fps}, max_frames={max_frames}")
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        load_kwargs: dict[str, Any] = {"dtype": _DTYPES[str(dtype)], "device_map": device_map or device}
+        if attn_implementation:
+            load_kwargs["attn_implementation"] = attn_implementation
+        self.model = Qwen2_5_VLForConditionalGeneration.from_pretrained(pretrained, **load_kwargs).eval()
+        self.processor = AutoProcessor.from_pretrained(pretrained)
+        self.processor.tokenizer.padding_side = "left"
+        self.spec: LatentSpec | None = get_latent_spec(self.model)
+        self.batch_size_per_gpu = int(batch_size) if str(batch_size).isdigit() else 1
+        self.fps, self.max_frames = float(fps), int(max_frames)
+        self.pixel_budget = {"size": {"shortest_edge": int(min_pixels), "longest_edge": int(max_pixels)}}
+        self.system_prompt = self._resolve_system_prompt(system_prompt) if system_prompt else None
+        tokenizer = self.processor.tokenizer
+        self._latent_ids = set(self.spec.special_ids) if self.spec is not None else set()
+        self._special_ids = set(tokenizer.all_special_ids)
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.get_input_embeddings().weight.device
+
+    # ----- inputs -------------------------------------------------------------------------------------------------
+    def _load_visuals(self, visuals: Sequence[Any]) -> tuple[list[dict[str, Any]], list[Image.Image], list[SampledVideo]]:
+        """Message content blocks plus the images and videos they stand for, in order."""
+        content, images, videos = [], [], []
+        for visual in visuals or []:
+            if isinstance(visual, Image.Image) or is_image_path(visual):
+                images.append(visual.convert("RGB") if isinstance(visual, Image.Image) else Image.open(visual).convert("RGB"))
+                content.append({"type": "image"})
+            elif is_frame_video(visual):
+                videos.append(read_frames(visual["frames"], float(visual.get("fps", self.fps)), self.max_frames))
+                content.append({"type": "video"})
+            elif isinstance(visual, str):
+                videos.append(read_video(visual, self.fps, self.max_frames))
+                content.append({"type": "video"})
+            else:
+                raise TypeError(f"latent_qwen2_5_vl cannot read a visual of type {type(visual).__name__}")
+        return content, images, videos
+
+    def _build_inputs(self, contexts: list[str], visual_lists: list[Sequence[Any]]) -> dict[str, Any]:
+        texts, images, videos = [], [], []
+        for context, visuals in zip(contexts, visual_lists):
+            content, row_images, row_videos = self._load_visuals(visuals)
+            messages = [{"role": "user", "content": [*content, {"type": "text", "text": context}]}]
+            if self.system_prompt:
+                messages.insert(0, {"role": "system", "content": [{"type": "text", "text": self.system_prompt}]})
+            texts.append(self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False))
+            images += row_images
+            videos += row_videos
+        media: dict[str, Any] = {}
+        if images:
+            media["images"] = images
+        if videos:
+            media["videos"] = [v.frames for v in videos]
+            media["video_metadata"] = [{"fps": v.fps, "total_num_frames": len(v.frames)} for v in videos]
+        inputs = self.processor(text=texts, padding=True, return_tensors="pt", **self.pixel_budget, **media)
+        return {k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}
+
+    # ----- generation ---------------------------------------------------------------------------------------------
+    def _generate(self, inputs: dict[str, Any], gen_kwargs: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Completion ids ``[B, C]`` and their mask (True up to and including EOS)."""
+        temperature = float(gen_kwargs.get("temperature") or 0.0)
+        do_sample = temperature > 0
+        if int(gen_kwargs.get("num_beams", 1) or 1) != 1:
+            raise ValueError("latent_qwen2_5_vl decodes one beam (num_beams=1); beam search has no latent loop")
+        if do_sample and gen_kwargs.get("seed") is not None:
+            torch.manual_seed(int(gen_kwargs["seed"]))
+        tokenizer = self.processor.tokenizer
+        eos_ids = self.model.generation_config.eos_token_id or tokenizer.eos_token_id
+        pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        sampling = dict(
+            max_new_tokens=int(gen_kwargs.get("max_new_tokens", 128)),
+            do_sample=do_sample,
+            temperature=temperature if do_sample else 1.0,
+            top_p=float(gen_kwargs.get("top_p") or 1.0) if do_sample else 1.0,
+            repetition_penalty=float(gen_kwargs.get("repetition_penalty") or 1.0),
+            eos_token_id=eos_ids,
+            pad_token_id=pad_id,
+        )
+        top_k = int(gen_kwargs.get("top_k") or 0) if do_sample else 0
+        if self.spec is not None:
+            out = generate_with_latents(self.model, spec=self.spec, top_k=top_k, **sampling, **inputs)
+            return out.completion_ids, out.completion_mask
+        prompt_length = inputs["input_ids"].shape[1]
+        sequences = self.model.generate(**inputs, **sampling, top_k=top_k or None)
+        completion = sequences[:, prompt_length:]
+        eos = torch.tensor(eos_ids if isinstance(eos_ids, list) else [eos_ids], device=completion.device)
+        is_eos = torch.isin(completion, eos)
+        return completion, (is_eos.long().cumsum(-1) - is_eos.long()) == 0
+
+    def generate_until(self, requests: list[Instance]) -> list[GenerationResult]:
+        results: list[GenerationResult | None] = [None] * len(requests)
+        groups: dict[str, list[int]] = {}
+        for index, request in enumerate(requests):
+            groups.setdefault(repr(sorted(request.args[1].items())), []).append(index)
+        progress = tqdm(total=len(requests), disable=self.rank != 0, desc="latent_qwen2_5_vl")
+        for indices in groups.values():
+            for start in range(0, len(indices), self.batch_size_per_gpu):
+                batch = indices[start : start + self.batch_size_per_gpu]
+                for index, result in zip(batch, self._generate_batch([requests[i] for i in batch])):
+                    results[index] = result
+                progress.update(len(batch))
+        progress.close()
+        return results  # type: ignore[return-value]
+
+    def _generate_batch(self, requests: list[Instance]) -> list[GenerationResult]:
+        contexts, visual_lists = [], []
+        for request in requests:
+            context, _, doc_to_visual, doc_id, task, split = request.args
+            contexts.append(context)
+            visual_lists.append(doc_to_visual(self.task_dict[task][split][doc_id]))
+        gen_kwargs = dict(requests[0].args[1])
+        until = gen_kwargs.pop("until", None) or []
+        until = [until] if isinstance(until, str) else list(until)
+        inputs = self._build_inputs(contexts, visual_lists)
+        completion, mask = self._generate(inputs, gen_kwargs)
+        prompt_lengths = inputs["attention_mask"].sum(-1).tolist()
+        tokenizer = self.processor.tokenizer
+        outputs = []
+        for row, prompt_length in zip(range(completion.shape[0]), prompt_lengths):
+            ids = completion[row][mask[row]].tolist()
+            text = _cut_at_stop(_decode(tokenizer, ids, self._latent_ids, self._special_ids), until)
+            counts = TokenCounts(input_tokens=int(prompt_length), output_tokens=len(ids))
+            outputs.append(GenerationResult(text=text, token_counts=counts))
+        return outputs
+
+    def loglikelihood(self, requests: list[Instance]) -> list[tuple[float, bool]]:
+        raise NotImplementedError("latent_qwen2_5_vl only generates; the trl-latent benchmarks are generation tasks")
+
+    def generate_until_multi_round(self, requests: list[Instance]) -> list[str]:
+        raise NotImplementedError("latent_qwen2_5_vl does not implement multi-round generation")

@@ -1,0 +1,110 @@
+"""The ``latent_qwen2_5_vl`` adapter end to end: entry point → tiny offline checkpoints → real ``simple_evaluate``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+pytest.importorskip("lmms_eval")
+pytest.importorskip("torchvision")  # the Qwen2.5-VL video processor needs it
+
+from lmms_eval.evaluator import simple_evaluate  # noqa: E402
+from lmms_eval.models import get_model  # noqa: E402
+from lmms_eval.tasks import TaskManager  # noqa: E402
+from transformers import LogitsProcessor, LogitsProcessorList  # noqa: E402
+
+import lmms_eval_dsr.models.latent_qwen2_5_vl as adapter  # noqa: E402
+from lmms_eval_dsr import tasks_dir  # noqa: E402
+from trl_latent.testing import save_tiny_checkpoint  # noqa: E402
+
+MODEL_ARGS = "dtype=float32,max_pixels=3136,max_frames=4"
+
+
+class ForceTokenAt(LogitsProcessor):
+    """Make ``token`` the only choice at the given completion steps (so a random tiny model opens latent blocks)."""
+
+    def __init__(self, prompt_length: int, steps: set[int], token: int) -> None:
+        self.prompt_length, self.steps, self.token = prompt_length, steps, token
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        if input_ids.shape[1] - self.prompt_length in self.steps:
+            forced = torch.full_like(scores, float("-inf"))
+            forced[:, self.token] = 0.0
+            return forced
+        return scores
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("ckpt")
+    latent, spec = save_tiny_checkpoint(root / "latent", latent_size=4)
+    stock, no_spec = save_tiny_checkpoint(root / "stock", latent_size=None)
+    assert spec is not None and no_spec is None
+    return {"latent": latent, "stock": stock}
+
+
+@pytest.fixture(scope="module")
+def task_manager() -> TaskManager:
+    return TaskManager(include_path=tasks_dir(), include_defaults=False)
+
+
+def run(task: str, checkpoint: Path, task_manager: TaskManager, batch_size: int = 1, **kwargs) -> dict:
+    return simple_evaluate(
+        model="latent_qwen2_5_vl", model_args=f"pretrained={checkpoint},{MODEL_ARGS}", tasks=[task],
+        task_manager=task_manager, bootstrap_iters=0, batch_size=batch_size, log_samples=True, **kwargs,
+    )
+
+
+def test_entry_point_resolves_by_name() -> None:
+    assert get_model("latent_qwen2_5_vl") is adapter.LatentQwen2_5_VL
+
+
+def test_latent_checkpoint_runs_latent_loop_and_logs_blocks(checkpoints, dsr_root, monkeypatch, task_manager) -> None:
+    monkeypatch.setenv("DSR_BENCH_ROOT", str(dsr_root))
+    calls = []
+    real = adapter.generate_with_latents
+
+    def forced(model, input_ids, attention_mask=None, *, spec, **kwargs):
+        calls.append(input_ids.shape[0])
+        force = ForceTokenAt(input_ids.shape[1], {0, 7}, spec.start_id)  # blocks at steps 0-5 and 7-12
+        return real(model, input_ids, attention_mask, spec=spec, logits_processor=LogitsProcessorList([force]), **kwargs)
+
+    monkeypatch.setattr(adapter, "generate_with_latents", forced)
+    out = run("dsr_bench_think", checkpoints["latent"], task_manager, batch_size=2, gen_kwargs="max_new_tokens=16")
+    assert calls == [2, 2, 1]  # 5 questions in batches of 2
+    samples = out["samples"]["dsr_bench_think"]
+    assert [s["accuracy"]["latent_blocks"] for s in samples] == [2] * 5
+    text = samples[0]["resps"][0][0]
+    assert text.startswith("<|latent_start|>" + "<|latent_pad|>" * 4 + "<|latent_end|>")
+    assert out["results"]["dsr_bench_think"]["latent_blocks,none"] == 2.0
+
+
+def test_batched_equals_one_by_one(checkpoints, dyn_root, monkeypatch, task_manager) -> None:
+    monkeypatch.setenv("DYN_BENCH_ROOT", str(dyn_root))
+    texts = {}
+    for batch_size in (1, 3):
+        out = run("dyn_bench", checkpoints["latent"], task_manager, batch_size, gen_kwargs="max_new_tokens=6")
+        texts[batch_size] = [s["resps"][0][0] for s in out["samples"]["dyn_bench"]]
+    assert texts[1] == texts[3] and len(texts[1]) == 6
+
+
+def test_stock_checkpoint_uses_plain_generate(checkpoints, dsr_root, monkeypatch, task_manager) -> None:
+    monkeypatch.setenv("DSR_BENCH_ROOT", str(dsr_root))
+    monkeypatch.setattr(adapter, "generate_with_latents", lambda *a, **k: pytest.fail("latent loop on a stock model"))
+    out = run("dsr_bench", checkpoints["stock"], task_manager, gen_kwargs="max_new_tokens=4")
+    samples = out["samples"]["dsr_bench"]
+    assert len(samples) == 5 and all(s["accuracy"]["latent_blocks"] == 0 for s in samples)
+    assert all("<|" not in s["resps"][0][0] for s in samples)  # special tokens are not leaked into the text
+
+
+def test_seeded_sampling_is_reproducible(checkpoints, dsr_root, monkeypatch, task_manager) -> None:
+    monkeypatch.setenv("DSR_BENCH_ROOT", str(dsr_root))
+    gen = "max_new_tokens=8,temperature=1.0,top_p=0.9,seed=3"
+    first, second = (
+        [s["resps"][0][0] for s in run("dsr_bench", checkpoints["latent"], task_manager, gen_kwargs=gen)["samples"]["dsr_bench"]]
+        for _ in range(2)
+    )
+    greedy = run("dsr_bench", checkpoints["latent"], task_manager, gen_kwargs="max_new_tokens=8")["samples"]["dsr_bench"]
+    assert first == second and first != [s["resps"][0][0] for s in greedy]
