@@ -1,0 +1,369 @@
+"""DIFT and 4DRL records: loading, up-front validation, and visual decoding.
+
+One loader serves both stages (and the evaluation code), so a record that trains is a record that rolls out. Records
+come from a JSONL file (one sample a line; the public 4DThinker schema) or from a Hugging Face ``datasets`` source (a
+folder written by ``save_to_disk``, a parquet or a json file). Every record is validated before training starts, with
+errors naming ``file:line`` and the field: a bad sample found at step 30,000 of a multi-GPU run is far more expensive
+than one found at load time. ``skip_invalid=True`` drops bad samples instead, logging each one and the total.
+
+Normalised record (the columns of the returned ``Dataset``; paths are absolute)::
+
+    source        "data.jsonl:12"  where the sample came from, for error messages at collate time
+    frames        list[str]        frame paths of the user video (``image_input`` list), or []
+    image         str              a single user image (``image_input`` string), or ""
+    video         str              a user video file (``video``), or ""
+    prompt        str              ``text_input`` with :data:`FOUR_D_PROMPT_SUFFIX` appended
+    # DIFT only
+    image_output  list[str]        imagery images, one per ``<output_image>``
+    text_output   str              assistant text with ``<output_image>`` placeholders
+    # 4DRL only
+    answer        str              ground truth (numbers kept as their text), ``type`` str ("" when absent)
+
+Visuals: :func:`load_visual` turns a record into what the Qwen2.5-VL processor takes (a PIL image, or ``uint8
+[T, H, W, 3]`` frames plus the fps they are sampled at, which the processor needs as ``video_metadata`` so temporal
+mRoPE spaces the frames by real time). Frames and images are resized to a pixel budget with sides multiples of 28.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from PIL import Image
+
+from .answers import THINK_PROMPT_SUFFIX
+from .tokens import count_output_images
+
+logger = logging.getLogger(__name__)
+
+FOUR_D_PROMPT_SUFFIX = THINK_PROMPT_SUFFIX
+"""Instruction appended to every question: think with mental imagery inside ``<think>…</think>``, then answer inside
+``<answer>…</answer>``. The same string is used by DIFT, 4DRL and the ``_think`` benchmark tasks (it is defined next
+to the answer parser in :mod:`trl_latent.answers`, which reads the tags it asks for)."""
+
+PIXEL_UNIT = 28  # patch 14 x merge 2: Qwen2.5-VL image sides are multiples of this
+Task = Literal["dift", "rl"]
+_VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm")
+
+
+class DataRecordError(ValueError):
+    """A record that cannot be used; the message names its ``file:line`` and the offending field."""
+
+    def __init__(self, source: str, field: str, problem: str) -> None:
+        super().__init__(f"{source}: field {field!r}: {problem}")
+        self.source, self.field, self.problem = source, field, problem
+
+
+def build_prompt(question: str, suffix: str = FOUR_D_PROMPT_SUFFIX) -> str:
+    """The user text: the question, a newline, the 4D suffix (not added twice if the data already carries it)."""
+    question = question.rstrip()
+    return question if question.endswith(suffix) else f"{question}\n{suffix}"
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Loading and validation
+
+
+def _raw_rows(path: Path) -> Iterator[tuple[str, Any]]:
+    """``(source, raw row)`` pairs; a JSONL line that is not a JSON object is reported as that row's problem."""
+    if path.is_dir() or path.suffix in (".parquet", ".arrow") or path.suffix == ".json":
+        import datasets
+
+        if path.is_dir():
+            table = datasets.load_from_disk(str(path))
+            if isinstance(table, datasets.DatasetDict):
+                if "train" not in table:
+                    raise ValueError(f"{path}: a DatasetDict without a 'train' split ({list(table)})")
+                table = table["train"]
+        else:
+            builder = "parquet" if path.suffix == ".parquet" else "json"
+            table = datasets.load_dataset(builder, data_files=str(path), split="train")
+        for index, row in enumerate(table):
+            yield f"{path}:row {index}", row
+        return
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            source = f"{path}:{number}"
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as error:
+                yield source, DataRecordError(source, "<line>", f"not valid JSON ({error.msg} at column {error.colno})")
+                continue
+            yield source, row
+
+
+def _text(row: dict, field: str, source: str) -> str:
+    value = row.get(field)
+    if not isinstance(value, str) or not value.strip():
+        raise DataRecordError(source, field, "missing or not a non-empty string")
+    return value
+
+
+def _existing(value: Any, field: str, source: str, base: Path) -> str:
+    if not isinstance(value, str) or not value:
+        raise DataRecordError(source, field, f"expected a file path, got {value!r}")
+    path = (base / value).resolve()
+    if not path.is_file():
+        raise DataRecordError(source, field, f"file not found: {path}")
+    return str(path)
+
+
+def _check_image(path: str, field: str, source: str) -> None:
+    try:
+        with Image.open(path) as image:
+            image.verify()
+    except Exception as error:  # PIL raises several unrelated types for unreadable files
+        raise DataRecordError(source, field, f"unreadable image {path}: {error}") from error
+
+
+def _check_video(path: str, field: str, source: str) -> None:
+    try:
+        import av
+
+        with av.open(path) as container:
+            if not container.streams.video:
+                raise ValueError("no video stream")
+    except Exception as error:
+        raise DataRecordError(source, field, f"unreadable video {path}: {error}") from error
+
+
+def _visual_fields(row: dict, source: str, base: Path, check_media: bool) -> dict[str, Any]:
+    has_video = row.get("video") not in (None, "")
+    has_images = row.get("image_input") not in (None, "", [])
+    if has_video == has_images:
+        raise DataRecordError(source, "image_input/video", "give exactly one of `image_input` and `video`")
+    if has_video:
+        video = _existing(row["video"], "video", source, base)
+        if check_media:
+            _check_video(video, "video", source)
+        return {"frames": [], "image": "", "video": video}
+    value = row["image_input"]
+    if isinstance(value, str):
+        image = _existing(value, "image_input", source, base)
+        if check_media:
+            _check_image(image, "image_input", source)
+        return {"frames": [], "image": image, "video": ""}
+    if not isinstance(value, list):
+        raise DataRecordError(source, "image_input", f"expected a path or a list of frame paths, got {type(value).__name__}")
+    frames = [_existing(item, f"image_input[{i}]", source, base) for i, item in enumerate(value)]
+    if check_media:
+        for i, frame in enumerate(frames):
+            _check_image(frame, f"image_input[{i}]", source)
+    return {"frames": frames, "image": "", "video": ""}
+
+
+def normalize_record(row: Any, source: str, base: Path, task: Task, check_media: bool = True) -> dict[str, Any]:
+    """Validate one raw record and return its normalised form (see the module docstring); raise
+    :class:`DataRecordError` naming ``source`` and the field otherwise."""
+    if isinstance(row, Exception):
+        raise row
+    if not isinstance(row, dict):
+        raise DataRecordError(source, "<record>", f"expected a JSON object, got {type(row).__name__}")
+    record = {"source": source, **_visual_fields(row, source, base, check_media)}
+    record["prompt"] = build_prompt(_text(row, "text_input", source))
+    if task == "dift":
+        text_output = _text(row, "text_output", source)
+        outputs = row.get("image_output")
+        if not isinstance(outputs, list):
+            raise DataRecordError(source, "image_output", "missing or not a list of imagery image paths")
+        placeholders = count_output_images(text_output)
+        if placeholders != len(outputs):
+            raise DataRecordError(
+                source, "image_output",
+                f"{len(outputs)} imagery images but text_output has {placeholders} <output_image> placeholders",
+            )
+        record["image_output"] = [_existing(p, f"image_output[{i}]", source, base) for i, p in enumerate(outputs)]
+        if check_media:
+            for i, path in enumerate(record["image_output"]):
+                _check_image(path, f"image_output[{i}]", source)
+        record["text_output"] = text_output
+    elif task == "rl":
+        answer = row.get("answer")
+        if answer is None or isinstance(answer, (list, dict)) or str(answer).strip() == "":
+            raise DataRecordError(source, "answer", f"missing or not a letter/number: {answer!r}")
+        record["answer"] = str(answer).strip()
+        record["type"] = str(row.get("type") or "")
+    else:
+        raise ValueError(f"task must be 'dift' or 'rl', got {task!r}")
+    return record
+
+
+def load_records(
+    path: str | Path, task: Task = "dift", *, skip_invalid: bool = False, check_media: bool = True
+) -> "datasets.Dataset":  # noqa: F821 - imported lazily
+    """Load, validate and normalise every record of ``path`` into a ``datasets.Dataset``.
+
+    Paths inside the records resolve relative to the data file (to the folder itself for a ``save_to_disk`` folder).
+    ``check_media`` opens every image and video header, so unreadable files fail here rather than mid-training. A
+    bad record raises :class:`DataRecordError`; with ``skip_invalid`` it is logged and dropped, and the total is
+    logged too. An empty result is always an error.
+    """
+    import datasets
+
+    path = Path(path).resolve()
+    if not path.exists():
+        raise FileNotFoundError(f"data file not found: {path}")
+    base = path if path.is_dir() else path.parent
+    records, errors = [], []
+    for source, row in _raw_rows(path):
+        try:
+            records.append(normalize_record(row, source, base, task, check_media))
+        except DataRecordError as error:
+            if not skip_invalid:
+                raise
+            errors.append(error)
+            logger.warning("skipping invalid sample: %s", error)
+    if errors:
+        logger.warning("skipped %d invalid of %d samples in %s", len(errors), len(records) + len(errors), path)
+    if not records:
+        raise ValueError(f"{path}: no usable samples ({len(errors)} invalid)")
+    return datasets.Dataset.from_list(records)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Visuals
+
+
+@dataclass(frozen=True)
+class VisualOptions:
+    """How user visuals are decoded. ``frames_fps`` is the rate an ``image_input`` frame list was extracted at."""
+
+    fps: float = 1.0
+    max_frames: int = 50
+    min_pixels: int = 28 * 28
+    max_pixels: int = 256 * 28 * 28
+    frames_fps: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.fps <= 0 or self.frames_fps <= 0:
+            raise ValueError(f"fps and frames_fps must be > 0, got {self.fps}, {self.frames_fps}")
+        if self.max_frames < 1:
+            raise ValueError(f"max_frames must be >= 1, got {self.max_frames}")
+        if not PIXEL_UNIT**2 <= self.min_pixels <= self.max_pixels:
+            raise ValueError(f"need 784 <= min_pixels <= max_pixels, got {self.min_pixels}, {self.max_pixels}")
+
+
+@dataclass
+class Visual:
+    """A decoded user visual: ``image`` for a single image, else ``frames [T, H, W, 3]`` uint8 sampled at ``fps``."""
+
+    image: Image.Image | None = None
+    frames: np.ndarray | None = None
+    fps: float | None = None
+
+    @property
+    def is_video(self) -> bool:
+        return self.frames is not None
+
+    @property
+    def video_metadata(self) -> dict[str, Any]:
+        """What the Qwen2.5-VL processor needs to space the frames by real time (it assumes 24 fps otherwise)."""
+        return {"fps": self.fps, "total_num_frames": len(self.frames)}
+
+
+def budget_size(height: int, width: int, min_pixels: int, max_pixels: int) -> tuple[int, int]:
+    """``(height, width)`` rounded to multiples of 28 and scaled into ``[min_pixels, max_pixels]`` (Qwen's rule)."""
+    from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
+
+    return smart_resize(height, width, factor=PIXEL_UNIT, min_pixels=min_pixels, max_pixels=max_pixels)
+
+
+def resize_to_budget(image: Image.Image, min_pixels: int, max_pixels: int) -> Image.Image:
+    image = image.convert("RGB")
+    height, width = budget_size(image.height, image.width, min_pixels, max_pixels)
+    return image if (height, width) == (image.height, image.width) else image.resize((width, height), Image.BICUBIC)
+
+
+def load_image(path: str, min_pixels: int, max_pixels: int, source: str = "", field: str = "image") -> Image.Image:
+    """Open an image and fit it to the budget; an unreadable file raises :class:`DataRecordError`."""
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return resize_to_budget(image, min_pixels, max_pixels)
+    except Exception as error:
+        raise DataRecordError(source or path, field, f"unreadable image {path}: {error}") from error
+
+
+def sample_indices(total: int, native_fps: float, fps: float, max_frames: int) -> tuple[list[int], float]:
+    """Frame indices at ``fps`` (never above the native rate), thinned uniformly to ``max_frames``; plus the real
+    rate of the result, so the timestamps the model sees stay true after thinning."""
+    if total < 1:
+        raise ValueError("the video has no frames")
+    step = max(native_fps / fps, 1.0)
+    indices = [min(int(round(i * step)), total - 1) for i in range(max(1, int(math.floor(total / step))))]
+    if len(indices) > max_frames:
+        picks = np.linspace(0, len(indices) - 1, max_frames).round().astype(int)
+        indices = [indices[i] for i in picks]
+    duration = total / native_fps
+    return indices, len(indices) / duration if len(indices) > 1 else min(fps, native_fps)
+
+
+def _decode_decord(path: str, fps: float, max_frames: int) -> tuple[np.ndarray, float]:
+    import decord
+
+    reader = decord.VideoReader(path, num_threads=1)
+    indices, rate = sample_indices(len(reader), float(reader.get_avg_fps()), fps, max_frames)
+    return reader.get_batch(indices).asnumpy(), rate
+
+
+def _decode_av(path: str, fps: float, max_frames: int) -> tuple[np.ndarray, float]:
+    import av
+
+    with av.open(path) as container:
+        stream = container.streams.video[0]
+        frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(stream)]
+        native = float(stream.average_rate or stream.guessed_rate or fps)
+    indices, rate = sample_indices(len(frames), native, fps, max_frames)
+    return np.stack([frames[i] for i in indices]), rate
+
+
+def decode_video(path: str, fps: float, max_frames: int) -> tuple[np.ndarray, float]:
+    """``(frames [T, H, W, 3] uint8, sampled fps)`` with decord, or PyAV when decord is not installed."""
+    try:
+        import decord  # noqa: F401
+    except ImportError:
+        return _decode_av(path, fps, max_frames)
+    return _decode_decord(path, fps, max_frames)
+
+
+def _fit_frames(frames: Iterable[np.ndarray], options: VisualOptions) -> np.ndarray:
+    frames = list(frames)
+    height, width = budget_size(frames[0].shape[0], frames[0].shape[1], options.min_pixels, options.max_pixels)
+    if (height, width) != frames[0].shape[:2]:
+        frames = [np.asarray(Image.fromarray(f).resize((width, height), Image.BICUBIC)) for f in frames]
+    return np.stack(frames)
+
+
+def load_visual(record: dict[str, Any], options: VisualOptions) -> Visual:
+    """Decode a normalised record's user visual; unreadable media raise :class:`DataRecordError` naming the record."""
+    source = record.get("source", "")
+    if record.get("image"):
+        return Visual(image=load_image(record["image"], options.min_pixels, options.max_pixels, source, "image_input"))
+    if record.get("video"):
+        try:
+            frames, rate = decode_video(record["video"], options.fps, options.max_frames)
+        except Exception as error:
+            raise DataRecordError(source, "video", f"unreadable video {record['video']}: {error}") from error
+        return Visual(frames=_fit_frames(frames, options), fps=rate)
+    paths = record.get("frames") or []
+    if not paths:
+        raise DataRecordError(source, "image_input/video", "the record has no visual input")
+    indices, rate = sample_indices(len(paths), options.frames_fps, options.fps, options.max_frames)
+    frames = []
+    for i in indices:
+        try:
+            with Image.open(paths[i]) as image:
+                frames.append(np.asarray(image.convert("RGB")))
+        except Exception as error:
+            raise DataRecordError(source, f"image_input[{i}]", f"unreadable image {paths[i]}: {error}") from error
+    if len({f.shape for f in frames}) != 1:
+        raise DataRecordError(source, "image_input", "frames of one video must share one size")
+    return Visual(frames=_fit_frames(frames, options), fps=rate)

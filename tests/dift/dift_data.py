@@ -1,0 +1,65 @@
+"""Fixture data written by the DIFT tests: frames, imagery images, a small mp4 and JSONL records."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from tiny_inputs import random_image
+
+
+def write_image(path: Path, seed: int, size: int = 56) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    random_image(seed, size).save(path)
+    return path
+
+
+def write_video(path: Path, num_frames: int = 8, fps: int = 4, size: int = 56, seed: int = 0) -> Path:
+    """A tiny mp4 (mpeg4 codec, no system ffmpeg needed)."""
+    import av
+
+    rng = np.random.default_rng(seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=fps)
+        stream.width = stream.height = size
+        stream.pix_fmt = "yuv420p"
+        for _ in range(num_frames):
+            frame = av.VideoFrame.from_ndarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8), format="rgb24")
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    return path
+
+
+def dift_record(root: Path, index: int, num_imagery: int = 2, num_frames: int = 4, answer: str = "B",
+                video: bool = False, leading_latent: bool = False) -> dict:
+    """One DIFT record with files under ``root`` (paths relative to it, as in the public data)."""
+    sample = root / f"s{index}"
+    record: dict = {"text_input": f"Which way does object {index} move?"}
+    if video:
+        write_video(sample / "clip.mp4", seed=index)
+        record["video"] = f"s{index}/clip.mp4"
+    else:
+        record["image_input"] = []
+        for f in range(num_frames):
+            write_image(sample / f"frame{f}.png", seed=100 * index + f)
+            record["image_input"].append(f"s{index}/frame{f}.png")
+    record["image_output"] = []
+    for k in range(num_imagery):
+        write_image(sample / f"imagery{k}.png", seed=1000 + 100 * index + k)
+        record["image_output"].append(f"s{index}/imagery{k}.png")
+    tags = " ".join(["<output_image>"] * num_imagery)
+    if leading_latent:
+        record["text_output"] = f"{tags}<think> it moves left </think><answer>{answer}</answer>"
+    else:
+        record["text_output"] = f"<think> Look: {tags} it moves left. </think><answer>{answer}</answer>"
+    return record
+
+
+def write_jsonl(path: Path, records: list[dict]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return path

@@ -1,0 +1,28 @@
+"""Model-card helpers (the trainer-level card is checked in test_trainer.py)."""
+
+from __future__ import annotations
+
+import datasets
+
+from trl_latent.model_card import SECTION_TITLE, data_sources, insert_section, latent_spec_details, render_section
+
+TRL_CARD = "# Model Card for x\n\nbody\n\n## Citations\n\nCite TRL as: ...\n"
+
+
+def test_section_goes_before_citations_and_replaces_an_older_one():
+    first = insert_section(TRL_CARD, render_section({"Latent size K": "4"}))
+    assert first.index(SECTION_TITLE) < first.index("## Citations") and "| Latent size K | 4 |" in first
+    second = insert_section(first, render_section({"Latent size K": "8"}))
+    assert second.count(SECTION_TITLE) == 1 and "| Latent size K | 8 |" in second and "| 4 |" not in second
+    assert second.endswith("Cite TRL as: ...\n")
+
+
+def test_section_is_appended_to_a_card_without_citations():
+    assert insert_section("# card\n", render_section({"a": "b"})).startswith("# card\n\n" + SECTION_TITLE)
+
+
+def test_spec_details_and_data_sources(tiny, stock_tiny):
+    assert latent_spec_details(tiny[0])["Latent size K"] == "4"
+    assert latent_spec_details(stock_tiny[0]) == {}
+    records = datasets.Dataset.from_dict({"source": ["/d/a.jsonl:1", "/d/a.jsonl:2", "/d/b.parquet:row 0"]})
+    assert data_sources(records) == ["/d/a.jsonl", "/d/b.parquet"]
