@@ -6,7 +6,16 @@ import av
 import numpy as np
 import pytest
 
-from datagen.synthetic import METADATA_COLUMNS, SynthConfig, clip_paths, decode_pose, render_clip, sample_scene, write_dataset
+from datagen.synthetic import (
+    METADATA_COLUMNS,
+    SynthConfig,
+    camera_motion_tags,
+    clip_paths,
+    decode_pose,
+    render_clip,
+    sample_scene,
+    write_dataset,
+)
 
 OPTIONS = dict(width=64, height=48, num_frames=8, fps=2.0)
 
@@ -115,3 +124,25 @@ def test_parallel_workers_write_the_same_bytes(dataset, tmp_path):
         ref = clip_paths(root, row["id"], row["group_id"])
         for key in ("poses", "tracks", "masks", "depth", "objects", "video"):
             assert mine[key].read_bytes() == ref[key].read_bytes(), key
+
+
+def test_datagen_layout_reader_reads_what_the_writer_wrote(dataset):
+    """The contract from the reading side: datagen.layout sees the same camera, depth and ground truth."""
+    from datagen.layout import read_metadata
+
+    root, _ = dataset
+    clips = read_metadata(root)
+    assert [c.id for c in clips][:4] == [f"synth_{i:06d}" for i in range(4)]
+    clip = clips[3]
+    ann = clip.annotations()
+    scene = sample_scene(SynthConfig(**OPTIONS), [7, 3])
+    assert clip.video_path.exists() and ann.has_gt
+    np.testing.assert_allclose(ann.poses_c2w[:, :3, 3], scene.camera.positions, atol=1e-9)
+    np.testing.assert_allclose(ann.poses_c2w[-1, :3, :3], scene.camera.cam_to_world(scene.num_frames - 1), atol=1e-9)
+    np.testing.assert_allclose(ann.k(0, clip.width, clip.height), scene.camera.K, atol=1e-9)
+    _, depth, masks = render_clip(scene)
+    np.testing.assert_array_equal(ann.depth(np.arange(scene.num_frames)), depth)
+    np.testing.assert_array_equal(ann.gt_masks, masks)
+    np.testing.assert_array_equal(ann.gt_tracks, scene.tracks())
+    assert clip.motion_tags == camera_motion_tags(scene.camera)
+    assert clip.objects == [o.name for o in scene.objects]

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..geometry import quat_to_rotation
+
 UP = np.array([0.0, 0.0, 1.0])
 
 
@@ -55,19 +57,13 @@ def matrix_to_quaternion(rot: np.ndarray) -> np.ndarray:
 
 
 def quaternion_to_matrix(quat: np.ndarray) -> np.ndarray:
-    """Quaternion [qx, qy, qz, qw] (any norm > 0) -> rotation matrix (3, 3)."""
+    """Quaternion [qx, qy, qz, qw] (any norm > 0) -> rotation matrix (3, 3).
+
+    Delegates to the layout reader's decoder, so what the writer encodes is checked against what datagen reads."""
     q = np.asarray(quat, dtype=np.float64)
-    norm = np.linalg.norm(q)
-    if q.shape != (4,) or norm < 1e-12:
-        raise ValueError(f"expected a non-zero quaternion of shape (4,), got {quat!r}")
-    x, y, z, w = q / norm
-    return np.array(
-        [
-            [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-            [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-            [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
-        ]
-    )
+    if q.shape != (4,):
+        raise ValueError(f"expected a quaternion of shape (4,), got {q.shape}")
+    return quat_to_rotation(q)
 
 
 def encode_pose(cam_to_world: np.ndarray, position: np.ndarray) -> np.ndarray:
