@@ -94,7 +94,7 @@ def normalize_options(value: Any, where: str) -> list[str]:
 def normalize_answer(value: Any, options: Sequence[str], where: str) -> str:
     """The ground-truth letter ("B", "(B)", "B. text" accepted); it must name one of the options."""
     text = str(value).strip() if value is not None else ""
-    match = _LETTER_PREFIX.match(text) or re.fullmatch(r"([A-Za-z])", text)
+    match = _LETTER_PREFIX.match(text.upper()) or re.fullmatch(r"([A-Za-z])", text)
     letter = match.group(1).upper() if match else ""
     allowed = "".join(chr(ord("A") + i) for i in range(len(options)))
     if not letter or letter not in allowed:

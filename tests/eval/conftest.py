@@ -104,3 +104,15 @@ def dyn_root(tmp_path: Path) -> Path:
     (root / "multi_json" / "src" / "s0_frame_sampling.json").write_text("{}")
     write_frames(root / "frames" / "src" / "s0")
     return root
+
+
+@pytest.fixture(scope="session")
+def checkpoints(tmp_path_factory) -> dict[str, Path]:
+    """Tiny random Qwen2.5-VL checkpoints saved to disk: one with latent tokens, one stock."""
+    from trl_latent.testing import save_tiny_checkpoint
+
+    root = tmp_path_factory.mktemp("ckpt")
+    latent, spec = save_tiny_checkpoint(root / "latent", latent_size=4)
+    stock, no_spec = save_tiny_checkpoint(root / "stock", latent_size=None)
+    assert spec is not None and no_spec is None
+    return {"latent": latent, "stock": stock}

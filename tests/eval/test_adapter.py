@@ -17,7 +17,6 @@ from transformers import LogitsProcessor, LogitsProcessorList  # noqa: E402
 
 import lmms_eval_dsr.models.latent_qwen2_5_vl as adapter  # noqa: E402
 from lmms_eval_dsr import tasks_dir  # noqa: E402
-from trl_latent.testing import save_tiny_checkpoint  # noqa: E402
 
 MODEL_ARGS = "dtype=float32,max_pixels=3136,max_frames=4"
 
@@ -34,15 +33,6 @@ class ForceTokenAt(LogitsProcessor):
             forced[:, self.token] = 0.0
             return forced
         return scores
-
-
-@pytest.fixture(scope="module")
-def checkpoints(tmp_path_factory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("ckpt")
-    latent, spec = save_tiny_checkpoint(root / "latent", latent_size=4)
-    stock, no_spec = save_tiny_checkpoint(root / "stock", latent_size=None)
-    assert spec is not None and no_spec is None
-    return {"latent": latent, "stock": stock}
 
 
 @pytest.fixture(scope="module")

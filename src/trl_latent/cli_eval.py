@@ -1,0 +1,76 @@
+"""``trl-latent eval``: lmms-eval on the trl-latent benchmarks, then a results table and per-category charts.
+
+lmms-eval 0.7.3 has no task entry point, so a bare ``lmms-eval`` run needs ``--include_path`` to find ``dsr_bench`` /
+``dyn_bench``; this command passes the installed task folder to lmms-eval's own ``TaskManager`` and
+``simple_evaluate`` (nothing is re-implemented), and adds what lmms-eval does not write: ``summary.md`` /
+``summary.json`` with one row per benchmark and a bar chart per benchmark. Flags follow lmms-eval's names.
+
+    trl-latent eval --model_args pretrained=runs/grpo --tasks dsr_bench_think,dyn_bench_think --dsr_root data/dsr
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="trl-latent eval", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="latent_qwen2_5_vl", help="lmms-eval model name (default: %(default)s)")
+    parser.add_argument("--model_args", required=True, help="e.g. pretrained=/ckpt,dtype=bfloat16,max_frames=50")
+    parser.add_argument("--tasks", default="dsr_bench,dyn_bench", help="comma-separated (default: %(default)s)")
+    parser.add_argument("--output_dir", default="runs/eval", help="where results and plots go (default: %(default)s)")
+    parser.add_argument("--batch_size", default="1")
+    parser.add_argument("--device", default=None, help="e.g. cuda:0 or cpu (default: the model's choice)")
+    parser.add_argument("--limit", type=float, default=None, help="only the first N questions per task (debugging)")
+    parser.add_argument("--gen_kwargs", default="", help="e.g. temperature=0.7,top_p=0.9,seed=1 (default: greedy)")
+    parser.add_argument("--dsr_root", default=None, help="DSR-Bench root (else $DSR_BENCH_ROOT)")
+    parser.add_argument("--dyn_root", default=None, help="Dyn-Bench root (else $DYN_BENCH_ROOT)")
+    parser.add_argument("--seed", type=int, default=0, help="python / numpy / torch seeds of lmms-eval")
+    parser.add_argument("--log_samples", action="store_true", help="also write samples_<task>.jsonl")
+    parser.add_argument("--title", default=None, help="chart title prefix, e.g. the checkpoint name")
+    return parser
+
+
+def _write_json(path: Path, payload: Any) -> None:
+    path.write_text(json.dumps(payload, indent=2, default=str))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        from lmms_eval.evaluator import simple_evaluate
+        from lmms_eval.tasks import TaskManager
+    except ImportError as error:
+        raise SystemExit(f"trl-latent eval needs lmms-eval: pip install 'trl-latent[eval]' ({error})") from error
+    from lmms_eval_dsr import TASK_NAMES, tasks_dir
+    from lmms_eval_dsr.report import markdown_table, summarize, write_report
+
+    for flag, env_var in ((args.dsr_root, "DSR_BENCH_ROOT"), (args.dyn_root, "DYN_BENCH_ROOT")):
+        if flag:
+            os.environ[env_var] = str(Path(flag).expanduser().resolve())
+    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    # Indexing lmms-eval's ~2,000 built-in tasks takes seconds; only do it when a built-in task is asked for.
+    task_manager = TaskManager(include_path=tasks_dir(), include_defaults=not set(tasks) <= set(TASK_NAMES))
+    limit = int(args.limit) if args.limit is not None and args.limit >= 1 else args.limit
+    out = simple_evaluate(
+        model=args.model, model_args=args.model_args, tasks=tasks, task_manager=task_manager,
+        batch_size=args.batch_size, device=args.device, limit=limit, gen_kwargs=args.gen_kwargs or None,
+        log_samples=args.log_samples, random_seed=args.seed, numpy_random_seed=args.seed,
+        torch_random_seed=args.seed, bootstrap_iters=0,
+    )
+    if out is None:  # non-zero ranks of a distributed run
+        return 0
+    output_dir = Path(args.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    _write_json(output_dir / "results.json", {k: out[k] for k in ("results", "configs", "config", "n-samples") if k in out})
+    for task, samples in (out.get("samples") or {}).items():
+        with open(output_dir / f"samples_{task}.jsonl", "w") as handle:
+            handle.writelines(json.dumps(sample, default=str) + "\n" for sample in samples)
+    written = write_report(out["results"], output_dir, args.title)
+    print(markdown_table(summarize(out["results"])))
+    print(f"wrote {', '.join(str(p) for p in written.values())} and {output_dir / 'results.json'}")
+    return 0
