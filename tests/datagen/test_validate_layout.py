@@ -115,3 +115,23 @@ def test_imagery_highlight_and_small_mask_rejection(tmp_path):
     masks[2] = 0
     assert render_question(qa, tmp_path / "frames", clip, masks, [{"obj_id": 1, "name": "ball"}], tmp_path / "x",
                            ImageryConfig()) is None
+
+
+def test_exr_inverse_depth_round_trip(dataset):
+    """SpatialVID stores half-float *inverse* depth in a zip of EXR files (channel Z); we read back metric depth."""
+    import zipfile
+
+    OpenEXR = pytest.importorskip("OpenEXR")
+    meta = read_metadata(dataset)[0]
+    npz = meta.depth_path
+    with np.load(npz) as data:
+        depth = data["depth"][:2]
+    npz.unlink()
+    with zipfile.ZipFile(npz.with_suffix(".zip"), "w") as zf:
+        for row, d in enumerate(depth):
+            path = dataset / f"{row:05d}.exr"
+            header = {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage}
+            OpenEXR.File(header, {"Z": (1.0 / d).astype(np.float16)}).write(str(path))
+            zf.write(path, f"{row:05d}.exr")
+    restored = meta.annotations().depth([0, 1])
+    np.testing.assert_allclose(restored, depth, rtol=2e-3)  # float16 inverse depth: ~3 significant digits
