@@ -1,35 +1,20 @@
 import numpy as np
 import pytest
 
-from datagen.synthetic import CameraTrack, Ground, Scene, SceneObject, ego_motion, object_motion, speed_ratio
-from datagen.synthetic.scene import NOISE_CELLS
+from datagen.synthetic import SceneObject, ego_motion, object_motion, speed_ratio
 
 
-def _camera(positions, yaws, pitches) -> CameraTrack:
-    n = len(positions)
-    return CameraTrack(
-        positions=np.asarray(positions, float), yaws=np.broadcast_to(np.asarray(yaws, float), n).copy(),
-        pitches=np.broadcast_to(np.asarray(pitches, float), n).copy(),
-        fx=50.0, fy=50.0, cx=32.0, cy=32.0, width=64, height=64,
-    )
-
-
-def _scene(camera: CameraTrack, *objects: SceneObject) -> Scene:
-    ground = Ground(rgb=(0.5, 0.5, 0.5), checker_m=1.0, noise=np.zeros((NOISE_CELLS, NOISE_CELLS)))
-    return Scene(camera=camera, objects=objects, ground=ground, light_dir=np.array([0.0, 0.0, 1.0]), fps=2.0)
-
-
-def test_ego_motion_reads_dolly_truck_pedestal_in_the_start_camera_frame():
+def test_ego_motion_reads_dolly_truck_pedestal_in_the_start_camera_frame(make_camera):
     # Yaw 90 degrees: the camera looks along -x and its right is +y, so moving along -x is a dolly in.
-    cam = _camera([[0, 0, 1.5], [-1, 0, 1.5], [-1, 0.8, 1.1]], np.radians(90), 0.0)
+    cam = make_camera([[0, 0, 1.5], [-1, 0, 1.5], [-1, 0.8, 1.1]], np.radians(90), 0.0)
     assert ego_motion(cam, 0, 1).tags() == ["Dolly In"]
     assert ego_motion(cam, 1, 2).tags() == ["Truck Right", "Pedestal Down"]
     np.testing.assert_allclose(ego_motion(cam, 1, 2).translation, [0.8, 0.4, 0.0], atol=1e-12)
     assert ego_motion(cam, 0, 2).tags(translation_m=2.0) == []
 
 
-def test_ego_motion_reads_pan_and_tilt_with_signs():
-    cam = _camera([[0, 0, 1.5]] * 3, [0.0, np.radians(20), np.radians(20)], [np.radians(-10), np.radians(-10), 0.0])
+def test_ego_motion_reads_pan_and_tilt_with_signs(make_camera):
+    cam = make_camera([[0, 0, 1.5]] * 3, [0.0, np.radians(20), np.radians(20)], [np.radians(-10), np.radians(-10), 0.0])
     pan = ego_motion(cam, 0, 1)
     assert pan.tags() == ["Pan Left"] and 19.0 < pan.pan_deg < 21.0 and abs(pan.tilt_deg) < 2.0
     tilt = ego_motion(cam, 1, 2)
@@ -38,11 +23,11 @@ def test_ego_motion_reads_pan_and_tilt_with_signs():
         ego_motion(cam, 2, 1)
 
 
-def test_object_motion_separates_own_motion_from_ego_motion():
+def test_object_motion_separates_own_motion_from_ego_motion(make_camera, make_scene):
     # Camera trucks right by 1 m while a ball rolls 2 m to the right and 1 m away from it.
-    cam = _camera([[0, 0, 1], [0.5, 0, 1], [1, 0, 1]], 0.0, 0.0)
+    cam = make_camera([[0, 0, 1], [0.5, 0, 1], [1, 0, 1]], 0.0, 0.0)
     ball = SceneObject(1, "sphere", "red", (0.5,) * 3, 0.0, np.array([[0, 5, 0.25], [1, 5.5, 0.25], [2, 6, 0.25]]))
-    scene = _scene(cam, ball)
+    scene = make_scene(cam, ball)
     m = object_motion(scene, 1, 0, 2)
     np.testing.assert_allclose(m.own_displacement, [2.0, 0.0, 1.0], atol=1e-12)
     np.testing.assert_allclose(m.apparent_displacement, [1.0, 0.0, 1.0], atol=1e-12)
@@ -51,11 +36,11 @@ def test_object_motion_separates_own_motion_from_ego_motion():
         object_motion(scene, 7, 0, 2)
 
 
-def test_speed_ratio_detects_acceleration():
+def test_speed_ratio_detects_acceleration(make_camera, make_scene):
     xs = np.array([0.0, 0.1, 0.3, 0.6, 1.0])
     ball = SceneObject(1, "sphere", "red", (0.5,) * 3, 0.0, np.stack([xs, np.full(5, 5.0), np.full(5, 0.25)], 1))
-    scene = _scene(_camera([[0, 0, 1]] * 5, 0.0, 0.0), ball)
+    scene = make_scene(make_camera([[0, 0, 1]] * 5, 0.0, 0.0), ball)
     assert np.isclose(speed_ratio(scene, 1, 0, 4), 0.7 / 0.3)
-    assert np.isclose(speed_ratio(_scene(scene.camera, ball), 1, 2, 4), 0.4 / 0.3)
+    assert np.isclose(speed_ratio(scene, 1, 2, 4), 0.4 / 0.3)
     with pytest.raises(ValueError):
         speed_ratio(scene, 1, 0, 1)

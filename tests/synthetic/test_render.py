@@ -2,8 +2,7 @@ import dataclasses
 
 import numpy as np
 
-from datagen.synthetic import CameraTrack, Ground, Scene, SceneObject, camera_axes, render_frame
-from datagen.synthetic.scene import NOISE_CELLS
+from datagen.synthetic import Scene, SceneObject, render_frame
 
 
 def _surface_residual(obj: SceneObject, center: np.ndarray, points: np.ndarray) -> np.ndarray:
@@ -75,29 +74,20 @@ def test_projected_centres_match_mask_centroids_of_unoccluded_objects(rendered):
     assert checked >= 15
 
 
-def _hand_built_scene(objects: tuple[SceneObject, ...]) -> Scene:
-    camera = CameraTrack(
-        positions=np.array([[0.0, 0.0, 1.0]]), yaws=np.zeros(1), pitches=np.zeros(1),
-        fx=50.0, fy=50.0, cx=32.0, cy=32.0, width=64, height=64,
-    )
-    ground = Ground(rgb=(0.5, 0.5, 0.5), checker_m=1.0, noise=np.zeros((NOISE_CELLS, NOISE_CELLS)))
-    return Scene(camera=camera, objects=objects, ground=ground, light_dir=np.array([0.0, 0.0, 1.0]), fps=1.0)
-
-
-def test_z_buffer_keeps_the_nearer_object_and_exact_depth():
+def test_z_buffer_keeps_the_nearer_object_and_exact_depth(make_scene, make_camera):
     near = SceneObject(1, "sphere", "red", (0.4, 0.4, 0.4), 0.0, np.array([[0.0, 3.0, 1.0]]))
     far = SceneObject(2, "box", "blue", (1.0, 1.0, 1.0), 0.3, np.array([[0.0, 6.0, 1.0]]))
     for objects in [(near, far), (far, near)]:  # order in the scene must not matter
-        frame = render_frame(_hand_built_scene(objects), 0)
+        frame = render_frame(make_scene(make_camera([[0.0, 0.0, 1.0]]), *objects), 0)
         assert frame.mask[32, 32] == 1
         assert np.isclose(frame.depth[32, 32], 3.0 - 0.2, atol=1e-5)  # camera on the sphere's axis
         assert (frame.mask == 2).any()  # the box shows around the smaller sphere
         assert tuple(frame.rgb[32, 32]) != tuple(frame.rgb[32, 20])
 
 
-def test_pixel_centre_convention_is_opencv():
+def test_pixel_centre_convention_is_opencv(make_scene, make_camera):
     # A thin box whose centre projects exactly onto pixel (40, 32): x = (40 - 32) / 50 * 5 = 0.8 m at depth 5.
     post = SceneObject(1, "box", "green", (0.02, 0.02, 0.5), 0.0, np.array([[0.8, 5.0, 1.0]]))
-    frame = render_frame(_hand_built_scene((post,)), 0)
+    frame = render_frame(make_scene(make_camera([[0.0, 0.0, 1.0]]), post), 0)
     cols = np.nonzero((frame.mask == 1).any(axis=0))[0]
     assert cols.tolist() == [40]

@@ -33,7 +33,7 @@ def many_scenes(config):
 def test_objects_are_named_uniquely_and_stay_in_view(many_scenes, config):
     for scene in many_scenes:
         names = [o.name for o in scene.objects]
-        assert len(set(o.color for o in scene.objects)) == len(names)
+        assert len({o.color for o in scene.objects}) == len(names)
         assert config.num_objects[0] <= len(names) <= config.num_objects[1]
         if len(names) >= 2:
             assert {o.moving for o in scene.objects} == {True, False}  # a reference and a subject

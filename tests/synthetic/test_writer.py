@@ -17,7 +17,7 @@ from datagen.synthetic import (
     write_dataset,
 )
 
-OPTIONS = dict(width=64, height=48, num_frames=8, fps=2.0)
+OPTIONS = {"width": 64, "height": 48, "num_frames": 8, "fps": 2.0}
 
 
 def _rows(metadata) -> list[dict[str, str]]:

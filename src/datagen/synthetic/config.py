@@ -81,7 +81,9 @@ class SynthConfig:
             raise ValueError(f"fps must be > 0, got {self.fps}")
         lo, hi = self.num_objects
         if not 1 <= lo <= hi <= len(COLORS):
-            raise ValueError(f"num_objects must satisfy 1 <= low <= high <= {len(COLORS)} (one colour each), got {self.num_objects}")
+            raise ValueError(
+                f"num_objects must satisfy 1 <= low <= high <= {len(COLORS)} (one colour each), got {self.num_objects}"
+            )
         unknown = set(self.shapes) - {"sphere", "box", "cylinder"}
         if not self.shapes or unknown:
             raise ValueError(f"shapes must be a non-empty subset of sphere/box/cylinder, got {self.shapes!r}")
@@ -115,7 +117,7 @@ class SynthConfig:
         return (self.num_frames - 1) / self.fps
 
     @classmethod
-    def from_options(cls, **options: Any) -> "SynthConfig":
+    def from_options(cls, **options: Any) -> SynthConfig:
         """Build a config from keyword options, turning lists (e.g. from JSON or a CLI) into tuples."""
         names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
         known = {k: tuple(v) if isinstance(v, list) else v for k, v in options.items() if k in names}

@@ -16,7 +16,11 @@ from .camera import CameraTrack
 from .scene import Scene
 
 # Tag order used in metadata.csv; (axis index or rotation, tag for positive, tag for negative).
-_TRANSLATION_TAGS = ((2, "Dolly In", "Dolly Out"), (0, "Truck Right", "Truck Left"), (1, "Pedestal Down", "Pedestal Up"))
+_TRANSLATION_TAGS = (
+    (2, "Dolly In", "Dolly Out"),
+    (0, "Truck Right", "Truck Left"),
+    (1, "Pedestal Down", "Pedestal Up"),
+)
 
 
 def _check_segment(num_frames: int, start: int, end: int) -> None:
@@ -39,8 +43,11 @@ class EgoMotion:
         """SpatialVID tags of the components above the thresholds, in the order Dolly, Truck, Pedestal, Pan, Tilt.
 
         The generator never rolls the camera, so roll tags never appear."""
-        out = [pos if self.translation[axis] > 0 else neg
-               for axis, pos, neg in _TRANSLATION_TAGS if abs(self.translation[axis]) >= translation_m]
+        out = [
+            pos if self.translation[axis] > 0 else neg
+            for axis, pos, neg in _TRANSLATION_TAGS
+            if abs(self.translation[axis]) >= translation_m
+        ]
         if abs(self.pan_deg) >= rotation_deg:
             out.append("Pan Left" if self.pan_deg > 0 else "Pan Right")
         if abs(self.tilt_deg) >= rotation_deg:
@@ -131,6 +138,6 @@ def speed_ratio(scene: Scene, obj_id: int, start: int, end: int) -> float:
         raise ValueError("speed_ratio needs a segment of at least two frame intervals")
     speeds = object_speeds(scene)[start:end, _column(scene, obj_id)]
     half = len(speeds) // 2
-    first, second = speeds[:half].mean(), speeds[len(speeds) - half:].mean()
+    first, second = speeds[:half].mean(), speeds[len(speeds) - half :].mean()
     with np.errstate(divide="ignore", invalid="ignore"):
         return float(np.float64(second) / np.float64(first))

@@ -93,9 +93,7 @@ def _sample_size(rng: np.random.Generator, shape: str, scale: float) -> tuple[fl
     return (scale, scale, float(scale * rng.uniform(0.8, 1.8)))
 
 
-def _path(
-    start: np.ndarray, heading: float, speed: float, accel: float, turn: float, times: np.ndarray
-) -> np.ndarray:
+def _path(start: np.ndarray, heading: float, speed: float, accel: float, turn: float, times: np.ndarray) -> np.ndarray:
     """Integrate a planar path (x, y) at ``times``: speed v(t) = speed * (1 + accel * (2t/T - 1)), direction
     angle heading + turn * t/T (radians). Midpoint rule on a fine grid, so the result is deterministic."""
     duration = float(times[-1])
@@ -148,7 +146,9 @@ def _distinct_speed(rng: np.random.Generator, config: SynthConfig, taken: list[f
     return float(speed)
 
 
-def _try_objects(rng: np.random.Generator, config: SynthConfig, camera: CameraTrack, times: np.ndarray) -> list[SceneObject] | None:
+def _try_objects(
+    rng: np.random.Generator, config: SynthConfig, camera: CameraTrack, times: np.ndarray
+) -> list[SceneObject] | None:
     count = int(rng.integers(config.num_objects[0], config.num_objects[1] + 1))
     colors = rng.choice(list(COLORS), size=count, replace=False)
     flags = _moving_flags(rng, count, config.p_moving)
@@ -168,7 +168,9 @@ def _try_objects(rng: np.random.Generator, config: SynthConfig, camera: CameraTr
             speed = _distinct_speed(rng, config, speeds)
             direction = str(rng.choice(list(DIRECTIONS)))
             profile = str(rng.choice(SPEED_PROFILES))
-            accel = {"constant": 0.0, "accelerating": config.speed_change, "decelerating": -config.speed_change}[profile]
+            accel = {"constant": 0.0, "accelerating": config.speed_change, "decelerating": -config.speed_change}[
+                profile
+            ]
             curved = rng.random() < config.p_curved
             motion = "curved" if curved else "linear"
             turn = float(rng.choice([-1.0, 1.0]) * np.radians(rng.uniform(*config.curve_turn_deg))) if curved else 0.0

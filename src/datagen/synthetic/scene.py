@@ -6,8 +6,8 @@ so the same seed always gives the same pixels and the same answers.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
@@ -82,4 +82,6 @@ def sample_scene(config: SynthConfig, seed: int | Sequence[int] | np.random.Gene
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     camera = sample_camera(rng, config)
     objects = sample_objects(rng, config, camera)
-    return Scene(camera=camera, objects=objects, ground=_sample_ground(rng), light_dir=_sample_light(rng), fps=config.fps)
+    return Scene(
+        camera=camera, objects=objects, ground=_sample_ground(rng), light_dir=_sample_light(rng), fps=config.fps
+    )

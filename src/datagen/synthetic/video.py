@@ -46,8 +46,8 @@ def yuv_frame(planes: tuple[np.ndarray, ...]) -> av.VideoFrame:
         buf = np.frombuffer(plane, dtype=np.uint8)
         rows = buf[: plane.height * plane.line_size].reshape(plane.height, plane.line_size)
         rows[:, : data.shape[1]] = data
-        rows[:, data.shape[1]:] = data[:, -1:]
-        buf[plane.height * plane.line_size:] = 0
+        rows[:, data.shape[1] :] = data[:, -1:]
+        buf[plane.height * plane.line_size :] = 0
     return picture
 
 

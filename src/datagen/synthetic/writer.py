@@ -14,9 +14,10 @@ import json
 import multiprocessing
 import os
 import zipfile
+from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -27,7 +28,18 @@ from .render import render_clip
 from .scene import Scene, sample_scene
 from .video import atomic_target, encode_mp4
 
-METADATA_COLUMNS = ("id", "group_id", "video_path", "fps", "num_frames", "width", "height", "caption", "objects", "motion_tags")
+METADATA_COLUMNS = (
+    "id",
+    "group_id",
+    "video_path",
+    "fps",
+    "num_frames",
+    "width",
+    "height",
+    "caption",
+    "objects",
+    "motion_tags",
+)
 CONFIG_FILE = "synthetic_config.json"
 
 
