@@ -1,0 +1,126 @@
+"""Batches of DIFT records: the user video as a video, latent blocks in the answer, imagery images on the side.
+
+TRL's ``DataCollatorForVisionLanguageModeling`` handles images only and knows nothing of latent blocks, so DIFT has
+its own collator. It reads the normalised records of :func:`trl_latent.data.load_records` and decodes the media on
+the fly (the dataset keeps paths, not pixels).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from ..data import DataRecordError, VisualOptions, load_image, load_visual
+from ..tokens import LatentSpec, expand_output_images
+
+IGNORE_INDEX = -100
+ASSISTANT_HEADER = "<|im_start|>assistant\n"
+
+
+def _last_occurrence(row: list[int], pattern: list[int]) -> int:
+    """Index just past the last occurrence of ``pattern`` in ``row``; -1 when absent."""
+    width = len(pattern)
+    for start in range(len(row) - width, -1, -1):
+        if row[start : start + width] == pattern:
+            return start + width
+    return -1
+
+
+@dataclass
+class DataCollatorForLatentImagery:
+    """Collate DIFT records into model inputs, labels and the imagery images.
+
+    Output keys: ``input_ids``, ``attention_mask``, ``mm_token_type_ids``, ``labels``, the processor's vision keys
+    (``pixel_values_videos``, ``video_grid_thw``, ``second_per_grid_ts`` for videos; ``pixel_values``,
+    ``image_grid_thw`` for single images) and ``latent_pixel_values`` / ``latent_image_grid_thw`` for the imagery
+    images, in order of their ``<|latent_pad|>`` blocks (row by row). Labels are ``-100`` on the prompt (through
+    ``<|im_start|>assistant\\n``), on padding and on latent pads; latent start/end and the answer text are supervised.
+    Sequences are right-padded and never truncated: cutting one would separate vision or latent placeholders from
+    their features, so a sequence over ``max_length`` is an error naming its record.
+    """
+
+    processor: Any
+    spec: LatentSpec
+    visual: VisualOptions = field(default_factory=VisualOptions)
+    imagery_min_pixels: int = 28 * 28
+    imagery_max_pixels: int = 256 * 28 * 28
+    max_length: int | None = None
+
+    def __post_init__(self) -> None:
+        tokenizer = self.processor.tokenizer
+        self._header = tokenizer(ASSISTANT_HEADER, add_special_tokens=False)["input_ids"]
+        merge = getattr(self.processor.image_processor, "merge_size", 2)
+        self._merge_area = merge * merge
+
+    def _conversation(self, example: dict[str, Any], kind: str) -> str:
+        messages = [
+            {"role": "user", "content": [{"type": kind}, {"type": "text", "text": example["prompt"]}]},
+            {"role": "assistant",
+             "content": [{"type": "text", "text": expand_output_images(example["text_output"], self.spec)}]},
+        ]
+        return self.processor.apply_chat_template(messages, tokenize=False)
+
+    def __call__(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        texts, images, videos, metadata, imagery, imagery_sources = [], [], [], [], [], []
+        for example in examples:
+            visual = load_visual(example, self.visual)
+            if visual.is_video:
+                videos.append(visual.frames)
+                metadata.append(visual.video_metadata)
+            else:
+                images.append(visual.image)
+            texts.append(self._conversation(example, "video" if visual.is_video else "image"))
+            for i, path in enumerate(example["image_output"]):
+                imagery.append(load_image(path, self.imagery_min_pixels, self.imagery_max_pixels,
+                                          example["source"], f"image_output[{i}]"))
+                imagery_sources.append((example["source"], i))
+
+        budget = {"shortest_edge": self.visual.min_pixels, "longest_edge": self.visual.max_pixels}
+        batch = self.processor(
+            text=texts,
+            images=images or None,
+            videos=videos or None,
+            images_kwargs={"size": budget},
+            videos_kwargs={"size": budget, **({"video_metadata": metadata} if videos else {})},
+            padding=True,
+            padding_side="right",
+            return_tensors="pt",
+        )
+        self._check_length(batch["attention_mask"], examples)
+        batch["labels"] = self._labels(batch["input_ids"], batch["attention_mask"], examples)
+        if imagery:
+            imagery_budget = {"shortest_edge": self.imagery_min_pixels, "longest_edge": self.imagery_max_pixels}
+            encoded = self.processor.image_processor(images=imagery, size=imagery_budget, return_tensors="pt")
+            self._check_imagery_tokens(encoded["image_grid_thw"], imagery_sources)
+            batch["latent_pixel_values"] = encoded["pixel_values"]
+            batch["latent_image_grid_thw"] = encoded["image_grid_thw"]
+        return dict(batch)
+
+    def _check_length(self, attention_mask: torch.Tensor, examples: list[dict[str, Any]]) -> None:
+        if self.max_length is None:
+            return
+        for length, example in zip(attention_mask.sum(-1).tolist(), examples):
+            if length > self.max_length:
+                raise DataRecordError(example["source"], "<sequence>",
+                                      f"{length} tokens exceed max_length={self.max_length}; raise max_length or "
+                                      "lower the pixel budget / max_frames (sequences are never truncated)")
+
+    def _labels(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, examples: list[dict[str, Any]]) -> torch.Tensor:
+        labels = input_ids.clone()
+        for row, example in enumerate(examples):
+            end = _last_occurrence(input_ids[row].tolist(), self._header)
+            if end == -1:
+                raise DataRecordError(example["source"], "text_output", "the chat template produced no assistant turn")
+            labels[row, :end] = IGNORE_INDEX
+        labels[attention_mask == 0] = IGNORE_INDEX
+        labels[input_ids == self.spec.pad_id] = IGNORE_INDEX
+        return labels
+
+    def _check_imagery_tokens(self, grid_thw: torch.Tensor, sources: list[tuple[str, int]]) -> None:
+        for tokens, (source, index) in zip((grid_thw.prod(-1) // self._merge_area).tolist(), sources):
+            if tokens < self.spec.latent_size:
+                raise DataRecordError(source, f"image_output[{index}]",
+                                      f"gives {tokens} vision tokens, fewer than latent_size={self.spec.latent_size}; "
+                                      "raise imagery_max_pixels / imagery_min_pixels")

@@ -1,0 +1,104 @@
+"""Configuration of Dynamic-Imagery Fine-Tuning."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from trl import SFTConfig
+
+from ..data import VisualOptions
+from ..tokens import COMPRESS_STRATEGIES
+
+
+@dataclass
+class LatentImageryConfig(SFTConfig):
+    r"""
+    Configuration class for the [`LatentImageryTrainer`] (DIFT).
+
+    Only the parameters specific to DIFT are listed here; every [`~trl.SFTConfig`] field works as usual. Defaults that
+    differ from `SFTConfig`: `remove_unused_columns=False` (the collator reads the record columns),
+    `dataset_kwargs={"skip_prepare_dataset": True}` (records are decoded on the fly) and `max_length=None` (sequences
+    are never truncated: a cut would separate vision or latent placeholders from their features; a set `max_length`
+    makes over-long samples an error).
+
+    Parameters:
+        > Latent imagery
+
+        latent_size (`int`, *optional*, defaults to `4`):
+            Number K of latent vectors per imagery image (`<|latent_pad|>` tokens per block).
+        compress_strategy (`str`, *optional*, defaults to `"average"`):
+            How an imagery image's merged vision tokens become K vectors: the mean of K contiguous groups.
+        ce_weight (`float`, *optional*, defaults to `0.1`):
+            Weight of the next-token cross-entropy on the answer text (latent start/end included, pads excluded).
+        sim_weight (`float`, *optional*, defaults to `1.0`):
+            Weight of the latent similarity loss `1 - cos(h[t-1], target[t])` at the latent pad positions.
+        freeze_vision_tower (`bool`, *optional*, defaults to `True`):
+            Freeze the vision tower and keep it in eval mode. It also produces the latent targets, which must not
+            drift towards the language model's predictions.
+
+        > Visual inputs
+
+        fps (`float`, *optional*, defaults to `1.0`):
+            Frame rate the user video is sampled at (video files and frame lists alike).
+        frames_fps (`float`, *optional*, defaults to `1.0`):
+            Frame rate an `image_input` frame list was extracted at.
+        max_frames (`int`, *optional*, defaults to `50`):
+            Most frames per video; longer videos are thinned uniformly (the real rate is passed to the model).
+        min_pixels (`int`, *optional*, defaults to `784`):
+            Least pixels per user image or video frame (sides are multiples of 28).
+        max_pixels (`int`, *optional*, defaults to `200704`):
+            Most pixels per user image or video frame (256 * 28 * 28).
+        imagery_min_pixels (`int`, *optional*, defaults to `784`):
+            Least pixels per imagery image.
+        imagery_max_pixels (`int`, *optional*, defaults to `200704`):
+            Most pixels per imagery image. It must give at least K merged vision tokens (K * 784 pixels).
+        skip_invalid_samples (`bool`, *optional*, defaults to `False`):
+            Drop invalid records (logged one by one and counted) instead of stopping with an error at load time.
+    """
+
+    latent_size: int = field(default=4, metadata={"help": "Number K of latent vectors per imagery image."})
+    compress_strategy: str = field(
+        default="average",
+        metadata={"help": "Pooling of an imagery image's vision tokens into K vectors.", "choices": list(COMPRESS_STRATEGIES)},
+    )
+    ce_weight: float = field(default=0.1, metadata={"help": "Weight of the text cross-entropy loss."})
+    sim_weight: float = field(default=1.0, metadata={"help": "Weight of the latent cosine similarity loss."})
+    freeze_vision_tower: bool = field(
+        default=True, metadata={"help": "Freeze the vision tower (and keep it in eval mode); it also makes the targets."}
+    )
+    fps: float = field(default=1.0, metadata={"help": "Frame rate the user video is sampled at."})
+    frames_fps: float = field(default=1.0, metadata={"help": "Frame rate an `image_input` frame list was extracted at."})
+    max_frames: int = field(default=50, metadata={"help": "Most frames per video (thinned uniformly beyond)."})
+    min_pixels: int = field(default=28 * 28, metadata={"help": "Least pixels per user image / video frame."})
+    max_pixels: int = field(default=256 * 28 * 28, metadata={"help": "Most pixels per user image / video frame."})
+    imagery_min_pixels: int = field(default=28 * 28, metadata={"help": "Least pixels per imagery image."})
+    imagery_max_pixels: int = field(default=256 * 28 * 28, metadata={"help": "Most pixels per imagery image."})
+    skip_invalid_samples: bool = field(
+        default=False, metadata={"help": "Drop invalid records (logged and counted) instead of raising at load time."}
+    )
+
+    # Parameters whose default values are overridden from SFTConfig
+    remove_unused_columns: bool = field(
+        default=False, metadata={"help": "Keep the record columns: the DIFT collator reads them."}
+    )
+    max_length: int | None = field(
+        default=None,
+        metadata={"help": "Longest allowed sequence; longer samples are an error (never truncated). None: no limit."},
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()  # parses dict fields given as JSON strings on the command line
+        # records are decoded by the collator, never tokenized up front
+        self.dataset_kwargs = {"skip_prepare_dataset": True, **(self.dataset_kwargs or {})}
+        if self.ce_weight < 0 or self.sim_weight < 0 or self.ce_weight + self.sim_weight == 0:
+            raise ValueError(f"need ce_weight, sim_weight >= 0 and not both 0, got {self.ce_weight}, {self.sim_weight}")
+        if self.imagery_max_pixels < self.latent_size * 28 * 28:
+            raise ValueError(
+                f"imagery_max_pixels={self.imagery_max_pixels} gives fewer than latent_size={self.latent_size} "
+                "vision tokens per imagery image"
+            )
+        _ = self.visual_options  # validates fps / frames / pixel budgets now rather than at the first batch
+
+    @property
+    def visual_options(self) -> VisualOptions:
+        return VisualOptions(self.fps, self.max_frames, self.min_pixels, self.max_pixels, self.frames_fps)

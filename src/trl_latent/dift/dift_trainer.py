@@ -1,0 +1,208 @@
+"""Dynamic-Imagery Fine-Tuning: SFT on text interleaved with latent imagery, plus a next-embedding loss.
+
+Each imagery image of an answer is encoded by the frozen vision tower and pooled into K vectors. Those vectors are
+written at the block's ``<|latent_pad|>`` positions (teacher forcing) and are the targets of a cosine loss on the
+hidden state one position earlier, so at inference the model's own hidden state can stand in for the image.
+Everything else is ``SFTTrainer``: the fused LM head computes the text cross-entropy, and a forward hook on the
+backbone captures the hidden states it never returns.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from transformers import AutoProcessor
+from trl import SFTTrainer
+from trl.trainer.utils import create_model_from_path
+
+from ..latents import compute_latent_targets, inject_latents, vision_backbone
+from ..model_card import LatentModelCardMixin, data_sources, latent_spec_details
+from ..tokens import LatentSpec, add_latent_tokens
+from .collator import DataCollatorForLatentImagery
+from .dift_config import LatentImageryConfig
+
+LATENT_BATCH_KEYS = ("latent_pixel_values", "latent_image_grid_thw")
+
+
+def latent_similarity_loss(
+    hidden_states: torch.Tensor, input_ids: torch.Tensor, targets: torch.Tensor, pad_id: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(loss, mean cosine)`` of the next-embedding prediction at the latent pads.
+
+    ``hidden_states [B, L, H]`` are the last-layer states, ``targets [N, K, H]`` the pooled imagery vectors in row-major
+    order of the pad blocks. The prediction for pad position ``t`` is ``h[t-1]``. The loss is the mean over images of
+    the mean over their K positions of ``1 - cos``, computed in float32 on L2-normalised vectors (bf16 cosines of
+    2k-dim vectors are too coarse for a loss that ends near zero).
+    """
+    num_images, latent_size, hidden = targets.shape
+    predictions = hidden_states[:, :-1][input_ids[:, 1:] == pad_id]
+    if predictions.shape[0] != num_images * latent_size:
+        raise ValueError(
+            f"the batch has {predictions.shape[0]} <|latent_pad|> positions but {num_images} imagery images x "
+            f"K={latent_size} targets"
+        )
+    predictions = F.normalize(predictions.float(), dim=-1).view(num_images, latent_size, hidden)
+    cosine = (predictions * F.normalize(targets.float(), dim=-1)).sum(-1)
+    return (1.0 - cosine).mean(dim=1).mean(), cosine.mean()
+
+
+class LatentImageryTrainer(LatentModelCardMixin, SFTTrainer):
+    """[`~trl.SFTTrainer`] for DIFT. ``model`` is a model id / local path or a loaded Qwen2.5-VL; the latent tokens
+    are added when it lacks them, and a [`DataCollatorForLatentImagery`] is built when no collator is given. The
+    training records are those of :func:`trl_latent.data.load_records` (task ``"dift"``)."""
+
+    _tag_names = ["trl", "sft", "dift", "latent-imagery"]
+    _name = "DIFT"
+
+    def __init__(
+        self,
+        model: Any,
+        args: LatentImageryConfig | None = None,
+        data_collator: Any = None,
+        train_dataset: Any = None,
+        eval_dataset: Any = None,
+        processing_class: Any = None,
+        peft_config: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        if args is None:
+            name = model if isinstance(model, str) else model.config._name_or_path
+            args = LatentImageryConfig(f"{str(name).rstrip('/').split('/')[-1]}-DIFT")
+        elif not isinstance(args, LatentImageryConfig):
+            raise TypeError(f"args must be a LatentImageryConfig, got {type(args).__name__}")
+        if isinstance(model, str):
+            # Loaded here rather than by SFTTrainer: the latent tokens must exist before PEFT wraps the model
+            if processing_class is None:
+                processing_class = AutoProcessor.from_pretrained(model, trust_remote_code=args.trust_remote_code)
+            init_kwargs = dict(args.model_init_kwargs or {})
+            init_kwargs.setdefault("trust_remote_code", args.trust_remote_code)
+            if args.distributed_state.distributed_type in ("MULTI_GPU", "DEEPSPEED"):
+                init_kwargs["device_map"] = None
+            model = create_model_from_path(model, **init_kwargs)
+            args.model_init_kwargs = None  # consumed; SFTTrainer would warn that they are ignored
+        if processing_class is None:
+            raise ValueError("pass the model's processor as `processing_class` when `model` is an object")
+
+        self.latent_spec: LatentSpec = add_latent_tokens(
+            model, processing_class, latent_size=args.latent_size, compress_strategy=args.compress_strategy
+        )
+        if args.freeze_vision_tower:
+            visual = vision_backbone(model).visual
+            visual.requires_grad_(False)
+            visual.eval()
+        if peft_config is not None:
+            _make_latent_rows_trainable(peft_config, self.latent_spec)
+        if data_collator is None:
+            data_collator = DataCollatorForLatentImagery(
+                processor=processing_class,
+                spec=self.latent_spec,
+                visual=args.visual_options,
+                imagery_min_pixels=args.imagery_min_pixels,
+                imagery_max_pixels=args.imagery_max_pixels,
+                max_length=args.max_length,
+            )
+        super().__init__(
+            model=model,
+            args=args,
+            data_collator=data_collator,
+            train_dataset=train_dataset,
+            eval_dataset=eval_dataset,
+            processing_class=processing_class,
+            peft_config=peft_config,
+            **kwargs,
+        )
+        _expose_lm_head_bias(self.model)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        mode = "train" if self.model.training else "eval"
+        latent_inputs = {key: inputs.pop(key) for key in LATENT_BATCH_KEYS if key in inputs}
+        if not latent_inputs:  # no imagery in this batch: plain SFT on the text
+            self._metrics[mode]["num_imagery"].append(0.0)
+            result = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            if return_outputs:
+                return result[0] * self.args.ce_weight, result[1]
+            return result * self.args.ce_weight
+
+        backbone = vision_backbone(model)
+        if self.args.freeze_vision_tower:
+            backbone.visual.eval()  # Trainer.train() puts the whole model back in train mode every step
+        targets = compute_latent_targets(
+            model, latent_inputs["latent_pixel_values"], latent_inputs["latent_image_grid_thw"],
+            self.latent_spec.latent_size,
+        )
+        captured: dict[str, torch.Tensor] = {}
+
+        def keep_hidden_states(module: torch.nn.Module, args: tuple, output: Any) -> None:
+            captured.setdefault("hidden", output.last_hidden_state)  # the first forward is the loss one (see below)
+
+        handle = backbone.register_forward_hook(keep_hidden_states)
+        vectors = targets.flatten(0, 1)
+        if return_outputs:  # SFTTrainer then runs a second, logits-only forward that needs the vectors too
+            vectors = torch.cat([vectors, vectors])
+        try:
+            with inject_latents(model, self.latent_spec.pad_id, vectors):
+                result = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        finally:
+            handle.remove()
+        ce_loss = result[0] if return_outputs else result
+        sim_loss, cosine = latent_similarity_loss(
+            captured["hidden"], inputs["input_ids"], targets, self.latent_spec.pad_id
+        )
+        # As TRL does for its MoE aux loss: with a token count over the accumulation window, the CE is already
+        # normalised for gradient accumulation while this per-micro-batch mean is not
+        steps = self.current_gradient_accumulation_steps if num_items_in_batch is not None else 1
+        loss = self.args.ce_weight * ce_loss + self.args.sim_weight * sim_loss / steps
+
+        gather = self.accelerator.gather_for_metrics
+        self._metrics[mode]["ce_loss"].append(gather(ce_loss.detach()).mean().item())
+        self._metrics[mode]["sim_loss"].append(gather(sim_loss.detach()).mean().item())
+        self._metrics[mode]["cos_sim"].append(gather(cosine.detach()).mean().item())
+        num_imagery = torch.tensor(float(targets.shape[0]), device=ce_loss.device)
+        self._metrics[mode]["num_imagery"].append(gather(num_imagery).sum().item())
+        return (loss, result[1]) if return_outputs else loss
+
+    def latent_card_details(self) -> dict[str, str]:
+        sources = data_sources(self.train_dataset)
+        return {
+            "Method": "DIFT (Dynamic-Imagery Fine-Tuning): text interleaved with latent imagery, teacher-forced",
+            **latent_spec_details(self.model),
+            "Loss": (
+                f"{self.args.ce_weight} × CE(text; latent start/end supervised, pads excluded) + "
+                f"{self.args.sim_weight} × mean(1 − cos(h[t−1], imagery target[t])) over latent positions"
+            ),
+            "Training data": ", ".join(f"`{s}`" for s in sources) if sources else "in-memory dataset",
+            "Video sampling": f"{self.args.fps} fps, at most {self.args.max_frames} frames, "
+                              f"{self.args.min_pixels}–{self.args.max_pixels} pixels per frame",
+            "Vision tower": "frozen" if self.args.freeze_vision_tower else "trained",
+        }
+
+
+def _expose_lm_head_bias(model: Any) -> None:
+    """Let TRL's fused LM head read ``lm_head.bias`` through PEFT's ``TrainableTokensWrapper``.
+
+    With tied embeddings (Qwen2.5-VL-3B) PEFT also wraps ``lm_head`` for the trainable token rows; the wrapper exposes
+    the merged ``weight`` but not ``bias``, which the fused head reads (TRL 1.16 + PEFT 0.21). Qwen's head has no bias,
+    so ``None`` is the truth, set on the wrapper only.
+    """
+    head = model.get_output_embeddings()
+    original = getattr(head, "original_module", None)
+    if original is not None and "bias" not in dir(head) and getattr(original, "bias", None) is None:
+        head.bias = None
+
+
+def _make_latent_rows_trainable(peft_config: Any, spec: LatentSpec) -> None:
+    """Train the embedding rows of the latent start/end tokens under LoRA (PEFT ``trainable_token_indices``).
+
+    The rows are new, so frozen they would stay at their mean initialisation and the model could never learn to
+    open or close a block. The pad row is never used as an input (its embedding is overwritten) nor predicted.
+    """
+    ids = [spec.start_id, spec.end_id]
+    indices = peft_config.trainable_token_indices
+    if indices is None:
+        peft_config.trainable_token_indices = {"embed_tokens": ids}
+    elif isinstance(indices, list):
+        peft_config.trainable_token_indices = sorted({*indices, *ids})
+    else:
+        indices["embed_tokens"] = sorted({*indices.get("embed_tokens", []), *ids})
