@@ -23,16 +23,31 @@ def quat_to_rotation(q: np.ndarray) -> np.ndarray:
 
 
 def rotation_to_quat(r: np.ndarray) -> np.ndarray:
-    """Inverse of :func:`quat_to_rotation` for one matrix (``[qx, qy, qz, qw]``, ``qw >= 0``); used to write poses."""
-    r = np.asarray(r, dtype=np.float64)
-    w = np.sqrt(max(0.0, 1 + r[0, 0] + r[1, 1] + r[2, 2])) / 2
-    x = np.sqrt(max(0.0, 1 + r[0, 0] - r[1, 1] - r[2, 2])) / 2
-    y = np.sqrt(max(0.0, 1 - r[0, 0] + r[1, 1] - r[2, 2])) / 2
-    z = np.sqrt(max(0.0, 1 - r[0, 0] - r[1, 1] + r[2, 2])) / 2
-    x = np.copysign(x, r[2, 1] - r[1, 2])
-    y = np.copysign(y, r[0, 2] - r[2, 0])
-    z = np.copysign(z, r[1, 0] - r[0, 1])
-    return np.array([x, y, z, w])
+    """Inverse of :func:`quat_to_rotation` for one ``(3, 3)`` matrix: ``[qx, qy, qz, qw]`` with ``qw >= 0``.
+
+    Used to write poses (the synthetic world, test layouts). Shepperd's method: it divides by the largest of
+    ``4 qw^2, 4 qx^2, 4 qy^2, 4 qz^2`` (from the trace and the diagonal), so it stays exact near 180 degrees, where
+    ``qw`` vanishes and recovering the signs of ``qx, qy, qz`` from ``r - r^T`` alone gives a wrong rotation.
+    """
+    m = np.asarray(r, dtype=np.float64)
+    if m.shape != (3, 3):
+        raise ValueError(f"expected a (3, 3) rotation, got shape {m.shape}")
+    trace = m[0, 0] + m[1, 1] + m[2, 2]
+    k = int(np.argmax([trace, m[0, 0], m[1, 1], m[2, 2]]))
+    if k == 0:
+        s = 2.0 * np.sqrt(1.0 + trace)
+        q = [(m[2, 1] - m[1, 2]) / s, (m[0, 2] - m[2, 0]) / s, (m[1, 0] - m[0, 1]) / s, 0.25 * s]
+    elif k == 1:
+        s = 2.0 * np.sqrt(1.0 + m[0, 0] - m[1, 1] - m[2, 2])
+        q = [0.25 * s, (m[0, 1] + m[1, 0]) / s, (m[0, 2] + m[2, 0]) / s, (m[2, 1] - m[1, 2]) / s]
+    elif k == 2:
+        s = 2.0 * np.sqrt(1.0 + m[1, 1] - m[0, 0] - m[2, 2])
+        q = [(m[0, 1] + m[1, 0]) / s, 0.25 * s, (m[1, 2] + m[2, 1]) / s, (m[0, 2] - m[2, 0]) / s]
+    else:
+        s = 2.0 * np.sqrt(1.0 + m[2, 2] - m[0, 0] - m[1, 1])
+        q = [(m[0, 2] + m[2, 0]) / s, (m[1, 2] + m[2, 1]) / s, 0.25 * s, (m[1, 0] - m[0, 1]) / s]
+    q = np.asarray(q) / np.linalg.norm(q)
+    return -q if q[3] < 0 else q
 
 
 def poses_to_w2c(poses: np.ndarray) -> np.ndarray:

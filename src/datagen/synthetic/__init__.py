@@ -5,7 +5,7 @@ Typical use: ``write_dataset("data/synth", num_clips=300, seed=0)``; see docs/sy
 
 from .camera import MOVE_TAGS, CameraTrack, sample_camera
 from .config import SynthConfig
-from .geometry import camera_axes, decode_pose, encode_pose, matrix_to_quaternion, quaternion_to_matrix
+from .geometry import camera_axes, decode_pose, encode_pose, quaternion_to_matrix
 from .groundtruth import (
     EgoMotion,
     ObjectMotion,
@@ -42,7 +42,6 @@ __all__ = [
     "decode_pose",
     "ego_motion",
     "encode_pose",
-    "matrix_to_quaternion",
     "metadata_row",
     "object_centers_camera",
     "object_motion",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..geometry import quat_to_rotation
+from ..geometry import quat_to_rotation, rotation_to_quat
 
 UP = np.array([0.0, 0.0, 1.0])
 
@@ -27,35 +27,6 @@ def camera_axes(yaw: float, pitch: float) -> np.ndarray:
     return np.stack([right, down, forward], axis=1)
 
 
-def matrix_to_quaternion(rot: np.ndarray) -> np.ndarray:
-    """Rotation matrix (3, 3) -> unit quaternion [qx, qy, qz, qw] with qw >= 0 (one canonical sign).
-
-    Picks the largest of the four diagonal combinations before dividing, so it stays accurate near 180 degrees.
-    """
-    rot = np.asarray(rot, dtype=np.float64)
-    if rot.shape != (3, 3):
-        raise ValueError(f"expected a (3, 3) rotation, got shape {rot.shape}")
-    m = rot
-    trace = m[0, 0] + m[1, 1] + m[2, 2]
-    candidates = np.array([trace, m[0, 0], m[1, 1], m[2, 2]])
-    k = int(np.argmax(candidates))
-    if k == 0:
-        s = 2.0 * np.sqrt(1.0 + trace)
-        q = [(m[2, 1] - m[1, 2]) / s, (m[0, 2] - m[2, 0]) / s, (m[1, 0] - m[0, 1]) / s, 0.25 * s]
-    elif k == 1:
-        s = 2.0 * np.sqrt(1.0 + m[0, 0] - m[1, 1] - m[2, 2])
-        q = [0.25 * s, (m[0, 1] + m[1, 0]) / s, (m[0, 2] + m[2, 0]) / s, (m[2, 1] - m[1, 2]) / s]
-    elif k == 2:
-        s = 2.0 * np.sqrt(1.0 + m[1, 1] - m[0, 0] - m[2, 2])
-        q = [(m[0, 1] + m[1, 0]) / s, 0.25 * s, (m[1, 2] + m[2, 1]) / s, (m[0, 2] - m[2, 0]) / s]
-    else:
-        s = 2.0 * np.sqrt(1.0 + m[2, 2] - m[0, 0] - m[1, 1])
-        q = [(m[0, 2] + m[2, 0]) / s, (m[1, 2] + m[2, 1]) / s, 0.25 * s, (m[1, 0] - m[0, 1]) / s]
-    q = np.asarray(q)
-    q /= np.linalg.norm(q)
-    return -q if q[3] < 0 else q
-
-
 def quaternion_to_matrix(quat: np.ndarray) -> np.ndarray:
     """Quaternion [qx, qy, qz, qw] (any norm > 0) -> rotation matrix (3, 3).
 
@@ -70,7 +41,7 @@ def encode_pose(cam_to_world: np.ndarray, position: np.ndarray) -> np.ndarray:
     """Camera-to-world rotation and camera centre -> world-to-camera [tx, ty, tz, qx, qy, qz, qw]."""
     r_wc = np.asarray(cam_to_world, dtype=np.float64).T
     t = -r_wc @ np.asarray(position, dtype=np.float64)
-    return np.concatenate([t, matrix_to_quaternion(r_wc)])
+    return np.concatenate([t, rotation_to_quat(r_wc)])
 
 
 def decode_pose(pose: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
