@@ -1,0 +1,72 @@
+"""Configuration of 4DRL: GRPOConfig plus how user videos and images are decoded for rollouts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from trl import GRPOConfig
+
+from ..data import VisualOptions
+
+
+@dataclass
+class LatentGRPOConfig(GRPOConfig):
+    r"""
+    Configuration class for [`LatentGRPOTrainer`]: every [`~trl.GRPOConfig`] field, plus the decoding of user visuals.
+
+    Rollouts run the latent generation loop of `trl_latent.generation` (continuous "mental image" vectors fed back at
+    `<|latent_pad|>` positions), which vLLM and transformers' continuous batching cannot do, so both stay off.
+
+    Parameters:
+        fps (`float`, *optional*, defaults to `1.0`):
+            Rate at which user videos are sampled. The real rate reaches the processor, so the temporal mRoPE spacing
+            of the frames matches the time between them.
+        max_frames (`int`, *optional*, defaults to `16`):
+            Most frames per video; longer videos are thinned uniformly (the sampled rate is reported accordingly).
+        frames_fps (`float`, *optional*, defaults to `1.0`):
+            Rate at which an `image_input` list of frame files was extracted.
+        min_pixels (`int`, *optional*, defaults to `784`):
+            Smallest pixel count of an image or video frame (sides are multiples of 28).
+        max_pixels (`int`, *optional*, defaults to `200704`):
+            Largest pixel count of an image or video frame (`256 * 28 * 28`, as in the release).
+    """
+
+    fps: float = field(default=1.0, metadata={"help": "Rate at which user videos are sampled (frames per second)."})
+    max_frames: int = field(default=16, metadata={"help": "Most frames per video; longer videos are thinned."})
+    frames_fps: float = field(
+        default=1.0, metadata={"help": "Rate at which an `image_input` list of frame files was extracted."}
+    )
+    min_pixels: int = field(default=28 * 28, metadata={"help": "Smallest pixel count of an image or frame."})
+    max_pixels: int = field(default=256 * 28 * 28, metadata={"help": "Largest pixel count of an image or frame."})
+
+    def __post_init__(self) -> None:
+        if self.use_vllm:
+            raise ValueError(
+                "LatentGRPOConfig: use_vllm=True is not supported. Latent rollouts feed hidden states back as input "
+                "embeddings mid-sequence, which vLLM cannot do; set use_vllm=False (rollouts use the HF model)."
+            )
+        if self.use_transformers_continuous_batching or self.use_transformers_paged:
+            raise ValueError(
+                "LatentGRPOConfig: use_transformers_continuous_batching is not supported: latent rollouts run their "
+                "own per-row decoding loop (trl_latent.generation.generate_with_latents)."
+            )
+        if self.min_p is not None:
+            raise ValueError("LatentGRPOConfig: min_p is not supported by the latent generation loop; use top_k/top_p.")
+        if self.generation_kwargs:
+            raise ValueError(
+                f"LatentGRPOConfig: generation_kwargs {self.generation_kwargs} cannot be honoured by the latent "
+                "generation loop; use the temperature, top_k, top_p and repetition_penalty fields."
+            )
+        super().__post_init__()
+        self.visual_options  # noqa: B018 - validates fps, frames and pixel budgets now, not at the first rollout
+
+    @property
+    def visual_options(self) -> VisualOptions:
+        """The decoding settings as `trl_latent.data` takes them."""
+        return VisualOptions(
+            fps=self.fps,
+            max_frames=self.max_frames,
+            min_pixels=self.min_pixels,
+            max_pixels=self.max_pixels,
+            frames_fps=self.frames_fps,
+        )

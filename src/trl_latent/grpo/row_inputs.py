@@ -1,0 +1,104 @@
+"""Per-row visual inputs of a GRPO batch, and their feeding into every log-prob forward.
+
+TRL 1.16's GRPO keeps images as one flat ``pixel_values`` tensor and has no video path at all. Here every row of a
+rollout batch carries its own processor tensors (``pixel_values`` / ``image_grid_thw`` for an image,
+``pixel_values_videos`` / ``video_grid_thw`` / ``second_per_grid_ts`` for a video), as a plain list with one dict per
+row. A list survives TRL's ``shuffle_sequence_dict`` / ``split_tensor_dict`` untouched, so the rows stay paired with
+their completions whatever the shuffle and gradient-accumulation split.
+
+:func:`feed_row_inputs` hands those tensors to the Qwen2.5-VL backbone through a keyword forward pre-hook, in row order
+across forwards, exactly like :func:`trl_latent.latents.inject_latents` hands out latent vectors. TRL's chunked
+``_get_per_token_logps_and_entropies`` therefore runs unchanged for images, videos and latents alike. The hook also
+sets the 3-D mRoPE ``position_ids`` with :func:`trl_latent.generation.rope_positions`, the function the rollout used,
+so a recomputed sequence sits at exactly the positions it was sampled at (temporal mRoPE spaced by the real fps).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+
+from ..data import Visual
+from ..generation import mm_token_type_ids_for, rope_positions
+from ..latents import vision_backbone
+
+VISUAL_KEYS = ("pixel_values", "image_grid_thw", "pixel_values_videos", "video_grid_thw", "second_per_grid_ts")
+
+RowInputs = dict[str, torch.Tensor]
+"""One row's processor tensors (a subset of :data:`VISUAL_KEYS`; empty for a text-only prompt)."""
+
+
+def process_row(processor: Any, prompt_text: str, visual: Visual | None) -> tuple[list[int], RowInputs]:
+    """Tokenise one templated prompt with its visual; return its token ids and its visual tensors.
+
+    Frames arrive already sampled at the configured fps (``trl_latent.data.load_visual``), so the processor must not
+    resample them, and it gets their real rate as ``video_metadata`` (it would assume 24 fps otherwise).
+    """
+    if visual is None:
+        encoded = processor(text=[prompt_text], return_tensors="pt")
+    elif visual.is_video:
+        encoded = processor(
+            text=[prompt_text],
+            videos=[visual.frames],
+            videos_kwargs={"video_metadata": [visual.video_metadata], "do_sample_frames": False},
+            return_tensors="pt",
+        )
+    else:
+        encoded = processor(text=[prompt_text], images=[visual.image], return_tensors="pt")
+    return encoded["input_ids"][0].tolist(), {key: encoded[key] for key in VISUAL_KEYS if key in encoded}
+
+
+def concat_rows(rows: Sequence[RowInputs], device: torch.device | None = None) -> dict[str, torch.Tensor]:
+    """Concatenate the rows' tensors key by key (rows without a key add nothing), as one processor call would."""
+    merged = {}
+    for key in VISUAL_KEYS:
+        parts = [row[key] for row in rows if key in row]
+        if parts:
+            merged[key] = torch.cat(parts).to(device) if device is not None else torch.cat(parts)
+    return merged
+
+
+class _RowFeeder:
+    """Adds the next rows' visual tensors, ``mm_token_type_ids`` and ``position_ids`` to each backbone forward."""
+
+    def __init__(self, rows: Sequence[RowInputs]) -> None:
+        self.rows = rows
+        self.used = 0
+
+    def hook(self, module: torch.nn.Module, args: tuple, kwargs: dict[str, Any]) -> tuple[tuple, dict[str, Any]]:
+        input_ids = kwargs.get("input_ids")
+        if input_ids is None or args:
+            raise TypeError("feed_row_inputs needs the backbone called with keyword input_ids (as TRL's forward does)")
+        count = input_ids.shape[0]
+        if self.used + count > len(self.rows):
+            raise ValueError(f"a forward over {self.used + count} rows so far, but only {len(self.rows)} rows of inputs")
+        chunk = self.rows[self.used : self.used + count]
+        self.used += count
+        attention_mask = kwargs.get("attention_mask")
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        multimodal = concat_rows(chunk, input_ids.device)
+        multimodal["mm_token_type_ids"] = mm_token_type_ids_for(input_ids, module.config)
+        positions, _ = rope_positions(module, input_ids, attention_mask, multimodal)
+        return args, {**kwargs, **multimodal, "position_ids": positions}
+
+
+@contextmanager
+def feed_row_inputs(model: Any, rows: Sequence[RowInputs], *, strict: bool = True) -> Iterator[_RowFeeder]:
+    """Feed ``rows`` (one dict per batch row) to the forwards of ``model`` run inside the block, in row order.
+
+    ``model`` may be PEFT-, DDP- or DeepSpeed-wrapped: the hook sits on the Qwen2.5-VL backbone, which every forward
+    (plain, fused-LM-head, adapter disabled) reaches through ``__call__``. With ``strict`` the block raises when rows
+    were left unused, since a row/sequence mismatch would silently pair a completion with another row's video.
+    """
+    feeder = _RowFeeder(rows)
+    handle = vision_backbone(model).register_forward_pre_hook(feeder.hook, with_kwargs=True)
+    try:
+        yield feeder
+    finally:
+        handle.remove()
+    if strict and feeder.used != len(rows):
+        raise ValueError(f"{len(rows)} rows of visual inputs were given but the forwards covered {feeder.used} rows")

@@ -1,0 +1,101 @@
+"""4DRL reward functions, in TRL's reward-function form: ``f(completions, **columns) -> list[float]``.
+
+Use them from a recipe by dotted path (``reward_funcs: [trl_latent.rewards.accuracy, trl_latent.rewards.format]``)
+and weight them with ``GRPOConfig.reward_weights`` (the release uses 1.0 and 0.2). Answers are read with
+:mod:`trl_latent.answers`, the parser the benchmarks score with, so training never rewards what evaluation marks wrong.
+``LatentGRPOTrainer`` hands rewards the completions with the latent tokens kept, which is what :func:`format` checks.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from .answers import choice_correct, mean_relative_accuracy, parse_number
+from .tokens import LATENT_END, LATENT_PAD, LATENT_START
+
+_OPTION_LINE = re.compile(r"^\s*\(?([A-Z])[.)]\s+\S.*$", re.MULTILINE)
+_LETTER = re.compile(r"^\(?([A-Za-z])\)?\.?$")
+_LATENT_ANY = re.compile("|".join(re.escape(token) for token in (LATENT_START, LATENT_PAD, LATENT_END)))
+_LATENT_BLOCK = re.compile(f"{re.escape(LATENT_START)}(?:{re.escape(LATENT_PAD)})+{re.escape(LATENT_END)}")
+_THINK_THEN_ANSWER = re.compile(r"\s*<think>(.*?)</think>\s*<answer>(.*?)</answer>\s*", re.DOTALL)
+_TAG = re.compile(r"</?(?:think|answer)>")
+
+
+def completion_text(completion: str | list[dict[str, Any]]) -> str:
+    """The text of a completion, conversational (``[{"role": "assistant", "content": …}]``) or plain."""
+    if isinstance(completion, str):
+        return completion
+    content = completion[-1]["content"]
+    if isinstance(content, str):
+        return content
+    return "".join(part.get("text", "") for part in content if part.get("type") == "text")
+
+
+def _prompt_text(prompt: str | list[dict[str, Any]] | None) -> str:
+    if prompt is None:
+        return ""
+    if isinstance(prompt, str):
+        return prompt
+    return "\n".join(completion_text([message]) for message in prompt if message.get("role") == "user")
+
+
+def options_in(question: str) -> list[str]:
+    """The option lines ("A. …", "(B) …") of a question, in order from A; ``[]`` when it lists none."""
+    lines = [(m.group(1), m.group(0).strip()) for m in _OPTION_LINE.finditer(question)]
+    options = []
+    for letter, line in lines:
+        if letter == chr(ord("A") + len(options)):
+            options.append(line)
+    return options
+
+
+def _numeric(answer: Any) -> float | None:
+    if isinstance(answer, bool):
+        return None
+    if isinstance(answer, (int, float)):
+        return float(answer)
+    try:
+        return float(str(answer).strip())
+    except ValueError:
+        return None
+
+
+def score_answer(text: str, answer: Any, question: str = "") -> float:
+    """1/0 for a multiple-choice letter, mean relative accuracy (thresholds 0.50…0.95) for a numeric answer.
+
+    The options listed in ``question`` let a reply that repeats an option's text count as that option's letter.
+    """
+    target = _numeric(answer)
+    if target is not None:
+        return mean_relative_accuracy(parse_number(text), target)
+    letter = _LETTER.match(str(answer).strip())
+    if letter is None:
+        raise ValueError(f"answer {answer!r} is neither an option letter nor a number")
+    return float(choice_correct(text, letter.group(1).upper(), options_in(question) or None))
+
+
+def accuracy(completions: list, answer: list, prompts: list | None = None, **kwargs: Any) -> list[float]:
+    """Outcome reward: is the ``<answer>`` right? Letters score 0/1, numbers score mean relative accuracy."""
+    prompts = prompts if prompts is not None else [None] * len(completions)
+    return [
+        score_answer(completion_text(completion), target, _prompt_text(prompt))
+        for completion, target, prompt in zip(completions, answer, prompts, strict=True)
+    ]
+
+
+def format_ok(text: str) -> bool:
+    """One ``<think>…</think>`` then one non-empty ``<answer>…</answer>``, nothing else around them; latent blocks
+    (start, pads, end) are whole and appear only inside the thinking."""
+    match = _THINK_THEN_ANSWER.fullmatch(text)
+    if match is None or len(_TAG.findall(text)) != 4:
+        return False
+    thinking, answer = match.groups()
+    if not answer.strip() or _LATENT_ANY.search(answer):
+        return False
+    return _LATENT_ANY.search(_LATENT_BLOCK.sub("", thinking)) is None
+
+
+def format(completions: list, **kwargs: Any) -> list[float]:  # noqa: A001 - the name recipes use
+    """Format reward: 1.0 when :func:`format_ok`, else 0.0."""
+    return [float(format_ok(completion_text(completion))) for completion in completions]
