@@ -1,0 +1,124 @@
+"""LatentImageryTrainer: the loss against a hand computation, frozen vision tower, training, LoRA, model card."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import tiny_config
+
+from trl_latent.dift import LatentImageryTrainer, latent_similarity_loss
+from trl_latent.latents import compute_latent_targets, inject_latents
+
+
+def test_similarity_loss_matches_a_loop():
+    torch.manual_seed(0)
+    hidden = torch.randn(2, 9, 5)
+    input_ids = torch.tensor([[1, 7, 9, 9, 8, 1, 7, 9, 9], [1, 1, 7, 9, 9, 8, 0, 0, 0]])  # pad id 9, K = 2
+    targets = torch.randn(3, 2, 5)
+    loss, cosine = latent_similarity_loss(hidden, input_ids, targets, pad_id=9)
+    positions = [(0, 2), (0, 3), (0, 7), (0, 8), (1, 3), (1, 4)]
+    cosines = [F.cosine_similarity(hidden[r, t - 1].double(), targets.reshape(6, 5)[i].double(), dim=0)
+               for i, (r, t) in enumerate(positions)]
+    per_image = [(2 - cosines[2 * n] - cosines[2 * n + 1]) / 2 for n in range(3)]
+    assert loss.item() == pytest.approx(sum(per_image).item() / 3, abs=1e-6)
+    assert cosine.item() == pytest.approx(sum(cosines).item() / 6, abs=1e-6)
+    with pytest.raises(ValueError, match="6 <|latent_pad|> positions but 2 imagery images"):
+        latent_similarity_loss(hidden, input_ids, targets[:2], pad_id=9)
+
+
+def _trainer(tiny, records, output_dir, **overrides):
+    model, processor = tiny
+    return LatentImageryTrainer(model, args=tiny_config(output_dir, **overrides), train_dataset=records,
+                                processing_class=processor)
+
+
+def test_compute_loss_equals_hand_computation(tiny, dift_records, tmp_path):
+    trainer = _trainer(tiny, dift_records, tmp_path, ce_weight=0.3, sim_weight=2.0)
+    model, spec = trainer.model, trainer.latent_spec
+    batch = trainer.data_collator([dift_records[0], dift_records[2]])
+    inputs = {k: v for k, v in batch.items() if not k.startswith("latent_")}
+    model.train()
+    loss = trainer.compute_loss(model, dict(batch))
+
+    with torch.no_grad():
+        targets = compute_latent_targets(model, batch["latent_pixel_values"], batch["latent_image_grid_thw"], 4)
+        with inject_latents(model, spec.pad_id, targets.flatten(0, 1)):
+            ce = model(**inputs).loss  # transformers' own shifted CE over the labels
+        with inject_latents(model, spec.pad_id, targets.flatten(0, 1)):
+            hidden = model.model(**{k: v for k, v in inputs.items() if k != "labels"}).last_hidden_state
+    rows, cols = torch.nonzero(batch["input_ids"] == spec.pad_id, as_tuple=True)
+    cosines = F.cosine_similarity(hidden[rows, cols - 1].double(), targets.reshape(-1, targets.shape[-1]).double())
+    sim = (1 - cosines).view(-1, 4).mean(1).mean()
+    assert loss.item() == pytest.approx(0.3 * ce.item() + 2.0 * sim.item(), rel=1e-4)
+    metrics = trainer._metrics["train"]
+    assert metrics["ce_loss"][-1] == pytest.approx(ce.item(), rel=1e-4)
+    assert metrics["sim_loss"][-1] == pytest.approx(sim.item(), rel=1e-4)
+    assert metrics["cos_sim"][-1] == pytest.approx(cosines.mean().item(), rel=1e-4)
+    assert metrics["num_imagery"][-1] == 3  # 2 + 1 imagery images
+
+
+def test_no_gradient_reaches_the_frozen_vision_tower(tiny, dift_records, tmp_path):
+    trainer = _trainer(tiny, dift_records, tmp_path)
+    visual = trainer.model.model.visual
+    assert not any(p.requires_grad for p in visual.parameters())
+    trainer.model.train()
+    loss = trainer.compute_loss(trainer.model, dict(trainer.data_collator([dift_records[0], dift_records[1]])))
+    assert not visual.training  # kept in eval mode although the model trains
+    loss.backward()
+    assert all(p.grad is None for p in visual.parameters())
+    assert trainer.model.model.language_model.layers[0].mlp.up_proj.weight.grad.abs().sum() > 0
+
+
+def test_latent_targets_never_carry_gradient_even_with_a_trainable_tower(tiny, dift_records, tmp_path):
+    trainer = _trainer(tiny, dift_records, tmp_path, freeze_vision_tower=False, ce_weight=0.0)
+    visual = trainer.model.model.visual
+    assert all(p.requires_grad for p in visual.parameters())
+    batch = trainer.data_collator([dift_records[0]])
+    targets = compute_latent_targets(trainer.model, batch["latent_pixel_values"], batch["latent_image_grid_thw"], 4)
+    assert not targets.requires_grad
+
+
+@pytest.mark.slow
+def test_a_few_steps_lower_both_losses_on_a_fixed_batch(tiny, dift_records, tmp_path):
+    fixed = dift_records.select([0, 1])  # batch size 2: every step sees the same batch
+    trainer = _trainer(tiny, fixed, tmp_path, max_steps=6, learning_rate=3e-3, warmup_steps=0,
+                       lr_scheduler_type="constant", ce_weight=1.0)
+    trainer.train()
+    logs = [entry for entry in trainer.state.log_history if "ce_loss" in entry]
+    assert len(logs) == 6
+    assert logs[-1]["ce_loss"] < 0.9 * logs[0]["ce_loss"]
+    assert logs[-1]["sim_loss"] < 0.8 * logs[0]["sim_loss"]
+    assert logs[-1]["cos_sim"] > logs[0]["cos_sim"]
+
+
+@pytest.mark.slow
+def test_lora_with_gradient_checkpointing_trains_the_latent_rows(stock_tiny, dift_records, tmp_path):
+    from peft import LoraConfig
+
+    model, processor = stock_tiny  # no latent tokens yet: the trainer adds them
+    trainer = LatentImageryTrainer(
+        model, args=tiny_config(tmp_path, gradient_checkpointing=True, learning_rate=1e-2),
+        train_dataset=dift_records.select([0, 1]), processing_class=processor,
+        peft_config=LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]),
+    )
+    spec = trainer.latent_spec
+    embed = trainer.model.get_input_embeddings()
+    before = embed.weight[[spec.start_id, spec.end_id]].detach().clone()
+    trainer.train()
+    after = embed.weight[[spec.start_id, spec.end_id]].detach()
+    assert not torch.allclose(before, after)  # the new rows learn under LoRA
+    assert all(entry["loss"] == entry["loss"] for entry in trainer.state.log_history if "loss" in entry)
+    trainable = [n for n, p in trainer.model.named_parameters() if p.requires_grad]
+    assert any("lora_A" in n for n in trainable) and not any(".visual." in n for n in trainable)
+
+
+def test_save_model_writes_a_latent_model_card(tiny, dift_records, tmp_path):
+    trainer = _trainer(tiny, dift_records, tmp_path / "run", max_steps=1)
+    trainer.train()
+    trainer.save_model(str(tmp_path / "final"))
+    card = (tmp_path / "final" / "README.md").read_text()
+    assert "## Thinking with 4D imagery" in card and "| Latent size K | 4 |" in card
+    assert "0.1 × CE" in card and "1.0 × mean(1 − cos" in card and "train.jsonl" in card
+    assert "generate_with_latents" in card and "This model was trained with DIFT" in card
+    assert card.index("## Thinking with 4D imagery") < card.index("## Citations")
