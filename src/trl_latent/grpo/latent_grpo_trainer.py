@@ -43,6 +43,7 @@ from trl.trainer.utils import pad
 from ..data import Visual, load_visual
 from ..generation import generate_with_latents
 from ..latents import inject_latents
+from ..model_card import LatentModelCardMixin, data_sources, latent_spec_details
 from ..tokens import LATENT_END, LATENT_PAD, LATENT_START, LatentSpec, get_latent_spec
 from .latent_grpo_config import LatentGRPOConfig
 from .row_inputs import RowInputs, concat_rows, feed_row_inputs, process_row
@@ -110,7 +111,7 @@ class _RowBatch:
     latents: list[torch.Tensor]
 
 
-class LatentGRPOTrainer(GRPOTrainer):
+class LatentGRPOTrainer(LatentModelCardMixin, GRPOTrainer):
     """GRPO for Qwen2.5-VL models that think with latent imagery (4DRL); see the module docstring for what differs.
 
     Works with a stock Qwen2.5-VL too (no latent tokens): it is then TRL's GRPO with video support.
@@ -158,6 +159,20 @@ class LatentGRPOTrainer(GRPOTrainer):
         self._vision_token_ids = [i for i in (self._image_pad_token_id, self._video_pad_token_id) if i is not None]
         self._pending_visuals: list[Visual | None] | None = None
         self._row_batch: _RowBatch | None = None
+
+    def latent_card_details(self) -> dict[str, str]:
+        sources = data_sources(self.train_dataset)
+        return {
+            "Method": "4DRL: GRPO with latent-imagery rollouts, the rollout's latent vectors re-inserted at every "
+                      "log-prob recomputation",
+            **latent_spec_details(self.model),
+            "Loss": f"{self.loss_type} (beta {self.beta}) on sampled tokens only: latent pads and the forced "
+                    "latent end are masked, the sampled latent start is kept",
+            "Rewards": ", ".join(f"`{name}`" for name in self.reward_func_names),
+            "Training data": ", ".join(f"`{s}`" for s in sources) if sources else "in-memory dataset",
+            "Video sampling": f"{self.args.fps} fps, at most {self.args.max_frames} frames, "
+                              f"{self.args.min_pixels}–{self.args.max_pixels} pixels per frame",
+        }
 
     def _set_signature_columns_if_needed(self) -> None:
         if self._signature_columns is None:
