@@ -32,6 +32,11 @@ SPEED_TEXT = {
     "speeds up": "It speeds up", "slows down": "It slows down", "steady": "It moves at a roughly steady speed",
     "still": "It barely moves",
 }
+RELATIVE_POSITION_TEXT = {  # rel_ori: direction of the subject from the reference → "It is <text> the <reference>"
+    "left": "to the left of", "right": "to the right of", "up": "above", "down": "below",
+    "away from the camera": "behind (farther from the camera than)",
+    "toward the camera": "in front of (closer to the camera than)",
+}
 QUADRANTS = ["in front of the camera, to the left", "in front of the camera, to the right",
              "behind the camera, to the left", "behind the camera, to the right"]
 
@@ -243,9 +248,7 @@ class QuestionSet:
                                           self.config.ambiguity)
         if label is None:
             return
-        where = {"left": "to the left of", "right": "to the right of", "up": "above", "down": "below",
-                 "away from the camera": "behind (farther from the camera than)",
-                 "toward the camera": "in front of (closer to the camera than)"}
+        where = RELATIVE_POSITION_TEXT
         distractors = [OPPOSITE[label]] + [d for d in false if d != OPPOSITE[label]]
         self.add(
             "rel_ori",
