@@ -35,7 +35,7 @@ def write_video(path: Path, num_frames: int = 8, fps: int = 4, size: int = 56, s
 
 
 def dift_record(root: Path, index: int, num_imagery: int = 2, num_frames: int = 4, answer: str = "B",
-                video: bool = False, leading_latent: bool = False) -> dict:
+                video: bool = False) -> dict:
     """One DIFT record with files under ``root`` (paths relative to it, as in the public data)."""
     sample = root / f"s{index}"
     record: dict = {"text_input": f"Which way does object {index} move?"}
@@ -52,10 +52,7 @@ def dift_record(root: Path, index: int, num_imagery: int = 2, num_frames: int = 
         write_image(sample / f"imagery{k}.png", seed=1000 + 100 * index + k)
         record["image_output"].append(f"s{index}/imagery{k}.png")
     tags = " ".join(["<output_image>"] * num_imagery)
-    if leading_latent:
-        record["text_output"] = f"{tags}<think> it moves left </think><answer>{answer}</answer>"
-    else:
-        record["text_output"] = f"<think> Look: {tags} it moves left. </think><answer>{answer}</answer>"
+    record["text_output"] = f"<think> Look: {tags} it moves left. </think><answer>{answer}</answer>"
     return record
 
 

@@ -1,0 +1,2 @@
+"""Training entry points, one module per stage with ``main(argv) -> int``; ``trl-latent <stage>`` dispatches here and
+``accelerate launch -m trl_latent.scripts.<stage>`` runs the same module on several GPUs."""

@@ -1,0 +1,73 @@
+"""``trl-latent dift``: Dynamic-Imagery Fine-Tuning from a recipe, like ``trl sft`` for latent imagery.
+
+    trl-latent dift --config examples/dift_qwen2_5_vl_3b.yaml
+    accelerate launch --config_file examples/accelerate/zero2.yaml -m trl_latent.scripts.dift --config …
+
+``dataset_name`` is a DIFT data file (JSONL with ``image_input`` / ``video``, ``text_input``, ``image_output``,
+``text_output``; paths relative to the file) or a ``datasets`` folder / parquet / json file with the same columns. It
+is validated up front by :func:`trl_latent.data.load_records`. Every ``LatentImageryConfig`` (so every ``SFTConfig``)
+and ``ModelConfig`` field works from the YAML or as a flag; the model is a local path (or a hub id when online).
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+
+from trl import ModelConfig, ScriptArguments, TrlParser, get_peft_config, get_quantization_config
+
+from ..data import load_records
+from ..dift import LatentImageryConfig, LatentImageryTrainer
+
+
+@dataclass
+class LatentImageryScriptArguments(ScriptArguments):
+    """``ScriptArguments`` where ``dataset_name`` is the DIFT data file, plus an optional evaluation file."""
+
+    eval_dataset_name: str | None = field(
+        default=None, metadata={"help": "DIFT data file evaluated every `eval_steps` (same format as `dataset_name`)."}
+    )
+    check_media: bool = field(
+        default=True, metadata={"help": "Open every image/video header at load time so unreadable files fail early."}
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = TrlParser((LatentImageryScriptArguments, LatentImageryConfig, ModelConfig))
+    script_args, training_args, model_args = parser.parse_args_and_config(argv)
+    if not script_args.dataset_name:
+        parser.error("dataset_name (the DIFT data file) is required")
+    if not model_args.model_name_or_path:
+        parser.error("model_name_or_path (a local Qwen2.5-VL checkpoint) is required")
+
+    training_args.model_init_kwargs = {
+        "revision": model_args.model_revision,
+        "attn_implementation": model_args.attn_implementation,
+        "dtype": model_args.dtype,
+        **(training_args.model_init_kwargs or {}),
+    }
+    quantization = get_quantization_config(model_args)
+    if quantization is not None:
+        training_args.model_init_kwargs["quantization_config"] = quantization
+
+    def load(path: str):
+        return load_records(path, "dift", skip_invalid=training_args.skip_invalid_samples,
+                            check_media=script_args.check_media)
+
+    trainer = LatentImageryTrainer(
+        model=model_args.model_name_or_path,
+        args=training_args,
+        train_dataset=load(script_args.dataset_name),
+        eval_dataset=load(script_args.eval_dataset_name) if script_args.eval_dataset_name else None,
+        peft_config=get_peft_config(model_args),
+    )
+    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    trainer.save_model(training_args.output_dir)  # weights, processor (with the latent tokens) and model card
+    trainer.accelerator.print(f"DIFT model saved to {training_args.output_dir}")
+    if training_args.push_to_hub:
+        trainer.push_to_hub(dataset_name=script_args.dataset_name)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

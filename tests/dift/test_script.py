@@ -1,0 +1,73 @@
+"""``trl_latent.scripts.dift.main`` on the shipped tiny recipe, and a trained tiny model emitting a latent block."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from dift_data import dift_record, write_jsonl
+
+from trl_latent.data import VisualOptions, load_records, load_visual
+from trl_latent.scripts.dift import main
+from trl_latent.testing import save_tiny_checkpoint
+
+RECIPE = Path(__file__).resolve().parents[2] / "examples" / "dift_tiny.yaml"
+
+
+@pytest.fixture
+def stock_checkpoint(tmp_path):
+    path, spec = save_tiny_checkpoint(tmp_path / "tiny", latent_size=None)
+    assert spec is None  # the script has to add the latent tokens itself
+    return path
+
+
+def test_tiny_recipe_runs_two_steps(stock_checkpoint, tmp_path):
+    data = write_jsonl(tmp_path / "data" / "train.jsonl", [dift_record(tmp_path / "data", i) for i in range(2)])
+    out = tmp_path / "out"
+    code = main(["--config", str(RECIPE), "--model_name_or_path", str(stock_checkpoint),
+                 "--dataset_name", str(data), "--output_dir", str(out)])
+    assert code == 0
+    assert (out / "model.safetensors").is_file() and "| Latent size K | 4 |" in (out / "README.md").read_text()
+    from transformers import AutoConfig, AutoProcessor
+
+    assert AutoConfig.from_pretrained(out).latent_size == 4
+    assert "<|latent_start|>" in AutoProcessor.from_pretrained(out).tokenizer.get_vocab()
+
+
+def test_recipe_flags_are_validated():
+    with pytest.raises(ValueError, match="no_such_flag"):
+        main(["--config", str(RECIPE), "--no_such_flag", "1"])
+
+
+@pytest.mark.slow
+def test_trained_model_reloads_and_thinks_in_a_latent_block(stock_checkpoint, tmp_path):
+    from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
+
+    from trl_latent.generation import generate_with_latents
+    from trl_latent.tokens import get_latent_spec
+
+    root = tmp_path / "data"
+    rows = [dift_record(root, i, num_imagery=1) | {"text_output": "<output_image><answer>B</answer>"} for i in range(2)]
+    out = tmp_path / "out"
+    code = main(["--config", str(RECIPE), "--model_name_or_path", str(stock_checkpoint),
+                 "--dataset_name", str(write_jsonl(root / "train.jsonl", rows)), "--output_dir", str(out),
+                 "--max_steps", "40", "--learning_rate", "2e-2", "--lr_scheduler_type", "constant",
+                 "--ce_weight", "1.0"])
+    assert code == 0
+
+    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(out).eval()
+    processor = AutoProcessor.from_pretrained(out)
+    spec = get_latent_spec(model)
+    assert spec.latent_size == 4
+    record = load_records(root / "train.jsonl")[0]  # the prompt as in training: video frames + 4D suffix
+    visual = load_visual(record, VisualOptions(max_pixels=56 * 56))
+    messages = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": record["prompt"]}]}]
+    prompt = processor(text=[processor.apply_chat_template(messages, add_generation_prompt=True)],
+                       videos=[visual.frames], videos_kwargs={"video_metadata": [visual.video_metadata]},
+                       return_tensors="pt")
+    with torch.no_grad():
+        result = generate_with_latents(model, max_new_tokens=8, spec=spec, **prompt)
+    completion = result.completion_ids[0].tolist()
+    assert completion[: spec.latent_size + 2] == [spec.start_id] + [spec.pad_id] * spec.latent_size + [spec.end_id]
+    assert result.latent_mask[0, 1 : spec.latent_size + 1].all()
