@@ -83,7 +83,9 @@ class DataCollatorForLatentImagery:
             images=images or None,
             videos=videos or None,
             images_kwargs={"size": budget},
-            videos_kwargs={"size": budget, **({"video_metadata": metadata} if videos else {})},
+            # frames are already fitted to the budget one by one, which is what the per-frame cap does
+            videos_kwargs={"size": budget, "cap_pixels_per_frame": True,
+                           **({"video_metadata": metadata} if videos else {})},
             padding=True,
             padding_side="right",
             return_tensors="pt",
