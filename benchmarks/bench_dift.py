@@ -79,7 +79,11 @@ def main() -> int:
 
     from trl_latent.data import load_records
     from trl_latent.dift import LatentImageryConfig, LatentImageryTrainer
-    from trl_latent.testing import QWEN2_5_VL_3B_TEXT, QWEN2_5_VL_3B_VISION, build_tiny_qwen2_5_vl
+    from trl_latent.testing import (
+        QWEN2_5_VL_3B_TEXT,
+        QWEN2_5_VL_3B_VISION,
+        build_tiny_qwen2_5_vl,
+    )
 
     cuda = torch.cuda.is_available()
     dtype = torch.bfloat16 if cuda else torch.float32

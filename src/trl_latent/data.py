@@ -198,7 +198,7 @@ def normalize_record(row: Any, source: str, base: Path, task: Task, check_media:
 
 def load_records(
     path: str | Path, task: Task = "dift", *, skip_invalid: bool = False, check_media: bool = True
-) -> "datasets.Dataset":  # noqa: F821 - imported lazily
+) -> datasets.Dataset:  # noqa: F821 - imported lazily
     """Load, validate and normalise every record of ``path`` into a ``datasets.Dataset``.
 
     Paths inside the records resolve relative to the data file (to the folder itself for a ``save_to_disk`` folder).
@@ -298,7 +298,7 @@ def sample_indices(total: int, native_fps: float, fps: float, max_frames: int) -
     if total < 1:
         raise ValueError("the video has no frames")
     step = max(native_fps / fps, 1.0)
-    indices = [min(int(round(i * step)), total - 1) for i in range(max(1, int(math.floor(total / step))))]
+    indices = [min(round(i * step), total - 1) for i in range(max(1, math.floor(total / step)))]
     if len(indices) > max_frames:
         picks = np.linspace(0, len(indices) - 1, max_frames).round().astype(int)
         indices = [indices[i] for i in picks]

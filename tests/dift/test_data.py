@@ -62,7 +62,7 @@ def test_bad_records_name_file_line_and_field(tmp_path, edit, field, needle):
     with pytest.raises(DataRecordError) as info:
         load_records(path)
     assert info.value.source == f"{path.resolve()}:2" and info.value.field == field
-    assert needle in str(info.value) and f"d.jsonl:2" in str(info.value)
+    assert needle in str(info.value) and "d.jsonl:2" in str(info.value)
 
 
 def test_unreadable_image_and_video_are_reported(tmp_path):

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import datasets
 
-from trl_latent.model_card import SECTION_TITLE, data_sources, insert_section, latent_spec_details, render_section
+from trl_latent.model_card import (
+    SECTION_TITLE,
+    data_sources,
+    insert_section,
+    latent_spec_details,
+    render_section,
+)
 
 TRL_CARD = "# Model Card for x\n\nbody\n\n## Citations\n\nCite TRL as: ...\n"
 

@@ -14,7 +14,13 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, field
 
-from trl import ModelConfig, ScriptArguments, TrlParser, get_peft_config, get_quantization_config
+from trl import (
+    ModelConfig,
+    ScriptArguments,
+    TrlParser,
+    get_peft_config,
+    get_quantization_config,
+)
 
 from ..data import load_records
 from ..dift import LatentImageryConfig, LatentImageryTrainer
