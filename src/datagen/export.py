@@ -79,7 +79,7 @@ def collect_records(out: Path, clip_ids: list[str], fraction: float) -> dict[str
                 images = [_rel(out / "imagery" / clip_id / name, export_dir) for name in entry["images"]]
                 common = {"id": qa["qa_id"], "type": qa["type"], "image_input": frames, "text_input": text_input}
                 rows["dift"].append({**common, "image_output": images, "text_output": text_output})
-                rows["dift_text_only"].append({**common, "text_output": strip_imagery(text_output)})
+                rows["dift_text_only"].append({**common, "image_output": [], "text_output": strip_imagery(text_output)})
     return rows
 
 
