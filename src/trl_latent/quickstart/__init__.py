@@ -96,7 +96,7 @@ class Quickstart:
             "--model_name_or_path", str(self.out / "models" / "init"),
             "--dataset_name", str(self.out / "data" / "export" / data),
             "--output_dir", str(self.out / "models" / arm),
-            "--num_train_epochs", str(c.sft_epochs),
+            "--max_steps", str(c.sft_steps),
             "--per_device_train_batch_size", str(c.batch_size),
             "--learning_rate", str(c.sft_learning_rate),
             "--latent_size", str(c.latent_size),
