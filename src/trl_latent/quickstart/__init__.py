@@ -140,11 +140,11 @@ class Quickstart:
         c = self.config
         model_args = (
             f"pretrained={self.out / 'models' / arm},device_map={c.eval_device},dtype={'bfloat16' if c.bf16 else 'float32'},"
-            f"fps={c.fps},max_frames={c.num_frames},max_pixels={c.image_size * c.image_size},"
-            f"max_new_tokens={c.max_new_tokens}"
+            f"fps={c.fps},max_frames={c.num_frames},max_pixels={c.image_size * c.image_size}"
         )
         argv = [
             "--model_args", model_args, "--tasks", "dsr_bench_think", "--log_samples",
+            "--gen_kwargs", f"max_new_tokens={c.max_new_tokens}",
             "--dsr_root", str(self.out / "data" / "export" / "benchmark"),
             "--output_dir", str(self.out / "eval" / arm), "--batch_size", str(c.eval_batch_size),
             "--seed", str(c.seed), "--title", ARM_LABELS[arm],

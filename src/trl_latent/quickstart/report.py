@@ -140,8 +140,8 @@ def plot_accuracy(arms: dict[str, dict[str, Score]], path: Path) -> Path:
             low, high = s.wilson()
             xs.append(j + (i - (len(arms) - 1) / 2) * width)
             ys.append(100 * s.accuracy)
-            errs[0].append(100 * (s.accuracy - low))
-            errs[1].append(100 * (high - s.accuracy))
+            errs[0].append(100 * max(0.0, s.accuracy - low))  # rounding can put a bound a hair past p at 0 or 1
+            errs[1].append(100 * max(0.0, high - s.accuracy))
         ax.bar(xs, ys, width, yerr=errs, capsize=2, label=arm)
     ax.axhline(100 * CHANCE, color="grey", linestyle="--", linewidth=1, label="chance")
     ax.set_xticks(range(len(groups)), groups, rotation=45, ha="right", fontsize=8)

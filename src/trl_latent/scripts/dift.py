@@ -69,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     trainer.save_model(training_args.output_dir)  # weights, processor (with the latent tokens) and model card
+    trainer.save_state()  # trainer_state.json with the logged losses, for plots and reports
     trainer.accelerator.print(f"DIFT model saved to {training_args.output_dir}")
     if training_args.push_to_hub:
         trainer.push_to_hub(dataset_name=script_args.dataset_name)

@@ -73,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     trainer.save_model(training_args.output_dir)
+    trainer.save_state()  # trainer_state.json with the logged rewards, for plots and reports
     return 0
 
 
