@@ -18,9 +18,12 @@ from __future__ import annotations
 import shutil
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .tokens import LATENT_END, LATENT_PAD, LATENT_START, get_latent_spec
+
+if TYPE_CHECKING:
+    from .data import VisualOptions
 
 SECTION_TITLE = "## Thinking with 4D imagery"
 CARD_TAGS = ("trl-latent", "latent-reasoning", "4dthinker")
@@ -51,6 +54,20 @@ def data_sources(dataset: Any) -> list[str]:
     for source in dataset["source"]:
         files.setdefault(source.rsplit(":", 1)[0], None)
     return list(files)
+
+
+def training_data_details(dataset: Any, visual: VisualOptions) -> dict[str, str]:
+    """The card rows every latent trainer has: where its training records came from and how their videos were read.
+
+    One function so that the DIFT and 4DRL cards describe their data the same way (both read records from
+    :func:`trl_latent.data.load_records` and decode visuals with the config's ``visual_options``).
+    """
+    sources = data_sources(dataset)
+    return {
+        "Training data": ", ".join(f"`{s}`" for s in sources) if sources else "in-memory dataset",
+        "Video sampling": f"{visual.fps} fps, at most {visual.max_frames} frames, "
+                          f"{visual.min_pixels}–{visual.max_pixels} pixels per frame",
+    }
 
 
 def render_section(details: Mapping[str, str]) -> str:

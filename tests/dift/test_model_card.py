@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import datasets
 
+from trl_latent.data import VisualOptions
 from trl_latent.model_card import (
     SECTION_TITLE,
     data_sources,
     insert_section,
     latent_spec_details,
     render_section,
+    training_data_details,
 )
 
 TRL_CARD = "# Model Card for x\n\nbody\n\n## Citations\n\nCite TRL as: ...\n"
@@ -32,3 +34,13 @@ def test_spec_details_and_data_sources(tiny, stock_tiny):
     assert latent_spec_details(stock_tiny[0]) == {}
     records = datasets.Dataset.from_dict({"source": ["/d/a.jsonl:1", "/d/a.jsonl:2", "/d/b.parquet:row 0"]})
     assert data_sources(records) == ["/d/a.jsonl", "/d/b.parquet"]
+
+
+def test_training_data_details():
+    records = datasets.Dataset.from_dict({"source": ["/d/a.jsonl:1", "/d/b.jsonl:1"]})
+    visual = VisualOptions(fps=2.0, max_frames=8, min_pixels=784, max_pixels=3136)
+    assert training_data_details(records, visual) == {
+        "Training data": "`/d/a.jsonl`, `/d/b.jsonl`",
+        "Video sampling": "2.0 fps, at most 8 frames, 784–3136 pixels per frame",
+    }
+    assert training_data_details(None, visual)["Training data"] == "in-memory dataset"

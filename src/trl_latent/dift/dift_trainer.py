@@ -18,7 +18,11 @@ from trl import SFTTrainer
 from trl.trainer.utils import create_model_from_path
 
 from ..latents import compute_latent_targets, inject_latents, vision_backbone
-from ..model_card import LatentModelCardMixin, data_sources, latent_spec_details
+from ..model_card import (
+    LatentModelCardMixin,
+    latent_spec_details,
+    training_data_details,
+)
 from ..tokens import LatentSpec, add_latent_tokens
 from .collator import DataCollatorForLatentImagery
 from .dift_config import LatentImageryConfig
@@ -164,7 +168,6 @@ class LatentImageryTrainer(LatentModelCardMixin, SFTTrainer):
         return (loss, result[1]) if return_outputs else loss
 
     def latent_card_details(self) -> dict[str, str]:
-        sources = data_sources(self.train_dataset)
         return {
             "Method": "DIFT (Dynamic-Imagery Fine-Tuning): text interleaved with latent imagery, teacher-forced",
             **latent_spec_details(self.model),
@@ -172,9 +175,7 @@ class LatentImageryTrainer(LatentModelCardMixin, SFTTrainer):
                 f"{self.args.ce_weight} × CE(text; latent start/end supervised, pads excluded) + "
                 f"{self.args.sim_weight} × mean(1 − cos(h[t−1], imagery target[t])) over latent positions"
             ),
-            "Training data": ", ".join(f"`{s}`" for s in sources) if sources else "in-memory dataset",
-            "Video sampling": f"{self.args.fps} fps, at most {self.args.max_frames} frames, "
-                              f"{self.args.min_pixels}–{self.args.max_pixels} pixels per frame",
+            **training_data_details(self.train_dataset, self.args.visual_options),
             "Vision tower": "frozen" if self.args.freeze_vision_tower else "trained",
         }
 

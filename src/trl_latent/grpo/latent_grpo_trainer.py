@@ -43,7 +43,11 @@ from trl.trainer.utils import pad
 from ..data import Visual, load_visual
 from ..generation import generate_with_latents
 from ..latents import inject_latents
-from ..model_card import LatentModelCardMixin, data_sources, latent_spec_details
+from ..model_card import (
+    LatentModelCardMixin,
+    latent_spec_details,
+    training_data_details,
+)
 from ..tokens import LATENT_END, LATENT_PAD, LATENT_START, LatentSpec, get_latent_spec
 from .latent_grpo_config import LatentGRPOConfig
 from .row_inputs import RowInputs, concat_rows, feed_row_inputs, process_row
@@ -161,7 +165,6 @@ class LatentGRPOTrainer(LatentModelCardMixin, GRPOTrainer):
         self._row_batch: _RowBatch | None = None
 
     def latent_card_details(self) -> dict[str, str]:
-        sources = data_sources(self.train_dataset)
         return {
             "Method": "4DRL: GRPO with latent-imagery rollouts, the rollout's latent vectors re-inserted at every "
                       "log-prob recomputation",
@@ -169,9 +172,7 @@ class LatentGRPOTrainer(LatentModelCardMixin, GRPOTrainer):
             "Loss": f"{self.loss_type} (beta {self.beta}) on sampled tokens only: latent pads and the forced "
                     "latent end are masked, the sampled latent start is kept",
             "Rewards": ", ".join(f"`{name}`" for name in self.reward_func_names),
-            "Training data": ", ".join(f"`{s}`" for s in sources) if sources else "in-memory dataset",
-            "Video sampling": f"{self.args.fps} fps, at most {self.args.max_frames} frames, "
-                              f"{self.args.min_pixels}–{self.args.max_pixels} pixels per frame",
+            **training_data_details(self.train_dataset, self.args.visual_options),
         }
 
     def _set_signature_columns_if_needed(self) -> None:
