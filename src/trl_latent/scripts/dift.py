@@ -14,16 +14,11 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, field
 
-from trl import (
-    ModelConfig,
-    ScriptArguments,
-    TrlParser,
-    get_peft_config,
-    get_quantization_config,
-)
+from trl import ScriptArguments, get_peft_config, get_quantization_config
 
 from ..data import load_records
 from ..dift import LatentImageryConfig, LatentImageryTrainer
+from ._common import parse_recipe, train_and_save
 
 
 @dataclass
@@ -39,19 +34,10 @@ class LatentImageryScriptArguments(ScriptArguments):
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = TrlParser((LatentImageryScriptArguments, LatentImageryConfig, ModelConfig))
-    script_args, training_args, model_args = parser.parse_args_and_config(argv)
-    if not script_args.dataset_name:
-        parser.error("dataset_name (the DIFT data file) is required")
-    if not model_args.model_name_or_path:
-        parser.error("model_name_or_path (a local Qwen2.5-VL checkpoint) is required")
-
-    training_args.model_init_kwargs = {
-        "revision": model_args.model_revision,
-        "attn_implementation": model_args.attn_implementation,
-        "dtype": model_args.dtype,
-        **(training_args.model_init_kwargs or {}),
-    }
+    script_args, training_args, model_args = parse_recipe(
+        LatentImageryScriptArguments, LatentImageryConfig, argv,
+        dataset_help="the DIFT data file", model_help="a local Qwen2.5-VL checkpoint",
+    )
     quantization = get_quantization_config(model_args)
     if quantization is not None:
         training_args.model_init_kwargs["quantization_config"] = quantization
@@ -67,9 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         eval_dataset=load(script_args.eval_dataset_name) if script_args.eval_dataset_name else None,
         peft_config=get_peft_config(model_args),
     )
-    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
-    trainer.save_model(training_args.output_dir)  # weights, processor (with the latent tokens) and model card
-    trainer.save_state()  # trainer_state.json with the logged losses, for plots and reports
+    train_and_save(trainer, training_args)
     trainer.accelerator.print(f"DIFT model saved to {training_args.output_dir}")
     if training_args.push_to_hub:
         trainer.push_to_hub(dataset_name=script_args.dataset_name)

@@ -15,10 +15,11 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from trl import ModelConfig, ScriptArguments, TrlParser, get_peft_config, get_quantization_config
+from trl import ScriptArguments, get_peft_config, get_quantization_config
 
 from ..data import load_records
 from ..grpo import LatentGRPOConfig, LatentGRPOTrainer
+from ._common import parse_recipe, train_and_save
 
 
 @dataclass
@@ -49,19 +50,10 @@ def resolve_reward(path: str) -> Callable:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = TrlParser((LatentGRPOScriptArguments, LatentGRPOConfig, ModelConfig))
-    script_args, training_args, model_args = parser.parse_args_and_config(argv)
-    if not script_args.dataset_name:
-        parser.error("dataset_name (the 4DRL data file) is required")
-    if not model_args.model_name_or_path:
-        parser.error("model_name_or_path (the DIFT checkpoint) is required")
-
-    training_args.model_init_kwargs = {
-        "revision": model_args.model_revision,
-        "attn_implementation": model_args.attn_implementation,
-        "dtype": model_args.dtype,
-        **(training_args.model_init_kwargs or {}),
-    }
+    script_args, training_args, model_args = parse_recipe(
+        LatentGRPOScriptArguments, LatentGRPOConfig, argv,
+        dataset_help="the 4DRL data file", model_help="the DIFT checkpoint",
+    )
     dataset = load_records(script_args.dataset_name, task="rl", skip_invalid=script_args.skip_invalid)
     trainer = LatentGRPOTrainer(
         model=model_args.model_name_or_path,
@@ -71,9 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         peft_config=get_peft_config(model_args),
         quantization_config=get_quantization_config(model_args),
     )
-    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
-    trainer.save_model(training_args.output_dir)
-    trainer.save_state()  # trainer_state.json with the logged rewards, for plots and reports
+    train_and_save(trainer, training_args)
     return 0
 
 

@@ -1,0 +1,57 @@
+"""What every ``trl-latent <stage>`` script does around its trainer, kept in one place so the stages cannot drift.
+
+Each stage parses a recipe into ``(script arguments, trainer config, ModelConfig)``, requires a data file and a model,
+passes ``ModelConfig``'s loading options to the trainer through ``model_init_kwargs`` (options in the recipe's own
+``model_init_kwargs`` win), then trains and saves weights, processor, model card and ``trainer_state.json``. What
+differs between stages (which trainer, how records are loaded, quantization, rewards) stays in the stage's module.
+"""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+from transformers import Trainer, TrainingArguments
+from trl import ModelConfig, ScriptArguments, TrlParser
+
+ScriptArgs = TypeVar("ScriptArgs", bound=ScriptArguments)
+Config = TypeVar("Config", bound=TrainingArguments)
+
+
+def parse_recipe(
+    script_class: type[ScriptArgs],
+    config_class: type[Config],
+    argv: list[str] | None,
+    *,
+    dataset_help: str,
+    model_help: str,
+) -> tuple[ScriptArgs, Config, ModelConfig]:
+    """Parse ``--config`` and flags; exit with a usage error when ``dataset_name`` or ``model_name_or_path`` is missing.
+
+    ``dataset_help`` / ``model_help`` say in the error what the stage expects (e.g. ``"the DIFT data file"``). The
+    returned config's ``model_init_kwargs`` already carries the ``ModelConfig`` revision, attention implementation and
+    dtype.
+    """
+    parser = TrlParser((script_class, config_class, ModelConfig))
+    script_args, training_args, model_args = parser.parse_args_and_config(argv)
+    if not script_args.dataset_name:
+        parser.error(f"dataset_name ({dataset_help}) is required")
+    if not model_args.model_name_or_path:
+        parser.error(f"model_name_or_path ({model_help}) is required")
+    training_args.model_init_kwargs = {
+        "revision": model_args.model_revision,
+        "attn_implementation": model_args.attn_implementation,
+        "dtype": model_args.dtype,
+        **(training_args.model_init_kwargs or {}),
+    }
+    return script_args, training_args, model_args
+
+
+def train_and_save(trainer: Trainer, args: TrainingArguments) -> None:
+    """Train (resuming from ``args.resume_from_checkpoint`` when set) and save the result to ``args.output_dir``.
+
+    ``save_model`` writes the weights, the processor (with the latent tokens) and the model card; ``save_state`` writes
+    ``trainer_state.json`` with the logged metrics, which plots and reports read.
+    """
+    trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
+    trainer.save_model(args.output_dir)
+    trainer.save_state()
