@@ -162,7 +162,7 @@ def run_cot(config: DatagenConfig) -> StageResult:
     def process(qa_id: str):
         clip_id, qa, imagery = jobs[qa_id]
         if generate is None:
-            text, attempts = template_cot(qa, imagery), 1
+            text, attempts = template_cot(qa, imagery, config.cot.template_style), 1
         else:
             clip = load_clip_record(out / "frames", clip_id)
             text, attempts = generate.generate(

@@ -102,3 +102,21 @@ def test_cli_run_and_validate(dataset, tmp_path, capsys):
     bad.write_text(f"input_root: x\noutput_dir: y\nframes:\n  fsp: 2\n")
     with pytest.raises(ValueError, match="frames.*fsp"):
         main(["run", "--config", str(bad)])
+
+
+def test_concise_template_keeps_answers_and_imagery(dataset, tmp_path):
+    full = read_jsonl(run_pipeline(_config(dataset, tmp_path / "full"))["dift"])
+    paths = run_pipeline(_config(dataset, tmp_path / "concise", cot={"template_style": "concise"}))
+    concise = read_jsonl(paths["dift"])
+    assert [(r["id"], r["image_output"]) for r in concise] == [(r["id"], r["image_output"]) for r in full]
+    for short, long in zip(concise, full):
+        assert short["text_output"].split("<answer>")[1] == long["text_output"].split("<answer>")[1]
+        assert short["text_output"].count("<output_image>") == len(short["image_output"])
+        assert len(short["text_output"]) < len(long["text_output"]) / 2
+    report = json.loads(paths["validation"].read_text())
+    assert all(c["failed"] == 0 for result in report.values() for c in result["checks"].values())
+
+
+def test_unknown_template_style_is_named(dataset, tmp_path):
+    with pytest.raises(ValueError, match="cot.template_style='short'"):
+        _config(dataset, tmp_path / "out", cot={"template_style": "short"})

@@ -23,12 +23,15 @@ from pathlib import Path
 
 from ..io import write_json
 from .checks import OUTPUT_IMAGE, check_cot
+from .template import TEMPLATE_STYLES
 
 
 @dataclass
 class CotConfig:
     backend: str = "template"
     """``template`` (offline, from the geometric facts) or ``api`` (OpenAI-compatible chat completions)."""
+    template_style: str = "full"
+    """With ``backend: template``: ``full`` (measurements behind the label) or ``concise`` (imagery + conclusion)."""
     model: str = ""
     base_url: str | None = None
     """Defaults to ``$OPENAI_BASE_URL`` (then the OpenAI endpoint)."""
@@ -48,6 +51,10 @@ class CotConfig:
     """Send the clip frames and the highlighted key frames with the request (as data URLs)."""
     price_prompt_per_1k: float = 0.0
     price_completion_per_1k: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.template_style not in TEMPLATE_STYLES:
+            raise ValueError(f"cot.template_style={self.template_style!r}; choose one of {list(TEMPLATE_STYLES)}")
 
 
 SYSTEM_PROMPT = (

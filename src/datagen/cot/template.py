@@ -50,15 +50,28 @@ def _evidence(qa: dict) -> str:
     return ""
 
 
-def template_cot(qa: dict, imagery: dict) -> str:
-    """``<think> … <output_image> … </think><answer>X</answer>`` with one tag per imagery image."""
-    times = imagery["times"]
+TEMPLATE_STYLES = ("full", "concise")
+
+
+def template_cot(qa: dict, imagery: dict, style: str = "full") -> str:
+    """``<think> … <output_image> … </think><answer>X</answer>`` with one tag per imagery image.
+
+    ``full`` states the measurements behind the label; ``concise`` keeps only the object, the imagined moments and
+    the conclusion, a chain short enough for a model trained from scratch in minutes to complete.
+    """
+    times = ", ".join(f"{t:.1f}s" for t in imagery["times"])
     obj = imagery["object"]
-    role = "the moving object" if qa.get("subject") else "a static reference to judge the camera's motion against"
     tags = " ".join([OUTPUT_IMAGE] * len(imagery["images"]))
-    think = (
-        f"The question is about the span from {qa['times'][0]:.1f}s to {qa['times'][1]:.1f}s. I focus on the {obj}, "
-        f"{role}, and picture it highlighted at {', '.join(f'{t:.1f}s' for t in times)}: {tags} "
-        f"{_evidence(qa)} Comparing these moments, the observation that fits is: {qa['answer_text'].rstrip('.')}."
-    )
+    conclusion = qa["answer_text"].rstrip(".")
+    if style == "concise":
+        think = f"I picture the {obj} at {times}: {tags} So: {conclusion}."
+    elif style == "full":
+        role = "the moving object" if qa.get("subject") else "a static reference to judge the camera's motion against"
+        think = (
+            f"The question is about the span from {qa['times'][0]:.1f}s to {qa['times'][1]:.1f}s. I focus on the "
+            f"{obj}, {role}, and picture it highlighted at {times}: {tags} "
+            f"{_evidence(qa)} Comparing these moments, the observation that fits is: {conclusion}."
+        )
+    else:
+        raise ValueError(f"template style {style!r}; choose one of {list(TEMPLATE_STYLES)}")
     return f"<think>{think}</think><answer>{qa['answer']}</answer>"
