@@ -10,6 +10,7 @@ Qwen2.5-VL-3B shape used on GPU for memory and speed checks.
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -65,9 +66,15 @@ def chat_template() -> str:
     return (Path(trl.__file__).parent / "chat_templates" / "qwen2_5_vl.jinja").read_text()
 
 
-def build_processor(min_pixels: int = 28 * 28, max_pixels: int = 56 * 56, video_max_pixels: int | None = None) -> Qwen2_5_VLProcessor:
-    """A stock ``Qwen2_5_VLProcessor`` around the offline tokenizer; pixel budgets as in Qwen's processors."""
-    tokenizer = AutoTokenizer.from_pretrained(qwen_tokenizer_dir())
+def build_processor(
+    min_pixels: int = 28 * 28,
+    max_pixels: int = 56 * 56,
+    video_max_pixels: int | None = None,
+    tokenizer: Any | None = None,
+) -> Qwen2_5_VLProcessor:
+    """A stock ``Qwen2_5_VLProcessor`` around the offline Qwen tokenizer (or ``tokenizer``); pixel budgets as in
+    Qwen's processors."""
+    tokenizer = tokenizer or AutoTokenizer.from_pretrained(qwen_tokenizer_dir())
     template = chat_template()
     tokenizer.chat_template = template
     common = dict(patch_size=PATCH_SIZE, merge_size=MERGE_SIZE, temporal_patch_size=TEMPORAL_PATCH_SIZE)
@@ -78,6 +85,22 @@ def build_processor(min_pixels: int = 28 * 28, max_pixels: int = 56 * 56, video_
     return Qwen2_5_VLProcessor(
         image_processor=image_processor, tokenizer=tokenizer, video_processor=video_processor, chat_template=template
     )
+
+
+def corpus_tokenizer(texts: Iterable[str], vocab_size: int, whole_tokens: Sequence[str] = ()) -> Any:
+    """The Qwen tokenizer with its byte-level BPE retrained on ``texts``: same pre-tokenizer, special tokens and chat
+    markers, at most ``vocab_size`` entries, plus ``whole_tokens`` added as ordinary (decoded) tokens.
+
+    A random-init model trained from scratch on CPU spends almost all of a step in the 151k-row output layer of the
+    full Qwen vocabulary; a vocabulary fitted to the training texts makes the same run tens of times cheaper, and any
+    text still tokenizes (byte fallback), so held-out questions need not be part of the corpus. Whole tokens keep
+    markup apart from its content: Qwen's pre-tokenizer glues ``>`` to the next word, so ``<answer>B`` would otherwise
+    spell the option letter as ``>B`` and a briefly trained model learns the bare ``>`` of the closing tag instead.
+    """
+    base = AutoTokenizer.from_pretrained(qwen_tokenizer_dir())
+    tokenizer = base.train_new_from_iterator([list(texts)], vocab_size=vocab_size)
+    tokenizer.add_tokens(list(whole_tokens))
+    return tokenizer
 
 
 def build_config(tokenizer: Any, text: dict | None = None, vision: dict | None = None, **overrides: Any) -> Qwen2_5_VLConfig:
