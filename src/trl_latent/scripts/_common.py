@@ -46,8 +46,8 @@ def parse_recipe(
     return script_args, training_args, model_args
 
 
-def train_and_save(trainer: Trainer, args: TrainingArguments) -> None:
-    """Train (resuming from ``args.resume_from_checkpoint`` when set) and save the result to ``args.output_dir``.
+def train_and_save(trainer: Trainer, args: TrainingArguments, stage: str, dataset_name: str) -> None:
+    """Train (resuming from ``args.resume_from_checkpoint`` when set), save to ``args.output_dir``, push when asked.
 
     ``save_model`` writes the weights, the processor (with the latent tokens) and the model card; ``save_state`` writes
     ``trainer_state.json`` with the logged metrics, which plots and reports read.
@@ -55,3 +55,6 @@ def train_and_save(trainer: Trainer, args: TrainingArguments) -> None:
     trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
     trainer.save_model(args.output_dir)
     trainer.save_state()
+    trainer.accelerator.print(f"{stage} model saved to {args.output_dir}")
+    if args.push_to_hub:
+        trainer.push_to_hub(dataset_name=dataset_name)

@@ -53,10 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         eval_dataset=load(script_args.eval_dataset_name) if script_args.eval_dataset_name else None,
         peft_config=get_peft_config(model_args),
     )
-    train_and_save(trainer, training_args)
-    trainer.accelerator.print(f"DIFT model saved to {training_args.output_dir}")
-    if training_args.push_to_hub:
-        trainer.push_to_hub(dataset_name=script_args.dataset_name)
+    train_and_save(trainer, training_args, "DIFT", script_args.dataset_name)
     return 0
 
 

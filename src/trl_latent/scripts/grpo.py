@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         peft_config=get_peft_config(model_args),
         quantization_config=get_quantization_config(model_args),
     )
-    train_and_save(trainer, training_args)
+    train_and_save(trainer, training_args, "4DRL", script_args.dataset_name)
     return 0
 
 
