@@ -74,19 +74,34 @@ class Quickstart:
                 "progress": c.progress,
                 "frames": {"fps": c.fps, "max_frames": c.num_frames, "max_pixels": c.image_size * c.image_size},
                 "segment": {"backend": "gt"},
-                "cot": {"backend": "template"},
+                "cot": {"backend": "template", "template_style": c.cot_style},
                 "export": {"benchmark_fraction": c.heldout_fraction, "text_only": True, "hf_dataset": False},
             }
         )
         run_pipeline(config)
 
     def build_model(self) -> None:
-        from ..testing import save_tiny_checkpoint
+        from ..testing import build_processor, corpus_tokenizer, save_tiny_checkpoint
         from .config import MODEL_SIZES
 
-        text, vision = MODEL_SIZES[self.config.model_size]
-        save_tiny_checkpoint(self.out / "models" / "init", latent_size=self.config.latent_size, seed=self.config.seed,
-                             text=text, vision=vision)
+        c = self.config
+        text, vision = MODEL_SIZES[c.model_size]
+        tokenizer = (corpus_tokenizer(self._training_texts(), c.vocab_size, whole_tokens=("<answer>", "</answer>"))
+                     if c.vocab_size else None)
+        save_tiny_checkpoint(self.out / "models" / "init", latent_size=c.latent_size, seed=c.seed, text=text,
+                             vision=vision, processor=build_processor(tokenizer=tokenizer))
+
+    def _training_texts(self) -> list[str]:
+        """Questions and CoTs of every training file (never the held-out benchmark), plus the chat template's words."""
+        from ..answers import THINK_PROMPT_SUFFIX
+
+        texts = ["system\nYou are a helpful assistant.\nuser\nassistant\n", THINK_PROMPT_SUFFIX]
+        for name in ("dift.jsonl", "dift_text_only.jsonl", "rl.jsonl"):
+            with open(self.out / "data" / "export" / name) as handle:
+                for line in handle:
+                    row = json.loads(line)
+                    texts += [row["text_input"], row.get("text_output", "")]
+        return texts
 
     def train_sft(self, arm: str, data: str) -> None:
         from ..scripts import dift
@@ -99,11 +114,11 @@ class Quickstart:
             "--max_steps", str(c.sft_steps),
             "--per_device_train_batch_size", str(c.batch_size),
             "--learning_rate", str(c.sft_learning_rate),
-            "--latent_size", str(c.latent_size),
+            "--latent_size", str(c.latent_size), "--ce_weight", str(c.ce_weight),
             "--fps", str(c.fps), "--frames_fps", str(c.fps), "--max_frames", str(c.num_frames),
             "--max_pixels", str(c.image_size * c.image_size),
             "--imagery_max_pixels", str(c.imagery_size * c.imagery_size),
-            "--logging_steps", "5", "--save_strategy", "no", "--report_to", "none",
+            "--logging_steps", str(max(1, c.sft_steps // 50)), "--save_strategy", "no", "--report_to", "none",
             "--gradient_checkpointing", "false", "--bf16", str(c.bf16).lower(), "--use_cpu", str(c.use_cpu).lower(),
             "--seed", str(c.seed), "--disable_tqdm", str(not c.progress).lower(),
         ]
@@ -160,13 +175,16 @@ class Quickstart:
         arms = {ARM_LABELS[a]: report.scores_from_samples(self.out / "eval" / a / "samples_dsr_bench_think.jsonl")
                 for a in self.arms}
         histories = {ARM_LABELS[a]: report.log_history(self.out / "models" / a) for a in self.arms}
-        report.plot_curves({k: v for k, v in histories.items() if k != ARM_LABELS["dift_grpo"]},
-                           ("loss", "ce_loss", "sim_loss", "cos_sim"), self.out / "losses.png", "supervised training")
-        report.plot_curves({k: v for k, v in histories.items() if k == ARM_LABELS["dift_grpo"]},
-                           ("reward", "rewards/accuracy/mean", "rewards/format/mean", "loss"),
-                           self.out / "rewards.png", "4DRL")
-        report.plot_accuracy(arms, self.out / "accuracy_by_type.png")
-        text = report.markdown(arms, self.timings, self.config.summary())
+        plots = [
+            report.plot_curves({k: v for k, v in histories.items() if k != ARM_LABELS["dift_grpo"]},
+                               ("loss", "ce_loss", "sim_loss", "cos_sim"), self.out / "losses.png",
+                               "supervised training"),
+            report.plot_curves({k: v for k, v in histories.items() if k == ARM_LABELS["dift_grpo"]},
+                               ("reward", "rewards/accuracy/mean", "rewards/format/mean", "completions/mean_length"),
+                               self.out / "rewards.png", "4DRL"),
+            report.plot_accuracy(arms, self.out / "accuracy_by_type.png"),
+        ]
+        text = report.markdown(arms, self.timings, self.config.summary(), [p.name for p in plots if p is not None])
         path = self.out / "report.md"
         path.write_text(text)
         (self.out / "report.json").write_text(json.dumps(

@@ -32,7 +32,10 @@ class Score:
         n, p = self.total, self.accuracy
         centre = (p + z * z / (2 * n)) / (1 + z * z / n)
         half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-        return (max(0.0, centre - half), min(1.0, centre + half))
+        # the bounds are exactly 0 at p = 0 and 1 at p = 1; floating point would leave them a hair off
+        low = 0.0 if self.correct == 0 else centre - half
+        high = 1.0 if self.correct == self.total else centre + half
+        return (low, high)
 
 
 def scores_from_samples(path: str | Path) -> dict[str, Score]:
@@ -66,8 +69,10 @@ def _pct(value: float) -> str:
     return "–" if math.isnan(value) else f"{100 * value:.1f}"
 
 
-def markdown(arms: dict[str, dict[str, Score]], timings: dict[str, float], settings: dict[str, Any]) -> str:
-    """The report text: settings, headline table, per-type table, timings."""
+def markdown(
+    arms: dict[str, dict[str, Score]], timings: dict[str, float], settings: dict[str, Any], plots: list[str]
+) -> str:
+    """The report text: settings, headline table, per-type table, timings, then the plots (files next to it)."""
     lines = ["# trl-latent quickstart report", "", "Synthetic 4D world → datagen → training → held-out synthetic "
              "DSR-style benchmark (lmms-eval task `dsr_bench_think`, greedy decoding).", "", "## Settings", ""]
     lines += [f"- **{key}**: {value}" for key, value in settings.items()]
@@ -90,7 +95,9 @@ def markdown(arms: dict[str, dict[str, Score]], timings: dict[str, float], setti
             lines.append(f"| {t} | " + " | ".join(cells) + " |")
     lines += ["", "## Time per stage (s)", "", "| stage | seconds |", "|---|---|"]
     lines += [f"| {stage} | {seconds:.1f} |" for stage, seconds in timings.items()]
-    lines += ["", "Plots: `losses.png`, `rewards.png`, `accuracy_by_type.png`.", ""]
+    if plots:
+        lines += ["", "## Plots", ""] + [f"![{Path(name).stem}]({name})" for name in plots]
+    lines.append("")
     return "\n".join(lines)
 
 
@@ -140,8 +147,8 @@ def plot_accuracy(arms: dict[str, dict[str, Score]], path: Path) -> Path:
             low, high = s.wilson()
             xs.append(j + (i - (len(arms) - 1) / 2) * width)
             ys.append(100 * s.accuracy)
-            errs[0].append(100 * max(0.0, s.accuracy - low))  # rounding can put a bound a hair past p at 0 or 1
-            errs[1].append(100 * max(0.0, high - s.accuracy))
+            errs[0].append(100 * (s.accuracy - low))
+            errs[1].append(100 * (high - s.accuracy))
         ax.bar(xs, ys, width, yerr=errs, capsize=2, label=arm)
     ax.axhline(100 * CHANCE, color="grey", linestyle="--", linewidth=1, label="chance")
     ax.set_xticks(range(len(groups)), groups, rotation=45, ha="right", fontsize=8)

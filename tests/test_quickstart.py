@@ -1,0 +1,113 @@
+"""``trl-latent quickstart`` shortened to tiny sizes: every stage runs for real and writes every artifact."""
+
+import json
+
+import pytest
+from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
+
+from trl_latent.quickstart import ARM_LABELS, Quickstart, main
+from trl_latent.quickstart.config import QuickstartConfig
+from trl_latent.quickstart.report import Score, scores_from_samples
+from trl_latent.tokens import get_latent_spec
+
+TINY = [
+    "--num_clips", "4", "--heldout_fraction", "0.5", "--image_size", "56", "--imagery_size", "56",
+    "--num_frames", "4", "--model_size", "tiny", "--latent_size", "2", "--vocab_size", "600",
+    "--sft_steps", "2", "--batch_size", "2", "--grpo_steps", "1", "--grpo_batch_size", "2", "--num_generations", "2",
+    "--max_new_tokens", "24", "--eval_limit", "3", "--eval_batch_size", "3", "--workers", "1", "--progress", "false",
+]
+STAGES = ["synthesize", "datagen", "build_model", "train_sft_text", "train_dift", "train_dift_grpo",
+          "eval_sft_text", "eval_dift", "eval_dift_grpo"]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("quickstart")
+    assert main(["--output_dir", str(out), *TINY]) == 0
+    return out
+
+
+@pytest.mark.slow
+def test_writes_every_artifact(run):
+    for name in ("report.md", "report.json", "quickstart_config.json", "losses.png", "rewards.png",
+                 "accuracy_by_type.png"):
+        assert (run / name).stat().st_size > 0, name
+    assert sorted(p.name for p in (run / ".done").iterdir()) == sorted(STAGES)
+    assert (run / "world" / "metadata.csv").is_file()
+    for name in ("dift.jsonl", "dift_text_only.jsonl", "rl.jsonl", "benchmark/benchmark.parquet"):
+        assert (run / "data" / "export" / name).is_file(), name
+
+    # every arm is a loadable latent checkpoint with a trained history; the tokenizer is the corpus one
+    processor = AutoProcessor.from_pretrained(run / "models" / "init")
+    assert len(processor.tokenizer) < 700
+    for arm in ARM_LABELS:
+        model = Qwen2_5_VLForConditionalGeneration.from_pretrained(run / "models" / arm)
+        assert get_latent_spec(model).latent_size == 2
+        state = json.loads((run / "models" / arm / "trainer_state.json").read_text())
+        assert state["global_step"] == (1 if arm == "dift_grpo" else 2)
+
+    report = json.loads((run / "report.json").read_text())
+    assert set(report) == set(ARM_LABELS.values())
+    for arm, scores in report.items():
+        samples = scores_from_samples(run / "eval" / _key(arm) / "samples_dsr_bench_think.jsonl")
+        assert scores["overall"]["total"] == samples["overall"].total == 3
+        low, high = scores["overall"]["ci95"]
+        assert low <= scores["overall"]["accuracy"] <= high
+    text = (run / "report.md").read_text()
+    assert "Chance level: 25%" in text and all(label in text for label in ARM_LABELS.values())
+    assert "![losses](losses.png)" in text and "![rewards](rewards.png)" in text
+
+
+@pytest.mark.slow
+def test_rerun_skips_finished_stages_and_redoes_a_removed_one(run, monkeypatch, capsys):
+    trained = []
+    monkeypatch.setattr(Quickstart, "train_sft", lambda self, arm, data: trained.append(arm))
+    before = (run / "report.json").read_text()
+    (run / ".done" / "train_sft_text").unlink()
+    Quickstart(_config(run)).run()
+    assert trained == ["sft_text"]  # only the stage whose marker was removed
+    assert capsys.readouterr().out.count("done earlier, skipped") == len(STAGES) - 1
+    assert (run / "report.json").read_text() == before
+
+
+@pytest.mark.slow
+def test_no_latents_trains_and_reports_only_the_text_arm(tmp_path):
+    assert main(["--output_dir", str(tmp_path), *TINY, "--no_latents", "true"]) == 0
+    assert set(json.loads((tmp_path / "report.json").read_text())) == {ARM_LABELS["sft_text"]}
+    assert not (tmp_path / "models" / "dift").exists()
+    rows = [json.loads(line) for line in (tmp_path / "data" / "export" / "dift_text_only.jsonl").open()]
+    assert rows and all("<output_image>" not in row["text_output"] and not row["image_output"] for row in rows)
+
+
+@pytest.mark.parametrize(("flag", "value", "message"), [
+    ("--model_size", "huge", "model_size must be one of"),
+    ("--image_size", "50", "image_size must be a multiple of 28"),
+    ("--num_frames", "5", "num_frames must be even"),
+    ("--heldout_fraction", "1.0", "heldout_fraction must be in"),
+    ("--cot_style", "long", "cot_style must be one of"),
+    ("--imagery_size", "28", "fewer than latent_size=4"),
+])
+def test_bad_settings_are_named(flag, value, message, tmp_path):
+    with pytest.raises(ValueError, match=message):
+        main(["--output_dir", str(tmp_path), flag, value])
+
+
+def test_wilson_interval_and_sample_errors(tmp_path):
+    assert Score(0, 24).wilson() == pytest.approx((0.0, 0.1380), abs=1e-4)
+    low, high = Score(12, 24).wilson()
+    assert low == pytest.approx(1 - high) and low == pytest.approx(0.3143, abs=1e-4)
+    bad = tmp_path / "samples.jsonl"
+    bad.write_text(json.dumps({"accuracy": {"correct": 1, "group": "abs_dir"}}) + "\n" + json.dumps({"x": 1}) + "\n")
+    with pytest.raises(ValueError, match="samples.jsonl:2: no per-question 'accuracy' record"):
+        scores_from_samples(bad)
+
+
+def _key(label: str) -> str:
+    return next(key for key, value in ARM_LABELS.items() if value == label)
+
+
+def _config(out) -> QuickstartConfig:
+    from transformers import HfArgumentParser
+
+    (config,) = HfArgumentParser(QuickstartConfig).parse_args_into_dataclasses(args=["--output_dir", str(out), *TINY])
+    return config
