@@ -115,6 +115,7 @@ class _Sampler:
         self.do_sample = do_sample
         self.generator = generator
         self.suppress_ids = sorted(set(suppress_ids))
+        self._suppress: torch.Tensor | None = None  # the ids on the logits' device, made once
         self.processors = LogitsProcessorList(logits_processor or [])
         if repetition_penalty != 1.0:
             self.processors.append(RepetitionPenaltyLogitsProcessor(repetition_penalty))
@@ -129,10 +130,15 @@ class _Sampler:
                 self.processors.append(TopPLogitsWarper(top_p))
 
     def __call__(self, logits: torch.Tensor, context_ids: torch.Tensor) -> torch.Tensor:
-        scores = logits.float().clone()
+        scores = logits.float()  # the same tensor when logits are float32: nothing below may write into it
         if self.suppress_ids:
-            scores[:, self.suppress_ids] = float("-inf")
-        scores = self.processors(context_ids, scores)
+            if self._suppress is None:
+                self._suppress = torch.tensor(self.suppress_ids, device=logits.device)
+            scores = scores.index_fill(1, self._suppress, float("-inf"))
+        elif self.processors:
+            scores = scores.clone()  # a processor may work in place
+        if self.processors:
+            scores = self.processors(context_ids, scores)
         if not self.do_sample:
             return scores.argmax(dim=-1)
         probs = torch.softmax(scores, dim=-1)
@@ -204,7 +210,11 @@ def generate_with_latents(
     positions, deltas = rope_positions(backbone, input_ids, attention_mask, multimodal)
     next_position = attention_mask.long().sum(-1, keepdim=True) + deltas  # [B, 1]
     hidden_size = embed.weight.shape[1]
-    completion = torch.full((batch_size, max_new_tokens), pad_token_id, dtype=torch.long, device=device)
+    prompt_length = input_ids.shape[1]
+    # prompt + completion in one buffer: the processors read a growing prefix of it without a copy per step
+    sequence = torch.full((batch_size, prompt_length + max_new_tokens), pad_token_id, dtype=torch.long, device=device)
+    sequence[:, :prompt_length] = input_ids
+    completion = sequence[:, prompt_length:]
     latent_embeds = torch.zeros(batch_size, max_new_tokens, hidden_size, dtype=embed.weight.dtype, device=device)
     latent_mask = torch.zeros(batch_size, max_new_tokens, dtype=torch.bool, device=device)
     step_logits = [] if output_logits else None
@@ -227,14 +237,14 @@ def generate_with_latents(
             step_logits.append(logits.float())
         in_latent = (remaining > 0) & ~finished
         ending = force_end & ~finished
-        sampled = sampler(logits, torch.cat([input_ids, completion[:, :t]], dim=1))
+        sampled = sampler(logits, sequence[:, : prompt_length + t])
         token = torch.where(in_latent, spec.pad_id if spec is not None else pad_token_id, sampled)
         if spec is not None:
             token = torch.where(ending, spec.end_id, token)
         token = torch.where(finished, pad_token_id, token)
         completion[:, t] = token
         latent_mask[:, t] = in_latent
-        latent_embeds[in_latent, t] = hidden[in_latent].to(latent_embeds.dtype)
+        latent_embeds[:, t] = torch.where(in_latent[:, None], hidden.to(latent_embeds.dtype), latent_embeds[:, t])
         steps = t + 1
 
         # advance each row's state machine
@@ -248,8 +258,7 @@ def generate_with_latents(
             break
 
         if use_cache:
-            step_embeds = embed(token).unsqueeze(1)
-            step_embeds[in_latent, 0] = hidden[in_latent].to(step_embeds.dtype)
+            step_embeds = torch.where(in_latent[:, None], hidden.to(embed.weight.dtype), embed(token)).unsqueeze(1)
             attention_mask = torch.cat([attention_mask, attention_mask.new_ones(batch_size, 1)], dim=1)
             step_positions = (next_position + t).view(1, batch_size, 1).expand(3, -1, -1)
             out = backbone(
@@ -267,11 +276,11 @@ def generate_with_latents(
             )
         hidden = out.last_hidden_state[:, -1]
 
-    completion_ids = completion[:, :steps]
+    completion_ids = completion[:, :steps]  # a view of ``sequence``; ``sequences`` below is its prefix
     is_eos = torch.isin(completion_ids, eos) & ~latent_mask[:, :steps]
     after_eos = (is_eos.long().cumsum(-1) - is_eos.long()) > 0
     return LatentGenerationOutput(
-        sequences=torch.cat([input_ids, completion_ids], dim=1),
+        sequences=sequence[:, : prompt_length + steps],
         completion_ids=completion_ids,
         completion_mask=~after_eos,
         latent_embeds=latent_embeds[:, :steps],
