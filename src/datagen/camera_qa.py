@@ -160,31 +160,24 @@ def _tag_question(writer: QuestionWriter, clip: dict, times: np.ndarray) -> None
     )
 
 
+def _move_question(writer: QuestionWriter, qtype: str, question: str, label: str, false_moves: list[str],
+                   common: dict) -> None:
+    """A camera-move MCQ: the true move, then its opposite (the most telling distractor), then the other false moves."""
+    opposite = MOVE_OPPOSITE[label]
+    distractors = [opposite] + [m for m in false_moves if m != opposite]
+    writer.add(qtype, question, f"It {MOVE_TEXT[label]}", [f"It {MOVE_TEXT[m]}" for m in distractors], label=label,
+               **common)
+
+
 def _pose_questions(writer: QuestionWriter, facts: dict, s: int, e: int, times: np.ndarray) -> None:
     span = f"Between {format_time(times[s])} and {format_time(times[e])}"
     common = {"segment": [s, e], "times": [float(times[s]), float(times[e])], "facts": facts}
     if facts["translation_label"]:
-        label = facts["translation_label"]
-        distractors = [MOVE_OPPOSITE[label]] + [m for m in facts["false_translations"] if m != MOVE_OPPOSITE[label]]
-        writer.add(
-            "cam_dir",
-            f"{span}, in which direction does the camera mainly move?",
-            f"It {MOVE_TEXT[label]}",
-            [f"It {MOVE_TEXT[m]}" for m in distractors],
-            label=label,
-            **common,
-        )
+        _move_question(writer, "cam_dir", f"{span}, in which direction does the camera mainly move?",
+                       facts["translation_label"], facts["false_translations"], common)
     if facts["rotation_label"]:
         label = facts["rotation_label"]
-        distractors = [MOVE_OPPOSITE[label]] + [m for m in facts["false_rotations"] if m != MOVE_OPPOSITE[label]]
-        writer.add(
-            "cam_rot",
-            f"{span}, how does the camera rotate?",
-            f"It {MOVE_TEXT[label]}",
-            [f"It {MOVE_TEXT[m]}" for m in distractors],
-            label=label,
-            **common,
-        )
+        _move_question(writer, "cam_rot", f"{span}, how does the camera rotate?", label, facts["false_rotations"], common)
         bucket = nearest_bucket(facts["rotation_deg"])
         others = sorted((b for b in ANGLE_BUCKETS if b != bucket), key=lambda b: abs(np.log(b / bucket)))
         writer.add(
