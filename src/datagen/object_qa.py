@@ -49,6 +49,9 @@ class ObjectQAConfig:
     """Frames where an object's mask covers less than this fraction of the image are not used (0.1 %)."""
     min_valid_frames: int = 3
     """An object needs a lifted centre on at least this many frames."""
+    skip_occluded: bool = True
+    """Leave out frames where an object's mask borders a nearer segmented object or the image edge: the centroid of
+    the visible part is not the object's centre there, and its jumps would read as motion."""
     min_motion: float = 0.1
     """Displacements shorter than this are "stationary" and give no direction question."""
     dominance: float = 0.6
@@ -64,8 +67,25 @@ class ObjectQAConfig:
     """Left/right of the optical axis counts only beyond this angle."""
 
 
-def lift_centres(clip: dict, masks: np.ndarray, objects: list[dict], min_fraction: float) -> dict[int, np.ndarray]:
-    """World-frame centre ``(T, 3)`` of every object (``NaN`` where the mask is too small or has no depth)."""
+def _cut_off(ids: np.ndarray, obj_id: int, depths: dict[int, float]) -> bool:
+    """Whether the mask of ``obj_id`` touches the image edge or a segmented object nearer to the camera."""
+    inside = ids == obj_id
+    if inside[0].any() or inside[-1].any() or inside[:, 0].any() or inside[:, -1].any():
+        return True
+    grown = inside.copy()
+    grown[1:] |= inside[:-1]
+    grown[:-1] |= inside[1:]
+    grown[:, 1:] |= inside[:, :-1]
+    grown[:, :-1] |= inside[:, 1:]
+    neighbours = set(np.unique(ids[grown & ~inside]).tolist()) - {0, obj_id}
+    return any(depths.get(n, np.inf) < depths[obj_id] for n in neighbours)
+
+
+def lift_centres(
+    clip: dict, masks: np.ndarray, objects: list[dict], min_fraction: float, skip_occluded: bool = True
+) -> dict[int, np.ndarray]:
+    """World-frame centre ``(T, 3)`` of every object (``NaN`` where the mask is too small, has no depth, or, with
+    ``skip_occluded``, is cut off by a nearer object or the image edge)."""
     ann = clip_annotations(clip)
     rows = np.asarray(clip["annotation_rows"])
     depth = ann.depth(rows)
@@ -77,13 +97,17 @@ def lift_centres(clip: dict, masks: np.ndarray, objects: list[dict], min_fractio
         ids = masks[t]
         if ids.shape != (height, width):
             ids = np.asarray(Image.fromarray(ids).resize((width, height), Image.NEAREST))
+        visible = {}
         for obj in objects:
             inside = (ids == obj["obj_id"]) & (depth[t] > 0) & np.isfinite(depth[t])
-            if inside.mean() < min_fraction:
+            if inside.mean() >= min_fraction:
+                visible[obj["obj_id"]] = (inside, float(np.median(depth[t][inside])))
+        depths = {obj_id: d for obj_id, (_, d) in visible.items()}
+        for obj_id, (inside, median_depth) in visible.items():
+            if skip_occluded and _cut_off(ids, obj_id, depths):
                 continue
             v, u = np.nonzero(inside)
-            point = backproject(float(u.mean()), float(v.mean()), float(np.median(depth[t][inside])), k)
-            centres[obj["obj_id"]][t] = transform(c2w[t], point)
+            centres[obj_id][t] = transform(c2w[t], backproject(float(u.mean()), float(v.mean()), median_depth, k))
     return centres
 
 
@@ -96,21 +120,23 @@ def object_questions(clip: dict, masks: np.ndarray, objects: list[dict], config:
     writer = QuestionWriter(clip["clip_id"], "obj")
     if not clip.get("has_poses") or clip.get("annotation_rows") is None or not objects:
         return writer.records
-    centres = lift_centres(clip, masks, objects, config.min_mask_fraction)
+    centres = lift_centres(clip, masks, objects, config.min_mask_fraction, config.skip_occluded)
     usable = [o for o in objects if len(_valid_span(centres[o["obj_id"]])) >= config.min_valid_frames]
     if not usable:
         return writer.records
 
-    def path_length(obj):
-        track = centres[obj["obj_id"]][_valid_span(centres[obj["obj_id"]])]
-        return float(np.linalg.norm(np.diff(track, axis=0), axis=1).sum())
+    times = np.asarray(clip["timestamps"], dtype=np.float64)
 
-    usable.sort(key=path_length, reverse=True)
+    def mean_speed(obj):  # per second, so objects seen on fewer frames (occluded, skipped) compare fairly
+        valid = _valid_span(centres[obj["obj_id"]])
+        track = centres[obj["obj_id"]][valid]
+        return float(np.linalg.norm(np.diff(track, axis=0), axis=1).sum()) / max(times[valid[-1]] - times[valid[0]], 1e-9)
+
+    usable.sort(key=mean_speed, reverse=True)
     subject = usable[0]
     reference = usable[-1] if len(usable) > 1 else None
     ann = clip_annotations(clip)
     w2c = ann.poses_w2c[np.asarray(clip["annotation_rows"])]
-    times = np.asarray(clip["timestamps"], dtype=np.float64)
     frames = _valid_span(centres[subject["obj_id"]])
     if reference is not None:
         frames = np.intersect1d(frames, _valid_span(centres[reference["obj_id"]]))
