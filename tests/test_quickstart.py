@@ -51,6 +51,7 @@ def test_writes_every_artifact(run):
     for arm, scores in report.items():
         samples = scores_from_samples(run / "eval" / _key(arm) / "samples_dsr_bench_think.jsonl")
         assert scores["overall"]["total"] == samples["overall"].total == 3
+        assert scores["overall"]["answered"] == samples["overall"].answered <= 3
         low, high = scores["overall"]["ci95"]
         assert low <= scores["overall"]["accuracy"] <= high
     text = (run / "report.md").read_text()
@@ -92,10 +93,19 @@ def test_bad_settings_are_named(flag, value, message, tmp_path):
         main(["--output_dir", str(tmp_path), flag, value])
 
 
-def test_wilson_interval_and_sample_errors(tmp_path):
+def test_wilson_interval():
     assert Score(0, 24).wilson() == pytest.approx((0.0, 0.1380), abs=1e-4)
     low, high = Score(12, 24).wilson()
     assert low == pytest.approx(1 - high) and low == pytest.approx(0.3143, abs=1e-4)
+    assert Score(24, 24).wilson()[1] == 1.0
+
+
+def test_scores_from_samples_count_answers_and_name_bad_lines(tmp_path):
+    good = tmp_path / "good.jsonl"
+    good.write_text("".join(json.dumps({"accuracy": {"correct": c, "group": g, "prediction": p}}) + "\n"
+                            for c, g, p in [(1, "abs_dir", "B"), (0, "abs_dir", None), (0, "rel_dir", "C")]))
+    scores = scores_from_samples(good)
+    assert scores == {"overall": Score(1, 3, 2), "abs_dir": Score(1, 2, 1), "rel_dir": Score(0, 1, 1)}
     bad = tmp_path / "samples.jsonl"
     bad.write_text(json.dumps({"accuracy": {"correct": 1, "group": "abs_dir"}}) + "\n" + json.dumps({"x": 1}) + "\n")
     with pytest.raises(ValueError, match="samples.jsonl:2: no per-question 'accuracy' record"):

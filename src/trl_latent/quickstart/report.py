@@ -20,6 +20,8 @@ Z_95 = 1.959963984540054
 class Score:
     correct: int
     total: int
+    answered: int | None = None
+    """Questions whose output committed to an option letter (a model that never does scores 0 for that reason)."""
 
     @property
     def accuracy(self) -> float:
@@ -50,9 +52,10 @@ def scores_from_samples(path: str | Path) -> dict[str, Score]:
             if record.get("missing_media"):
                 continue
             for key in ("overall", record["group"]):
-                c = counts.setdefault(key, [0, 0])
+                c = counts.setdefault(key, [0, 0, 0])
                 c[0] += int(record["correct"])
                 c[1] += 1
+                c[2] += int(record.get("prediction") is not None)
     return {key: Score(*c) for key, c in counts.items()}
 
 
@@ -72,17 +75,18 @@ def _pct(value: float) -> str:
 def markdown(
     arms: dict[str, dict[str, Score]], timings: dict[str, float], settings: dict[str, Any], plots: list[str]
 ) -> str:
-    """The report text: settings, headline table, per-type table, timings, then the plots (files next to it)."""
-    lines = ["# trl-latent quickstart report", "", "Synthetic 4D world → datagen → training → held-out synthetic "
-             "DSR-style benchmark (lmms-eval task `dsr_bench_think`, greedy decoding).", "", "## Settings", ""]
-    lines += [f"- **{key}**: {value}" for key, value in settings.items()]
+    """The report text: headline table, per-type table, timings, the plots (files next to it), then the settings."""
+    intro = ("Synthetic 4D world → datagen → training → held-out synthetic DSR-style benchmark "
+             "(lmms-eval task `dsr_bench_think`, greedy decoding).")
+    lines = ["# trl-latent quickstart report", "", intro]
     lines += ["", "## Held-out accuracy", "", f"Chance level: {100 * CHANCE:.0f}% (4 options).", "",
-              "| arm | accuracy (%) | 95% CI | n | above chance? |", "|---|---|---|---|---|"]
+              "| arm | accuracy (%) | 95% CI | n | above chance? | answered with a letter |", "|---|---|---|---|---|---|"]
     for arm, scores in arms.items():
         s = scores["overall"]
         low, high = s.wilson()
         verdict = "yes" if low > CHANCE else ("below" if high < CHANCE else "not distinguishable")
-        lines.append(f"| {arm} | {_pct(s.accuracy)} | {_pct(low)}–{_pct(high)} | {s.total} | {verdict} |")
+        answered = "–" if s.answered is None else f"{s.answered}/{s.total}"
+        lines.append(f"| {arm} | {_pct(s.accuracy)} | {_pct(low)}–{_pct(high)} | {s.total} | {verdict} | {answered} |")
     types = sorted({t for scores in arms.values() for t in scores if t != "overall"})
     if types:
         lines += ["", "## Per question type (accuracy %, 95% CI, n)", "", "| type | " + " | ".join(arms) + " |",
@@ -97,6 +101,7 @@ def markdown(
     lines += [f"| {stage} | {seconds:.1f} |" for stage, seconds in timings.items()]
     if plots:
         lines += ["", "## Plots", ""] + [f"![{Path(name).stem}]({name})" for name in plots]
+    lines += ["", "## Settings", ""] + [f"- **{key}**: {value}" for key, value in settings.items()]
     lines.append("")
     return "\n".join(lines)
 
