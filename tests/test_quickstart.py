@@ -51,7 +51,7 @@ def test_writes_every_artifact(run):
     for arm, scores in report.items():
         samples = scores_from_samples(run / "eval" / _key(arm) / "samples_dsr_bench_think.jsonl")
         assert scores["overall"]["total"] == samples["overall"].total == 3
-        assert scores["overall"]["answered"] == samples["overall"].answered <= 3
+        assert scores["overall"]["letters"] == samples["overall"].letters and samples["overall"].answered <= 3
         low, high = scores["overall"]["ci95"]
         assert low <= scores["overall"]["accuracy"] <= high
     text = (run / "report.md").read_text()
@@ -105,7 +105,9 @@ def test_scores_from_samples_count_answers_and_name_bad_lines(tmp_path):
     good.write_text("".join(json.dumps({"accuracy": {"correct": c, "group": g, "prediction": p}}) + "\n"
                             for c, g, p in [(1, "abs_dir", "B"), (0, "abs_dir", None), (0, "rel_dir", "C")]))
     scores = scores_from_samples(good)
-    assert scores == {"overall": Score(1, 3, 2), "abs_dir": Score(1, 2, 1), "rel_dir": Score(0, 1, 1)}
+    assert scores == {"overall": Score(1, 3, {"B": 1, "C": 1}), "abs_dir": Score(1, 2, {"B": 1}),
+                      "rel_dir": Score(0, 1, {"C": 1})}
+    assert scores["overall"].answered == 2 and scores["overall"].letter_bias() == "B 50%"
     bad = tmp_path / "samples.jsonl"
     bad.write_text(json.dumps({"accuracy": {"correct": 1, "group": "abs_dir"}}) + "\n" + json.dumps({"x": 1}) + "\n")
     with pytest.raises(ValueError, match="samples.jsonl:2: no per-question 'accuracy' record"):

@@ -188,7 +188,7 @@ class Quickstart:
         path = self.out / "report.md"
         path.write_text(text)
         (self.out / "report.json").write_text(json.dumps(
-            {arm: {t: {"correct": s.correct, "total": s.total, "answered": s.answered, "accuracy": s.accuracy,
+            {arm: {t: {"correct": s.correct, "total": s.total, "letters": s.letters, "accuracy": s.accuracy,
                        "ci95": s.wilson()}
                    for t, s in scores.items()} for arm, scores in arms.items()}, indent=2))
         return path

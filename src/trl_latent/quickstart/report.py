@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +20,20 @@ Z_95 = 1.959963984540054
 class Score:
     correct: int
     total: int
-    answered: int | None = None
-    """Questions whose output committed to an option letter (a model that never does scores 0 for that reason)."""
+    letters: dict[str, int] = field(default_factory=dict)
+    """How often each option letter was the prediction: a model that never commits to one scores 0 for that reason,
+    and one that always gives the same letter scores about chance whatever it reasons."""
+
+    @property
+    def answered(self) -> int:
+        return sum(self.letters.values())
+
+    def letter_bias(self) -> str:
+        """The most frequent predicted letter and its share of the answers, e.g. ``B 100%``."""
+        if not self.letters:
+            return "–"
+        letter, count = max(sorted(self.letters.items()), key=lambda item: item[1])
+        return f"{letter} {100 * count / self.answered:.0f}%"
 
     @property
     def accuracy(self) -> float:
@@ -42,7 +54,7 @@ class Score:
 
 def scores_from_samples(path: str | Path) -> dict[str, Score]:
     """Per-type and ``overall`` scores from an lmms-eval ``samples_<task>.jsonl`` of our DSR task."""
-    counts: dict[str, list[int]] = {}
+    counts: dict[str, Score] = {}
     with open(path) as handle:
         for line_number, line in enumerate(handle, 1):
             sample = json.loads(line)
@@ -51,12 +63,14 @@ def scores_from_samples(path: str | Path) -> dict[str, Score]:
                 raise ValueError(f"{path}:{line_number}: no per-question 'accuracy' record (is this a dsr_bench log?)")
             if record.get("missing_media"):
                 continue
+            prediction = record.get("prediction")
             for key in ("overall", record["group"]):
-                c = counts.setdefault(key, [0, 0, 0])
-                c[0] += int(record["correct"])
-                c[1] += 1
-                c[2] += int(record.get("prediction") is not None)
-    return {key: Score(*c) for key, c in counts.items()}
+                old = counts.get(key, Score(0, 0))
+                letters = dict(old.letters)
+                if prediction is not None:
+                    letters[prediction] = letters.get(prediction, 0) + 1
+                counts[key] = Score(old.correct + int(record["correct"]), old.total + 1, letters)
+    return counts
 
 
 def log_history(output_dir: str | Path) -> list[dict[str, Any]]:
@@ -80,13 +94,14 @@ def markdown(
              "(lmms-eval task `dsr_bench_think`, greedy decoding).")
     lines = ["# trl-latent quickstart report", "", intro]
     lines += ["", "## Held-out accuracy", "", f"Chance level: {100 * CHANCE:.0f}% (4 options).", "",
-              "| arm | accuracy (%) | 95% CI | n | above chance? | answered with a letter |", "|---|---|---|---|---|---|"]
+              "| arm | accuracy (%) | 95% CI | n | above chance? | answered with a letter | most frequent letter |",
+              "|---|---|---|---|---|---|---|"]
     for arm, scores in arms.items():
         s = scores["overall"]
         low, high = s.wilson()
         verdict = "yes" if low > CHANCE else ("below" if high < CHANCE else "not distinguishable")
-        answered = "–" if s.answered is None else f"{s.answered}/{s.total}"
-        lines.append(f"| {arm} | {_pct(s.accuracy)} | {_pct(low)}–{_pct(high)} | {s.total} | {verdict} | {answered} |")
+        lines.append(f"| {arm} | {_pct(s.accuracy)} | {_pct(low)}–{_pct(high)} | {s.total} | {verdict} | "
+                     f"{s.answered}/{s.total} | {s.letter_bias()} |")
     types = sorted({t for scores in arms.values() for t in scores if t != "overall"})
     if types:
         lines += ["", "## Per question type (accuracy %, 95% CI, n)", "", "| type | " + " | ".join(arms) + " |",
