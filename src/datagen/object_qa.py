@@ -21,7 +21,16 @@ from PIL import Image
 from .frames import clip_annotations
 from .geometry import backproject, transform
 from .mcq import QuestionWriter, format_time
-from .motion import OBJECT_DIRECTIONS, OPPOSITE, compare_speeds, distance_trend, dominant_direction, speed_trend, step_speeds
+from .motion import (
+    OBJECT_DIRECTIONS,
+    OPPOSITE,
+    compare_speeds,
+    distance_trend,
+    dominant_direction,
+    smoothed_mean_speed,
+    speed_trend,
+    step_speeds,
+)
 
 
 TREND_TEXT = {
@@ -221,9 +230,10 @@ class QuestionSet:
         if len(points) < 5:  # two steps per half at least
             return
         speeds = step_speeds(points, self.times)
-        label = speed_trend(speeds, self.config.still_speed, self.config.speed_change_ratio)
+        level = smoothed_mean_speed(points, self.times)
+        label = speed_trend(speeds, self.config.still_speed, self.config.speed_change_ratio, level)
         self.add(qtype, question, SPEED_TEXT[label], [t for k, t in SPEED_TEXT.items() if k != label],
-                 {"label": label, "speeds": _r(speeds)})
+                 {"label": label, "speeds": _r(speeds), "smoothed_mean_speed": round(level, 4)})
 
     def _prediction(self, qtype, points, viewpoint):
         """Direction over the second half, asked only when it continues the first half's (so it is predictable)."""
@@ -259,7 +269,7 @@ class QuestionSet:
 
     def _speed_compare(self, qtype, a, b, lead):
         c = self.config
-        speed_a, speed_b = (float(np.mean(step_speeds(p, self.times))) for p in (a, b))
+        speed_a, speed_b = (smoothed_mean_speed(p, self.times) for p in (a, b))
         label = compare_speeds(speed_a, speed_b, c.still_speed, c.speed_compare_ratio)
         texts = {"a": f"{self.name.capitalize()} moves faster", "b": f"{self.ref_name.capitalize()} moves faster",
                  "same": "They move at about the same speed", "neither": "Neither of them moves"}

@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from datagen.camera_qa import CameraQAConfig, camera_questions, rotation_angles
 from datagen.frames import FramesConfig, extract_clip
@@ -87,3 +88,15 @@ def test_object_answers_match_known_motion(dataset, tmp_path):
         assert record["type"] in {"abs_dis", "abs_dir", "abs_ori", "abs_spd", "abs_spd_comp", "abs_dir_pred",
                                   "rel_dis", "rel_dir", "rel_ori", "rel_spd", "rel_spd_comp", "rel_dir_pred", "non_temp"}
         assert record["options"]["ABCD".index(record["answer"])] == f"{record['answer']}. {record['answer_text']}"
+
+
+def test_smoothed_mean_speed_is_exact_on_smooth_motion_and_damps_noise():
+    from datagen.motion import smoothed_mean_speed, step_speeds
+
+    t = np.linspace(0.0, 3.5, 8)
+    line = np.stack([0.5 * t, -0.2 * t, 0 * t], axis=1)
+    accelerating = np.stack([0.1 * t**2, 0 * t, 0 * t], axis=1)
+    for track in (line, accelerating):
+        assert smoothed_mean_speed(track, t) == pytest.approx(float(step_speeds(track, t).mean()), rel=1e-9)
+    noisy_still = np.random.default_rng(0).normal(0.0, 0.05, (8, 3))  # a static object, 5 cm of lifting noise
+    assert smoothed_mean_speed(noisy_still, t) < 0.5 * step_speeds(noisy_still, t).mean()
