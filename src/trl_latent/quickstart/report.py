@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,7 +55,9 @@ class Score:
 
 def scores_from_samples(path: str | Path) -> dict[str, Score]:
     """Per-type and ``overall`` scores from an lmms-eval ``samples_<task>.jsonl`` of our DSR task."""
-    counts: dict[str, Score] = {}
+    correct: Counter[str] = Counter()
+    total: Counter[str] = Counter()
+    letters: dict[str, Counter[str]] = {}
     with open(path) as handle:
         for line_number, line in enumerate(handle, 1):
             sample = json.loads(line)
@@ -63,14 +66,13 @@ def scores_from_samples(path: str | Path) -> dict[str, Score]:
                 raise ValueError(f"{path}:{line_number}: no per-question 'accuracy' record (is this a dsr_bench log?)")
             if record.get("missing_media"):
                 continue
-            prediction = record.get("prediction")
             for key in ("overall", record["group"]):
-                old = counts.get(key, Score(0, 0))
-                letters = dict(old.letters)
-                if prediction is not None:
-                    letters[prediction] = letters.get(prediction, 0) + 1
-                counts[key] = Score(old.correct + int(record["correct"]), old.total + 1, letters)
-    return counts
+                correct[key] += int(record["correct"])
+                total[key] += 1
+                letters.setdefault(key, Counter())
+                if record.get("prediction") is not None:
+                    letters[key][record["prediction"]] += 1
+    return {key: Score(correct[key], total[key], dict(letters[key])) for key in total}
 
 
 def log_history(output_dir: str | Path) -> list[dict[str, Any]]:
