@@ -8,7 +8,7 @@ from typing import Any
 
 from datagen.cot.template import TEMPLATE_STYLES
 
-from ..testing import QWEN2_5_VL_3B_TEXT, QWEN2_5_VL_3B_VISION, TINY_TEXT, TINY_VISION
+from ..testing import PIXEL_UNIT, QWEN2_5_VL_3B_TEXT, QWEN2_5_VL_3B_VISION, TINY_TEXT, TINY_VISION
 
 SMALL_TEXT = dict(
     hidden_size=256, intermediate_size=512, num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=2,
@@ -64,13 +64,14 @@ class QuickstartConfig:
         if self.model_size not in MODEL_SIZES:
             raise ValueError(f"model_size must be one of {sorted(MODEL_SIZES)}, got {self.model_size!r}")
         for name in ("image_size", "imagery_size"):
-            if getattr(self, name) % 28:
+            if getattr(self, name) % PIXEL_UNIT:
                 raise ValueError(f"{name} must be a multiple of 28 (Qwen2.5-VL patch 14 x merge 2), got {getattr(self, name)}")
         if not 0 < self.heldout_fraction < 1:
             raise ValueError(f"heldout_fraction must be in (0, 1), got {self.heldout_fraction}")
-        if (self.imagery_size // 28) ** 2 < self.latent_size:
-            raise ValueError(f"imagery_size={self.imagery_size} gives {(self.imagery_size // 28) ** 2} vision tokens per "
-                             f"imagery image, fewer than latent_size={self.latent_size}")
+        imagery_tokens = (self.imagery_size // PIXEL_UNIT) ** 2
+        if imagery_tokens < self.latent_size:
+            raise ValueError(f"imagery_size={self.imagery_size} gives {imagery_tokens} vision tokens per imagery image, "
+                             f"fewer than latent_size={self.latent_size}")
         if self.cot_style not in TEMPLATE_STYLES:
             raise ValueError(f"cot_style must be one of {list(TEMPLATE_STYLES)}, got {self.cot_style!r}")
         if 0 < self.vocab_size < 300:
