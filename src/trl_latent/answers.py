@@ -21,6 +21,21 @@ THINK_PROMPT_SUFFIX = (
     "final answer inside <answer> </answer> tags, for example <think> ... </think><answer>B</answer>."
 )
 
+# The 4DThinker release's own suffixes, byte for byte (its ``dift/src/task.py`` and ``evaluation/dsr_eval.py``, and its
+# 4DRL script ``grpo_4dthinker.py``), appended directly to the question. They are needed to evaluate or continue the
+# released checkpoints under the prompt they were trained with; the RL one keeps the release's ``</think>...</think>``
+# typo because that is the text those rollouts saw.
+RELEASE_PROMPT_SUFFIX = (
+    "\nFirst, think about the reasoning process with mental imagery of the relevant object or region, then provide the "
+    "user with the answer. Put the reasoning in <think>...</think> and only the final answer in <answer>...</answer>, "
+    "e.g. <think> reasoning process (with mental imagery as needed) </think><answer> answer here </answer>."
+)
+RELEASE_RL_PROMPT_SUFFIX = (
+    "\nFirst, think about the reasoning process with a mental image of the relevant object or region, then provide the "
+    "user with the answer. Put the reasoning in </think>...</think> and only the final answer in <answer>...</answer>, "
+    "e.g. </think> reasoning process (with mental imagery as needed) </think><answer> answer here </answer>."
+)
+
 MRA_THRESHOLDS: tuple[float, ...] = tuple(round(0.50 + 0.05 * i, 2) for i in range(10))  # 0.50, 0.55, …, 0.95
 
 _ANSWER_TAG = re.compile(r"<answer>(.*?)</answer>", re.DOTALL | re.IGNORECASE)
