@@ -13,6 +13,8 @@ import torch
 
 from trl_latent.testing import build_processor, build_tiny_qwen2_5_vl
 
+pytest_plugins = ["deprecations"]  # fail tests whose code path calls an API a dependency will remove
+
 
 @pytest.fixture(scope="session")
 def processor_session():

@@ -228,7 +228,7 @@ def generate_with_latents(
     out = backbone(
         input_ids=input_ids, attention_mask=attention_mask, position_ids=positions, use_cache=use_cache, **multimodal
     )
-    cache = out.past_key_values if use_cache else None
+    cache = out.cache if use_cache else None
     hidden = out.last_hidden_state[:, -1]
     steps = 0
     for t in range(max_new_tokens):
@@ -265,10 +265,10 @@ def generate_with_latents(
                 inputs_embeds=step_embeds,
                 attention_mask=attention_mask,
                 position_ids=step_positions,
-                past_key_values=cache,
+                cache=cache,
                 use_cache=True,
             )
-            cache = out.past_key_values
+            cache = out.cache
         else:
             out = _full_forward(
                 backbone, input_ids, attention_mask, completion[:, : t + 1], latent_embeds[:, : t + 1],

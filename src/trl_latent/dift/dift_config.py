@@ -6,12 +6,13 @@ from dataclasses import dataclass, field
 
 from trl import SFTConfig
 
+from ..checkpointing_config import ActivationCheckpointingDefault
 from ..data import VisualOptions
 from ..tokens import COMPRESS_STRATEGIES
 
 
 @dataclass
-class LatentImageryConfig(SFTConfig):
+class LatentImageryConfig(ActivationCheckpointingDefault, SFTConfig):
     r"""
     Configuration class for the [`LatentImageryTrainer`] (DIFT).
 

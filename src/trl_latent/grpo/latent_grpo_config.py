@@ -6,11 +6,12 @@ from dataclasses import dataclass, field
 
 from trl import GRPOConfig
 
+from ..checkpointing_config import ActivationCheckpointingDefault
 from ..data import VisualOptions
 
 
 @dataclass
-class LatentGRPOConfig(GRPOConfig):
+class LatentGRPOConfig(ActivationCheckpointingDefault, GRPOConfig):
     r"""
     Configuration class for [`LatentGRPOTrainer`]: every [`~trl.GRPOConfig`] field, plus the decoding of user visuals.
 

@@ -1,0 +1,64 @@
+"""Pytest plugin: fail a test when OUR code makes a call that a dependency announces it will remove.
+
+``transformers<6`` and ``trl<1.17`` are only honest bounds if nothing we call is already scheduled for removal inside
+them. ``-W error::FutureWarning:trl_latent`` is not enough: a warning is attributed to the frame ``stacklevel`` points at,
+and transformers' ``deprecate_kwarg`` (``stacklevel=2``) points into its own modules when the deprecated argument is
+passed on by an outer model class. So this plugin wraps :func:`warnings.warn` and, for a FutureWarning or
+DeprecationWarning whose text announces a removal, looks at the whole call stack: when any frame belongs to one of our
+packages (or a benchmark script), the warning is ours and the running test fails, naming our innermost frame.
+Warnings that dependencies raise on their own (no frame of ours on the stack) are left alone.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+
+_REPO = Path(__file__).resolve().parent.parent
+_OURS = tuple(str(_REPO / part) + "/" for part in ("src/trl_latent", "src/lmms_eval_dsr", "src/datagen", "benchmarks"))
+_REMOVAL = re.compile(r"deprecat|will be removed|removed in", re.IGNORECASE)
+_CATEGORIES = (FutureWarning, DeprecationWarning, PendingDeprecationWarning)
+
+_found: list[str] = []
+_original_warn = warnings.warn
+
+
+def _our_frame(frame) -> str | None:
+    while frame is not None:
+        filename = frame.f_code.co_filename
+        if filename.startswith(_OURS):
+            return f"{Path(filename).relative_to(_REPO)}:{frame.f_lineno}"
+        frame = frame.f_back
+    return None
+
+
+def _checked_warn(message, category=None, stacklevel=1, source=None, **kwargs):
+    category = category or (message.__class__ if isinstance(message, Warning) else UserWarning)
+    if issubclass(category, _CATEGORIES) and _REMOVAL.search(str(message)):
+        where = _our_frame(sys._getframe(1))
+        if where is not None:
+            _found.append(f"{category.__name__} via {where}: {message}")
+    return _original_warn(message, category, stacklevel + 1, source, **kwargs)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    warnings.warn = _checked_warn
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    warnings.warn = _original_warn
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item):
+    _found.clear()
+    result = yield
+    if _found:
+        calls = "\n".join(dict.fromkeys(_found))
+        _found.clear()
+        pytest.fail(f"our code calls something its dependency will remove:\n{calls}", pytrace=False)
+    return result
