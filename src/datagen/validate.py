@@ -3,20 +3,55 @@
 Checks: ``files_exist`` (every image path, relative to the JSONL file), ``placeholder_count`` (``<output_image>`` tags
 == ``image_output`` length; none in text-only records), ``answer_in_options`` (the answer letter is one of the
 question's ``X. …`` option lines), ``think_answer_tags`` (``<think>…</think><answer>…</answer>``, nothing given away
-inside the thinking). A failure names the file, the line and the check.
+inside the thinking), and with ``decode`` also ``decodes`` (every frame of every referenced image or video file
+decodes: a file with a valid header and a corrupt middle passes ``files_exist`` and loading, then crashes training).
+A failure names the file, the line and the check.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 from .cot.checks import OUTPUT_IMAGE, answer_letter, check_cot
 from .io import read_jsonl
 
 
-CHECKS = ("files_exist", "placeholder_count", "answer_in_options", "think_answer_tags")
+CHECKS = ("files_exist", "placeholder_count", "answer_in_options", "think_answer_tags", "decodes")
 OPTION_RE = re.compile(r"^([A-Z])\.\s", re.M)
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm")
+
+
+@dataclass
+class ValidateConfig:
+    decode: bool = False
+    """Also decode every frame of every image and video the records reference (slow: reads all media)."""
+
+
+def decode_error(path: Path) -> str | None:
+    """Why ``path`` does not decode completely (``None`` when every frame does): videos frame by frame with PyAV
+    (fewer frames than the container declares counts as a failure), images fully with PIL."""
+    try:
+        if path.suffix.lower() in VIDEO_SUFFIXES:
+            import av
+
+            with av.open(str(path)) as container:
+                stream = container.streams.video[0]
+                declared = stream.frames
+                decoded = sum(1 for _ in container.decode(stream))
+            if declared and decoded < declared:
+                return f"{decoded} of {declared} frames decoded"
+            if not decoded:
+                return "no frame decoded"
+        else:
+            from PIL import Image
+
+            with Image.open(path) as image:
+                image.load()
+    except Exception as e:  # noqa: BLE001 - any decoder error means the file is unusable
+        return f"{type(e).__name__}: {e}"
+    return None
 
 
 def _paths(value) -> list[str]:
@@ -25,11 +60,17 @@ def _paths(value) -> list[str]:
     return [value] if isinstance(value, str) else list(value)
 
 
-def check_record(record: dict, base: Path) -> dict[str, bool]:
-    """Outcome of each applicable check for one DIFT or 4DRL record (``base``: the JSONL's folder)."""
+def check_record(record: dict, base: Path, decoded: dict[Path, str | None] | None = None) -> dict[str, bool]:
+    """Outcome of each applicable check for one DIFT or 4DRL record (``base``: the JSONL's folder).
+
+    With ``decoded`` (a cache shared by the records of a run, path → :func:`decode_error`), media are decoded too."""
     results = {}
     files = _paths(record.get("image_input")) + _paths(record.get("video")) + _paths(record.get("image_output"))
     results["files_exist"] = bool(files) and all((base / f).is_file() for f in files)
+    if decoded is not None:
+        for path in {base / f for f in files if (base / f).is_file()} - set(decoded):
+            decoded[path] = decode_error(path)
+        results["decodes"] = results["files_exist"] and not any(decoded[base / f] for f in files)
     options = OPTION_RE.findall(record.get("text_input", ""))
     if "text_output" in record:  # DIFT
         text = record["text_output"]
@@ -46,17 +87,28 @@ def check_record(record: dict, base: Path) -> dict[str, bool]:
     return results
 
 
-def validate_jsonl(path: str | Path) -> dict:
-    """``{"records": n, "checks": {check: {"passed": p, "failed": f}}, "failures": ["file:line: check", …]}``."""
+def validate_jsonl(path: str | Path, decode: bool = False) -> dict:
+    """``{"records": n, "checks": {check: {"passed": p, "failed": f}}, "failures": ["file:line: check", …]}``.
+
+    A ``decodes`` failure also names the broken files and the decoder's error."""
     path = Path(path)
     report = {"records": 0, "checks": {c: {"passed": 0, "failed": 0} for c in CHECKS}, "failures": []}
+    decoded: dict[Path, str | None] | None = {} if decode else None
     for lineno, record in enumerate(read_jsonl(path), 1):
         report["records"] += 1
-        for check, ok in check_record(record, path.parent).items():
+        for check, ok in check_record(record, path.parent, decoded).items():
             report["checks"][check]["passed" if ok else "failed"] += 1
             if not ok:
-                report["failures"].append(f"{path}:{lineno}: {check}")
+                report["failures"].append(f"{path}:{lineno}: {check}" + _broken(record, path.parent, decoded, check))
     return report
+
+
+def _broken(record: dict, base: Path, decoded: dict[Path, str | None] | None, check: str) -> str:
+    if check != "decodes" or decoded is None:
+        return ""
+    files = _paths(record.get("image_input")) + _paths(record.get("video")) + _paths(record.get("image_output"))
+    errors = [f"{f} ({decoded[base / f]})" for f in files if decoded.get(base / f)]
+    return f" ({'; '.join(errors)})" if errors else ""
 
 
 def format_report(reports: dict[str, dict]) -> str:

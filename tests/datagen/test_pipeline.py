@@ -18,8 +18,9 @@ def _config(dataset, out, **overrides):
 
 
 def _tree(root: Path) -> dict[str, bytes]:
-    """Every output file except manifests, logs and the HF dataset (which embeds fingerprints)."""
-    skip = ("manifests", "hf_dataset")
+    """Every output file except manifests, the HF dataset (which embeds fingerprints) and the saved config (which
+    names the output folder)."""
+    skip = ("manifests", "hf_dataset", "datagen_config.yaml")
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
             if p.is_file() and not any(s in p.parts for s in skip)}
 
@@ -100,7 +101,7 @@ def test_cli_run_and_validate(dataset, tmp_path, capsys):
     assert "placeholder_count" in capsys.readouterr().out
     bad = tmp_path / "bad.yaml"
     bad.write_text(f"input_root: x\noutput_dir: y\nframes:\n  fsp: 2\n")
-    with pytest.raises(ValueError, match="frames.*fsp"):
+    with pytest.raises(SystemExit, match="frames.*fsp"):
         main(["run", "--config", str(bad)])
 
 
