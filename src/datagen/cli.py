@@ -65,7 +65,7 @@ def _add_config_args(parser: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="trl-latent-datagen", description=__doc__.split("\n")[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log each stage's progress and each failure")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", help="a stage, run, validate or synth")
     _add_config_args(sub.add_parser("run", help="run the configured stages in order"))
     for stage in STAGES:
         if stage != "validate":

@@ -260,7 +260,13 @@ def run_imagery(config: DatagenConfig) -> StageResult:
 
 
 def run_cot(config: DatagenConfig) -> StageResult:
-    return plan_cot(config).run(config)
+    """Also removes the CoTs of questions of this run's clips that are gone (a changed threshold, a clip now held
+    out), so no stale CoT waits for a question id that comes back with another question."""
+    plan, clips = plan_cot(config), set(_extracted(config))
+    for qa_id in _manifest(config, "cot").done_items():
+        if qa_id not in plan.items and qa_id.rsplit("-", 2)[0] in clips:
+            (config.out / "cot" / f"{qa_id}.json").unlink(missing_ok=True)
+    return plan.run(config)
 
 
 def upstream_state(config: DatagenConfig) -> tuple[dict[str, list[str]], dict[str, str]]:
