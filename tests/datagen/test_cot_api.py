@@ -161,3 +161,80 @@ def test_pipeline_cot_stage_against_fake_server(dataset, tmp_path):
     with FakeServer([], answer_from_prompt) as server:
         run_pipeline(_pipeline_config(dataset, tmp_path / "out", server.url))
         assert server.requests == 0  # a rerun calls nothing, not even the probe
+
+
+def test_api_stage_refuses_to_start_without_a_key(dataset, tmp_path, monkeypatch, capsys):
+    from datagen import run_pipeline
+    from datagen.cli import main
+
+    monkeypatch.delenv("OPENAI_API_KEY")
+    with FakeServer([]) as server:
+        config = _pipeline_config(dataset, tmp_path / "out", server.url)
+        with pytest.raises(ValueError, match=r"needs a key in \$OPENAI_API_KEY"):
+            run_pipeline(config)
+        cfg = tmp_path / "cfg.yaml"
+        cfg.write_text(config.to_yaml())
+        with pytest.raises(SystemExit, match="OPENAI_API_KEY=EMPTY"):
+            main(["run", "--config", str(cfg)])
+        assert server.requests == 0
+    assert not (tmp_path / "out").exists()  # refused before the first stage
+
+
+def test_api_stage_refuses_an_unreachable_endpoint_with_one_probe(dataset, tmp_path):
+    import socket
+
+    from datagen import run_pipeline
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    config = _pipeline_config(dataset, tmp_path / "out", f"http://127.0.0.1:{port}/v1", limit=None)
+    with pytest.raises(CotAPIError, match=rf"127.0.0.1:{port}.*model 'fake'.*failed a probe request.*Connection"):
+        run_pipeline(config)
+    assert not (tmp_path / "out/manifests/cot.jsonl").exists()  # no question was tried
+    log = read_jsonl(tmp_path / "out/cot_usage.jsonl")
+    assert {e["item"] for e in log} == {"probe"} and len(log) == 2  # max_retries=1: one probe, retried once
+
+
+def _every_byte_written(root):
+    return b"".join(p.read_bytes() for p in root.rglob("*") if p.is_file())
+
+
+def test_secrets_echoed_by_the_server_are_redacted_everywhere(dataset, tmp_path, caplog, capsys):
+    from datagen.cli import main
+
+    cfg = tmp_path / "cfg.yaml"
+    # the probe passes, one retryable error, then every question fails with an error quoting the Authorization header
+    with FakeServer([("content", "OK"), ("echo", 500)] + [("echo", 400)] * 200) as server:
+        cfg.write_text(_pipeline_config(dataset, tmp_path / "out", server.url).to_yaml())
+        assert main(["-v", "run", "--config", str(cfg)]) == 1
+    out = capsys.readouterr()
+    manifest = read_jsonl(tmp_path / "out/manifests/cot.jsonl")
+    assert manifest and all(e["status"] == "failed" and "rejected Bearer ***" in e["error"] for e in manifest)
+    assert any("rejected Bearer ***" in e.get("error", "") for e in read_jsonl(tmp_path / "out/cot_usage.jsonl"))
+    assert "rejected Bearer ***" in out.err
+    for text in (_every_byte_written(tmp_path / "out"), out.out.encode(), out.err.encode(), caplog.text.encode()):
+        assert KEY.encode() not in text and KEY[3:].encode() not in text
+
+    with FakeServer([("echo", 401)]) as server:  # a key the server refuses: the probe error is redacted too
+        cfg.write_text(_pipeline_config(dataset, tmp_path / "out2", server.url).to_yaml())
+        with pytest.raises(SystemExit, match=r"failed a probe request.*rejected Bearer \*\*\*") as error:
+            main(["run", "--config", str(cfg)])
+        assert server.requests == 1
+    assert KEY not in str(error.value) and KEY.encode() not in _every_byte_written(tmp_path / "out2")
+
+
+def test_no_api_calls_for_held_out_clips(dataset, tmp_path):
+    from datagen import run_pipeline
+    from datagen.export import is_held_out
+
+    held_out = {c for c in ("forward", "pan", "truck") if is_held_out(c, 0.5)}
+    assert held_out == {"pan", "truck"}
+    with FakeServer([], answer_from_prompt) as server:
+        config = _pipeline_config(dataset, tmp_path / "out", server.url, limit=None,
+                                  export={"benchmark_fraction": 0.5})
+        paths = run_pipeline(config)
+    asked = {e["item"].rsplit("#", 1)[0] for e in read_jsonl(tmp_path / "out/cot_usage.jsonl")} - {"probe"}
+    assert asked and all(qa_id.startswith("forward-") for qa_id in asked)
+    assert server.requests == 1 + len(asked)  # the probe, then one accepted attempt per question
+    assert len(read_jsonl(paths["dift"])) == len(asked) and paths["benchmark"].exists()
