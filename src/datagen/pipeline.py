@@ -31,7 +31,7 @@ from .manifest import Manifest, StageResult, run_items
 from .object_qa import object_questions
 from .segment import get_segmenter, segment_clip
 from .segment.base import load_masks, object_prompts
-from .validate import format_report, validate_jsonl
+from .validate import format_report, validate_benchmark, validate_jsonl
 
 
 logger = logging.getLogger(__name__)
@@ -302,13 +302,16 @@ def run_export(config: DatagenConfig) -> StageResult:
 def run_validate(config: DatagenConfig) -> StageResult:
     """Validate the exported JSONL files; writes ``export/validation.json`` and logs the per-check counts."""
     export_dir = config.out / "export"
-    reports = {p.stem: validate_jsonl(p, config.validate.decode) for p in sorted(export_dir.glob("*.jsonl"))}
-    if not reports:
+    files = {p: validate_jsonl(p, config.validate.decode) for p in sorted(export_dir.glob("*.jsonl"))}
+    if not files:
         raise FileNotFoundError(f"{export_dir}: no exported JSONL; run the 'export' stage first")
+    benchmark = export_dir / "benchmark" / "benchmark.parquet"
+    if benchmark.exists():
+        files[benchmark] = validate_benchmark(benchmark, config.validate.decode)
+    reports = {p.stem: report for p, report in files.items()}
     path = write_json(export_dir / "validation.json", reports)
     logger.info("validation\n%s", format_report(reports))
-    files = {str(p): reports[p.stem] for p in sorted(export_dir.glob("*.jsonl"))}
-    return validation_result(files, str(path), {"validation": path})
+    return validation_result({str(p): report for p, report in files.items()}, str(path), {"validation": path})
 
 
 def validation_result(reports: dict[str, dict], details: str, outputs: dict[str, Path] | None = None) -> StageResult:

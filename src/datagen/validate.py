@@ -60,17 +60,25 @@ def _paths(value) -> list[str]:
     return [value] if isinstance(value, str) else list(value)
 
 
-def check_record(record: dict, base: Path, decoded: dict[Path, str | None] | None = None) -> dict[str, bool]:
-    """Outcome of each applicable check for one DIFT or 4DRL record (``base``: the JSONL's folder).
+def _media(files: list[str], base: Path, decoded: dict[Path, str | None] | None) -> tuple[dict[str, bool], str]:
+    """``files_exist`` (and with a ``decoded`` cache, ``decodes``) for media paths relative to ``base``, plus the
+    broken files with their decoder errors, to append to a failure line."""
+    results = {"files_exist": bool(files) and all((base / f).is_file() for f in files)}
+    if decoded is None:
+        return results, ""
+    for path in {base / f for f in files if (base / f).is_file()} - set(decoded):
+        decoded[path] = decode_error(path)
+    errors = [f"{f} ({decoded[base / f]})" for f in files if decoded.get(base / f)]
+    results["decodes"] = results["files_exist"] and not errors
+    return results, f" ({'; '.join(errors)})" if errors else ""
 
-    With ``decoded`` (a cache shared by the records of a run, path → :func:`decode_error`), media are decoded too."""
-    results = {}
+
+def check_record(record: dict, base: Path, decoded: dict[Path, str | None] | None = None) -> tuple[dict[str, bool], str]:
+    """Outcome of each applicable check for one DIFT or 4DRL record (``base``: the JSONL's folder), and the details
+    of a ``decodes`` failure. With ``decoded`` (a cache shared by the records of a run, path → :func:`decode_error`),
+    media are decoded too."""
     files = _paths(record.get("image_input")) + _paths(record.get("video")) + _paths(record.get("image_output"))
-    results["files_exist"] = bool(files) and all((base / f).is_file() for f in files)
-    if decoded is not None:
-        for path in {base / f for f in files if (base / f).is_file()} - set(decoded):
-            decoded[path] = decode_error(path)
-        results["decodes"] = results["files_exist"] and not any(decoded[base / f] for f in files)
+    results, detail = _media(files, base, decoded)
     options = OPTION_RE.findall(record.get("text_input", ""))
     if "text_output" in record:  # DIFT
         text = record["text_output"]
@@ -84,31 +92,43 @@ def check_record(record: dict, base: Path, decoded: dict[Path, str | None] | Non
     else:  # 4DRL
         letter = str(record.get("answer", ""))
     results["answer_in_options"] = bool(options) and letter in options
-    return results
+    return results, detail
 
 
-def validate_jsonl(path: str | Path, decode: bool = False) -> dict:
-    """``{"records": n, "checks": {check: {"passed": p, "failed": f}}, "failures": ["file:line: check", …]}``.
-
-    A ``decodes`` failure also names the broken files and the decoder's error."""
-    path = Path(path)
+def _report(checked) -> dict:
+    """``{"records": n, "checks": {check: {"passed": p, "failed": f}}, "failures": ["file:line: check", …]}`` from
+    ``(where, results, decode detail)`` per record."""
     report = {"records": 0, "checks": {c: {"passed": 0, "failed": 0} for c in CHECKS}, "failures": []}
-    decoded: dict[Path, str | None] | None = {} if decode else None
-    for lineno, record in enumerate(read_jsonl(path), 1):
+    for where, results, detail in checked:
         report["records"] += 1
-        for check, ok in check_record(record, path.parent, decoded).items():
+        for check, ok in results.items():
             report["checks"][check]["passed" if ok else "failed"] += 1
             if not ok:
-                report["failures"].append(f"{path}:{lineno}: {check}" + _broken(record, path.parent, decoded, check))
+                report["failures"].append(f"{where}: {check}" + (detail if check == "decodes" else ""))
     return report
 
 
-def _broken(record: dict, base: Path, decoded: dict[Path, str | None] | None, check: str) -> str:
-    if check != "decodes" or decoded is None:
-        return ""
-    files = _paths(record.get("image_input")) + _paths(record.get("video")) + _paths(record.get("image_output"))
-    errors = [f"{f} ({decoded[base / f]})" for f in files if decoded.get(base / f)]
-    return f" ({'; '.join(errors)})" if errors else ""
+def validate_jsonl(path: str | Path, decode: bool = False) -> dict:
+    """The per-check report of one DIFT / 4DRL JSONL file (a ``decodes`` failure names the files and the error)."""
+    path, decoded = Path(path), {} if decode else None
+    return _report((f"{path}:{lineno}", *check_record(record, path.parent, decoded))
+                   for lineno, record in enumerate(read_jsonl(path), 1))
+
+
+def validate_benchmark(path: str | Path, decode: bool = False) -> dict:
+    """The same report for the held-out ``benchmark.parquet``: each question's ``{videoID}.mp4`` exists (and decodes),
+    its answer letter is one of its options."""
+    import pandas as pd
+
+    path, decoded = Path(path), {} if decode else None
+
+    def check(row: dict) -> tuple[dict[str, bool], str]:
+        results, detail = _media([f"{row['videoID']}.mp4"], path.parent, decoded)
+        results["answer_in_options"] = row["answer"] in OPTION_RE.findall("\n".join(row["options"]))
+        return results, detail
+
+    rows = pd.read_parquet(path).to_dict("records")
+    return _report((f"{path}:{number}", *check(row)) for number, row in enumerate(rows, 1))
 
 
 def format_report(reports: dict[str, dict]) -> str:

@@ -46,12 +46,21 @@ def test_pipeline_end_to_end_validates(dataset, tmp_path):
 
 
 def test_benchmark_export_holds_out_clips(dataset, tmp_path):
-    paths = run_pipeline(_config(dataset, tmp_path / "out", export={"benchmark_fraction": 1.0}))
+    from dg_world import zero_middle
+
+    config = _config(dataset, tmp_path / "out", export={"benchmark_fraction": 1.0}, validate={"decode": True})
+    paths = run_pipeline(config)
     bench = pd.read_parquet(paths["benchmark"])
     assert set(bench.columns) == {"videoID", "question", "options", "answer", "type"}
     assert not bench["type"].str.startswith("cam_").any() and len(bench) > 0
     assert all((paths["benchmark"].parent / f"{v}.mp4").is_file() for v in bench["videoID"].unique())
     assert read_jsonl(paths["rl"]) == []  # every clip is held out
+    checks = json.loads(paths["validation"].read_text())["benchmark"]["checks"]
+    assert checks["decodes"] == checks["answer_in_options"] == {"passed": len(bench), "failed": 0}
+    zero_middle(paths["benchmark"].parent / "pan.mp4")
+    result = pipeline.run_validate(config)
+    assert all(error.startswith("decodes (pan.mp4 (") for error in result.failed.values())
+    assert len(result.failed) == (bench["videoID"] == "pan").sum()
 
 
 def test_interrupted_run_resumes_to_identical_output(dataset, tmp_path, monkeypatch):
