@@ -75,7 +75,7 @@ class StagePlan:
                          self.fingerprint, config.progress, self.workers, self.setup)
 
 
-def _fingerprints(config: DatagenConfig, stage: str, clip_of: Callable[[str], str] = str,
+def _fingerprints(config: DatagenConfig, stage: str, clip_of: Callable[[str], str] = lambda item: item,
                   inputs: Callable[[str], object] = lambda item: None) -> Callable[[str], str]:
     """Item → hash of the stage's settings, the recorded fingerprints of its clip's upstream items and ``inputs``."""
     settings = stage_settings(config, stage)
