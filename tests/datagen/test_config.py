@@ -4,6 +4,7 @@ import dataclasses
 import typing
 
 import pytest
+import yaml
 
 from datagen import DatagenConfig
 from datagen.cli import main
@@ -57,7 +58,7 @@ def test_every_limit_names_a_field():
 
 def test_resolved_config_round_trips():
     config = _build(object_qa={"min_motion": 0.3}, cot={"backend": "api", "model": "m"})
-    assert DatagenConfig.from_dict(__import__("yaml").safe_load(config.to_yaml())) == config
+    assert DatagenConfig.from_dict(yaml.safe_load(config.to_yaml())) == config
 
 
 @pytest.mark.parametrize("assignment, message", [
