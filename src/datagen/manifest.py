@@ -155,7 +155,7 @@ def run_items(
             return
         message = f"{type(error).__name__}: {error}"
         logger.warning("%s: %s failed: %s", stage, item, message)
-        logger.debug("".join(traceback.format_exception(error, limit=3)))
+        logger.info("".join(traceback.format_exception(error, limit=3)))  # -v
         manifest.mark_failed(item, message)
         result.failed[item] = message
 

@@ -45,10 +45,15 @@ def decode_error(path: Path) -> str | None:
             if not decoded:
                 return "no frame decoded"
         else:
-            from PIL import Image
+            from PIL import Image, ImageFile
 
-            with Image.open(path) as image:
-                image.load()
+            # lmms-eval turns PIL's leniency for truncated images on at import; a check must not inherit it
+            lenient, ImageFile.LOAD_TRUNCATED_IMAGES = ImageFile.LOAD_TRUNCATED_IMAGES, False
+            try:
+                with Image.open(path) as image:
+                    image.load()
+            finally:
+                ImageFile.LOAD_TRUNCATED_IMAGES = lenient
     except Exception as e:  # noqa: BLE001 - any decoder error means the file is unusable
         return f"{type(e).__name__}: {e}"
     return None

@@ -154,8 +154,12 @@ def _corrupt_mp4(tmp_path):
     return good, bad
 
 
-def test_validate_decode_catches_a_corrupt_video_and_a_truncated_jpeg(tmp_path):
+def test_validate_decode_catches_a_corrupt_video_and_a_truncated_jpeg(tmp_path, monkeypatch):
+    from PIL import ImageFile
+
     from datagen.cli import main
+
+    monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", True)  # as lmms-eval sets it at import
 
     good, bad = _corrupt_mp4(tmp_path)
     Image.fromarray(np.random.default_rng(1).integers(0, 255, (56, 56, 3), dtype=np.uint8)).save(tmp_path / "f.jpg")
@@ -171,3 +175,4 @@ def test_validate_decode_catches_a_corrupt_video_and_a_truncated_jpeg(tmp_path):
     assert report["failures"][1].startswith(f"{path}:3: decodes (cut.jpg (OSError: image file is truncated")
     assert main(["validate", str(path)]) == 0
     assert main(["validate", "--decode", str(path)]) == 1
+    assert ImageFile.LOAD_TRUNCATED_IMAGES  # restored
