@@ -22,16 +22,14 @@ import sys
 
 import yaml
 
-from .config import STAGES, DatagenConfig, apply_override
+from .config import STAGES, DatagenConfig, apply_override, read_yaml
 from .manifest import StageResult, format_summary
 from .pipeline import STAGE_FUNCTIONS, preflight, run_pipeline, save_config, validation_result
 from .validate import format_report, validate_jsonl
 
 
 def _config(args: argparse.Namespace) -> DatagenConfig:
-    data: dict = {}
-    if args.config:
-        data = dataclasses.asdict(DatagenConfig.from_yaml(args.config))
+    data = read_yaml(args.config) if args.config else {}
     for key in ("input_root", "output_dir", "limit"):
         if getattr(args, key) is not None:
             data[key] = getattr(args, key)

@@ -8,6 +8,7 @@ name the source, the dotted key, the value and what was expected.
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -128,15 +129,19 @@ class DatagenConfig:
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> DatagenConfig:
-        path = Path(path)
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        if not isinstance(data, dict):
-            raise ValueError(f"{path}: expected a mapping at the top level")
-        return _build(cls, data, str(path))
+        return _build(cls, read_yaml(path), str(path))
 
     def to_yaml(self) -> str:
         """The resolved config (every field, defaults included), loadable with :meth:`from_yaml`."""
         return yaml.safe_dump(dataclasses.asdict(self), sort_keys=False)
+
+
+def read_yaml(path: str | Path) -> dict:
+    """The mapping in a config file (checked when a :class:`DatagenConfig` is built from it)."""
+    data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping at the top level")
+    return data
 
 
 def _build(cls, data: dict, where: str):
@@ -178,8 +183,10 @@ def check_value(key: str, value, hint):
     checked = _typed(value, hint)
     if checked is _WRONG:
         hint_text = ""
-        if isinstance(value, str) and _parses_as_number(value):
-            hint_text = " (a quoted number is a string; in YAML write 1.0e-3, not 1e-3)"
+        if isinstance(value, str) and re.fullmatch(r"[+-]?\d+[eE][+-]?\d+", value.strip()):
+            hint_text = " (YAML reads 1e-3 as a string: write 1.0e-3 or 0.001)"
+        elif isinstance(value, str) and _parses_as_number(value):
+            hint_text = " (a quoted number is a string: drop the quotes)"
         raise ValueError(f"{key}={value!r} ({type(value).__name__}): expected {_describe(hint)}{hint_text}")
     limit = LIMITS.get(key)
     if limit is not None and checked is not None:

@@ -30,7 +30,8 @@ def _build(**sections):
     ({"stages": ["frames", "segmnt"]}, None, r"stages=\['frames', 'segmnt'\]: expected one of"),
     ({"limit": True}, True, r"limit=True \(bool\): expected an integer or null"),
     ({"cot": {"template_style": "short"}}, "short", r"cot.template_style='short': expected one of"),
-    ({"imagery": {"min_mask_fraction": "1e-3"}}, "1e-3", r"in YAML write 1.0e-3"),
+    ({"imagery": {"min_mask_fraction": "1e-3"}}, "1e-3", r"YAML reads 1e-3 as a string: write 1.0e-3"),
+    ({"frames": {"max_frames": " 16"}}, " 16", r"a quoted number is a string: drop the quotes"),
 ])
 def test_wrong_types_and_ranges_name_key_value_and_expectation(section, value, message):
     with pytest.raises(ValueError, match=message):
@@ -84,3 +85,11 @@ def test_set_applies_a_checked_value(tmp_path):
     apply_override(data, "object_qa.min_motion=1")
     apply_override(data, "cot.base_url=null")
     assert data == {"object_qa": {"min_motion": 1.0}, "cot": {"base_url": None}}
+
+
+def test_config_file_errors_name_the_file_and_flags_complete_it(tmp_path):
+    cfg, out = tmp_path / "cfg.yaml", tmp_path / "out"
+    cfg.write_text('frames:\n  max_frames: "16"\n')  # no input_root / output_dir: the flags give them
+    with pytest.raises(SystemExit, match=rf"{cfg}: frames.max_frames='16' \(str\): expected an integer"):
+        main(["frames", "--config", str(cfg), "--input_root", str(tmp_path), "--output_dir", str(out)])
+    assert not out.exists()
