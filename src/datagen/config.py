@@ -53,43 +53,34 @@ class Limit:
         return None
 
 
-def _fraction() -> Limit:
-    return Limit(0, 1)
-
-
-def _at_least(low: float) -> Limit:
-    return Limit(low)
-
-
-def _positive() -> Limit:
-    return Limit(0, low_open=True)
+FRACTION, POSITIVE = Limit(0, 1), Limit(0, low_open=True)
 
 
 LIMITS: dict[str, Limit] = {
-    "limit": _at_least(1),
+    "limit": Limit(1),
     "stages": Limit(choices=lambda: STAGES),
-    "frames.fps": _positive(), "frames.max_frames": _at_least(1), "frames.max_pixels": _at_least(28 * 28),
-    "frames.min_pixels": _at_least(1), "frames.jpeg_quality": Limit(1, 100),
+    "frames.fps": POSITIVE, "frames.max_frames": Limit(1), "frames.max_pixels": Limit(28 * 28),
+    "frames.min_pixels": Limit(1), "frames.jpeg_quality": Limit(1, 100),
     "frames.backend": Limit(choices=lambda: ("auto", "decord", "av")),
-    "segment.backend": Limit(choices=lambda: SEGMENTERS), "segment.score_threshold": _fraction(),
-    "segment.mask_threshold": _fraction(), "segment.link_iou": _fraction(), "segment.max_objects": _at_least(1),
+    "segment.backend": Limit(choices=lambda: SEGMENTERS), "segment.score_threshold": FRACTION,
+    "segment.mask_threshold": FRACTION, "segment.link_iou": FRACTION, "segment.max_objects": Limit(1),
     "segment.prompts_from": Limit(choices=lambda: ("objects", "caption", "api")),
-    "camera_qa.min_translation": _at_least(0), "camera_qa.dominance": _fraction(), "camera_qa.ambiguity": _fraction(),
-    "camera_qa.min_rotation_deg": _at_least(0), "camera_qa.still_speed": _at_least(0),
-    "camera_qa.speed_change_ratio": _at_least(1), "camera_qa.min_segment_frames": _at_least(2),
-    "object_qa.min_mask_fraction": _fraction(), "object_qa.min_valid_frames": _at_least(2),
-    "object_qa.min_motion": _at_least(0), "object_qa.dominance": _fraction(), "object_qa.ambiguity": _fraction(),
-    "object_qa.distance_change": _at_least(0), "object_qa.still_speed": _at_least(0),
-    "object_qa.speed_change_ratio": _at_least(1), "object_qa.speed_compare_ratio": _at_least(1),
+    "camera_qa.min_translation": Limit(0), "camera_qa.dominance": FRACTION, "camera_qa.ambiguity": FRACTION,
+    "camera_qa.min_rotation_deg": Limit(0), "camera_qa.still_speed": Limit(0),
+    "camera_qa.speed_change_ratio": Limit(1), "camera_qa.min_segment_frames": Limit(2),
+    "object_qa.min_mask_fraction": FRACTION, "object_qa.min_valid_frames": Limit(2),
+    "object_qa.min_motion": Limit(0), "object_qa.dominance": FRACTION, "object_qa.ambiguity": FRACTION,
+    "object_qa.distance_change": Limit(0), "object_qa.still_speed": Limit(0),
+    "object_qa.speed_change_ratio": Limit(1), "object_qa.speed_compare_ratio": Limit(1),
     "object_qa.min_bearing_deg": Limit(0, 90),
-    "imagery.max_images": _at_least(1), "imagery.min_images": _at_least(1), "imagery.alpha": _fraction(),
-    "imagery.min_mask_fraction": _fraction(), "imagery.jpeg_quality": Limit(1, 100),
+    "imagery.max_images": Limit(1), "imagery.min_images": Limit(1), "imagery.alpha": FRACTION,
+    "imagery.min_mask_fraction": FRACTION, "imagery.jpeg_quality": Limit(1, 100),
     "cot.backend": Limit(choices=lambda: ("template", "api")), "cot.template_style": Limit(choices=lambda: TEMPLATE_STYLES),
-    "cot.temperature": _at_least(0), "cot.max_tokens": _at_least(1), "cot.concurrency": _at_least(1),
-    "cot.timeout": _positive(), "cot.max_retries": _at_least(0), "cot.backoff": _at_least(0),
-    "cot.max_backoff": _at_least(0), "cot.max_attempts": _at_least(1), "cot.min_think_chars": _at_least(0),
-    "cot.price_prompt_per_1k": _at_least(0), "cot.price_completion_per_1k": _at_least(0),
-    "export.benchmark_fraction": _fraction(),
+    "cot.temperature": Limit(0), "cot.max_tokens": Limit(1), "cot.concurrency": Limit(1),
+    "cot.timeout": POSITIVE, "cot.max_retries": Limit(0), "cot.backoff": Limit(0),
+    "cot.max_backoff": Limit(0), "cot.max_attempts": Limit(1), "cot.min_think_chars": Limit(0),
+    "cot.price_prompt_per_1k": Limit(0), "cot.price_completion_per_1k": Limit(0),
+    "export.benchmark_fraction": FRACTION,
 }
 """Ranges and choices by dotted key (``section.field``; a list field's limit applies to each element)."""
 
