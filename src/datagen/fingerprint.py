@@ -1,10 +1,10 @@
 """Fingerprints of stage outputs, as ``datasets`` keys its cache: a hash of what went in.
 
 An item's fingerprint hashes the stage name, the config settings the stage reads (:func:`stage_settings`) and the
-recorded fingerprints of the upstream items it consumed (:data:`UPSTREAM`); the ``frames`` stage hashes the clip's
-input files instead (:func:`clip_input_identity`). So changing a threshold changes the fingerprints of that stage and,
-through the chain, of everything downstream, and an upstream item that failed before and is done now (no
-fingerprint → a fingerprint) makes its downstream items run again.
+recorded versions (fingerprint and time made) of the upstream items it consumed (:data:`UPSTREAM`); the ``frames``
+stage hashes the clip's input files instead (:func:`clip_input_identity`). So changing a threshold changes the
+fingerprints of that stage and, through the chain, of everything downstream, and an upstream item that was redone
+(it failed before, its output or its manifest was deleted) makes its downstream items run again.
 """
 
 from __future__ import annotations

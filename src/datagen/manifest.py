@@ -5,8 +5,8 @@ failed item. Appending one short line per item is cheap and crash-safe: a line c
 file is read back, and the item's own output was written atomically before its ``done`` line, so a rerun that
 trusts the manifest never trusts a missing or partial output.
 
-A ``done`` line carries the item's *fingerprint*: a hash of the settings the stage read and of the fingerprints of
-the upstream items it consumed (see :mod:`datagen.fingerprint`). A rerun reuses an item only when the fingerprint it
+A ``done`` line carries the item's *fingerprint*: a hash of the settings the stage read and of the versions of the
+upstream items it consumed (see :mod:`datagen.fingerprint`). A rerun reuses an item only when the fingerprint it
 would have now is the recorded one, so a changed threshold, or an upstream item that was redone, makes it run again.
 """
 
@@ -49,6 +49,11 @@ class Manifest:
     def fingerprint(self, item: str) -> str | None:
         """The fingerprint ``item`` was made with, ``None`` unless it is done."""
         return self.status[item].get("fingerprint") if self.is_done(item) else None
+
+    def version(self, item: str) -> str | None:
+        """Which making of ``item`` is on disk (fingerprint and time), ``None`` unless it is done: downstream items
+        key on it, so redoing an item, even with the same settings, redoes what was made from it."""
+        return f"{self.fingerprint(item)}@{self.status[item]['time']}" if self.is_done(item) else None
 
     def _append(self, entry: dict) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)

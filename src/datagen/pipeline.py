@@ -77,13 +77,13 @@ class StagePlan:
 
 def _fingerprints(config: DatagenConfig, stage: str, clip_of: Callable[[str], str] = lambda item: item,
                   inputs: Callable[[str], object] = lambda item: None) -> Callable[[str], str]:
-    """Item → hash of the stage's settings, the recorded fingerprints of its clip's upstream items and ``inputs``."""
+    """Item → hash of the stage's settings, the recorded versions of its clip's upstream items and ``inputs``."""
     settings = stage_settings(config, stage)
     upstream = {name: _manifest(config, name) for name in UPSTREAM[stage]}
 
     def item_fingerprint(item: str) -> str:
         clip = clip_of(item)
-        return fingerprint(stage, settings, {name: m.fingerprint(clip) for name, m in upstream.items()}, inputs(item))
+        return fingerprint(stage, settings, {name: m.version(clip) for name, m in upstream.items()}, inputs(item))
 
     return item_fingerprint
 

@@ -224,3 +224,15 @@ def test_every_flag_has_help_and_both_spellings():
     for spelling in ("--output_dir", "--output-dir"):
         assert commands["run"].parse_args([spelling, "o", "--allow-partial"]).output_dir == "o"
     assert commands["synth"].parse_args(["--root", "r", "--num-clips", "3"]).num_clips == 3
+
+
+def test_redone_upstream_item_redoes_what_was_made_from_it(dataset, tmp_path):
+    out = tmp_path / "out"
+    run_pipeline(_config(dataset, out))
+    (out / "masks" / "pan.npz").unlink()  # same settings, but the mask is made again
+    rerun = run_pipeline(_config(dataset, out))
+    done = {name: r.done for name, r in rerun.stages.items() if name not in ("export", "validate")}
+    assert done["frames"] == [] and done["camera-qa"] == []
+    assert done["segment"] == done["object-qa"] == done["imagery"] == ["pan"]
+    assert done["cot"] and all(qa_id.startswith("pan-") for qa_id in done["cot"])
+    assert len(rerun.stages["cot"].reused) > 0 and not rerun.failed
