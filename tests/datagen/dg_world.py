@@ -108,3 +108,14 @@ SPECS = {
 }
 
 
+
+
+def zero_middle(path: Path) -> None:
+    """Zero an eighth of an mp4's media data in the middle, header and index (``moov``, after the data) intact: the
+    file opens and reports its frame count, then fails to decode, as a partly lost download does."""
+    data = bytearray(path.read_bytes())
+    start, end = data.find(b"mdat"), data.find(b"moov")
+    assert 0 < start < end
+    middle, span = (start + end) // 2, len(data) // 8
+    data[middle: middle + span] = bytes(span)
+    path.write_bytes(bytes(data))

@@ -135,3 +135,44 @@ def test_exr_inverse_depth_round_trip(dataset):
             zf.write(path, f"{row:05d}.exr")
     restored = meta.annotations().depth([0, 1])
     np.testing.assert_allclose(restored, depth, rtol=2e-3)  # float16 inverse depth: ~3 significant digits
+
+
+def _corrupt_mp4(tmp_path):
+    """A real H.264 mp4 (written with PyAV) and a copy with a zeroed middle (:func:`dg_world.zero_middle`)."""
+    import av
+    from dg_world import zero_middle
+
+    from datagen.synthetic.video import encode_mp4
+
+    frames = np.random.default_rng(0).integers(0, 255, (30, 64, 64, 3), dtype=np.uint8)
+    good, bad = tmp_path / "good.mp4", tmp_path / "bad.mp4"
+    encode_mp4(frames, good, fps=10.0)
+    bad.write_bytes(good.read_bytes())
+    zero_middle(bad)
+    with av.open(str(bad)) as container:  # the header still reads fine: loading alone would not notice
+        assert container.streams.video[0].frames == 30
+    return good, bad
+
+
+def test_validate_decode_catches_a_corrupt_video_and_a_truncated_jpeg(tmp_path, monkeypatch):
+    from PIL import ImageFile
+
+    from datagen.cli import main
+
+    monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", True)  # as lmms-eval sets it at import
+
+    good, bad = _corrupt_mp4(tmp_path)
+    Image.fromarray(np.random.default_rng(1).integers(0, 255, (56, 56, 3), dtype=np.uint8)).save(tmp_path / "f.jpg")
+    (tmp_path / "cut.jpg").write_bytes((tmp_path / "f.jpg").read_bytes()[:-200])
+    rl = {"text_input": "Q?\nA. x\nB. y", "answer": "A"}
+    path = tmp_path / "rl.jsonl"
+    path.write_text("".join(json.dumps(dict(rl, **media)) + "\n" for media in (
+        {"video": "good.mp4"}, {"video": "bad.mp4"}, {"image_input": ["f.jpg", "cut.jpg"]}, {"image_input": ["f.jpg"]})))
+    assert validate_jsonl(path)["checks"]["files_exist"] == {"passed": 4, "failed": 0}  # exists is not enough
+    report = validate_jsonl(path, decode=True)
+    assert report["checks"]["decodes"] == {"passed": 2, "failed": 2}
+    assert report["failures"][0].startswith(f"{path}:2: decodes (bad.mp4 (InvalidDataError")
+    assert report["failures"][1].startswith(f"{path}:3: decodes (cut.jpg (OSError: image file is truncated")
+    assert main(["validate", str(path)]) == 0
+    assert main(["validate", "--decode", str(path)]) == 1
+    assert ImageFile.LOAD_TRUNCATED_IMAGES  # restored

@@ -7,6 +7,11 @@
 * Every response is cached under ``cache_dir/<sha256 of the request>.json``: a rerun replays the same answers
   without calling the API, so an interrupted run costs nothing twice.
 * Every API call appends a line to the usage log (tokens, estimated cost, latency, outcome).
+* Before the first question, :meth:`ChatCoT.probe` sends one tiny request: a wrong key, model or endpoint stops the
+  stage with one clear error instead of failing every question. There is no default key: a local server that needs
+  none still wants the variable set (any value, e.g. ``EMPTY``).
+* The key never reaches a file, a log line or an error message: servers that echo the request's credentials in
+  their errors are common, so every error text goes through :meth:`ChatCoT.redact` first.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import threading
 import time
 from dataclasses import dataclass
@@ -23,7 +29,6 @@ from pathlib import Path
 
 from ..io import write_json
 from .checks import OUTPUT_IMAGE, check_cot
-from .template import TEMPLATE_STYLES
 
 
 @dataclass
@@ -52,15 +57,34 @@ class CotConfig:
     price_prompt_per_1k: float = 0.0
     price_completion_per_1k: float = 0.0
 
-    def __post_init__(self) -> None:
-        if self.template_style not in TEMPLATE_STYLES:
-            raise ValueError(f"cot.template_style={self.template_style!r}; choose one of {list(TEMPLATE_STYLES)}")
-
 
 SYSTEM_PROMPT = (
     "You write the reasoning of a video spatial-reasoning tutor. You are given a multiple-choice question about a "
     "video, its correct answer and the measured geometry behind it. Write the reasoning a careful viewer would follow."
 )
+
+
+SECRET_PATTERNS = re.compile(r"(Bearer\s+)\S+|\bsk-[A-Za-z0-9_\-*.]{6,}")
+"""Credentials in the usual shapes, redacted even when they are not the configured key."""
+
+
+class CotAPIError(RuntimeError):
+    """A request that failed for good (non-transient error, or retries exhausted); the message is redacted."""
+
+    def __init__(self, message: str, status_code: int | None = None):
+        super().__init__(message)
+        self.status_code = status_code
+
+
+def require_api_key(config: CotConfig) -> str:
+    """The key from ``$<api_key_env>``; a clear error before any work when it is unset or empty."""
+    if not config.model:
+        raise ValueError("cot.backend='api' (or segment.prompts_from='api') needs cot.model")
+    key = os.environ.get(config.api_key_env, "")
+    if not key:
+        raise ValueError(f"the chat API needs a key in ${config.api_key_env} (cot.api_key_env); it is not set. For a "
+                         f"local server that takes any key, set it to any value, e.g. {config.api_key_env}=EMPTY")
+    return key
 
 
 def build_prompt(qa: dict, num_images: int, attempt: int) -> str:
@@ -91,12 +115,12 @@ class ChatCoT:
             import openai
         except ImportError as e:
             raise ImportError("cot.backend='api' needs the openai package: pip install 'trl-latent[datagen]'") from e
-        if not config.model:
-            raise ValueError("cot.backend='api' needs cot.model")
+        key = require_api_key(config)
+        self.secrets = [key] if len(key) >= 4 else []  # replacing a 1-3 character key would garble every message
         self.openai = openai
         self.config = config
         self.client = openai.OpenAI(
-            api_key=os.environ.get(config.api_key_env) or "EMPTY",  # local servers accept any key
+            api_key=key,
             base_url=config.base_url or os.environ.get("OPENAI_BASE_URL"),
             timeout=config.timeout,
             max_retries=0,  # retries are ours: counted, logged, with our backoff
@@ -104,6 +128,11 @@ class ChatCoT:
         self.cache_dir = Path(cache_dir)
         self.usage_log = Path(usage_log)
         self._lock = threading.Lock()
+
+    def redact(self, text: str) -> str:
+        for secret in self.secrets:
+            text = text.replace(secret, "***")
+        return SECRET_PATTERNS.sub(lambda m: f"{m.group(1) or ''}***", text)
 
     def _log(self, entry: dict) -> None:
         with self._lock:
@@ -126,16 +155,35 @@ class ChatCoT:
         if cached.exists():
             self._log({"time": time.time(), "item": tag, "status": "cache_hit"})
             return json.loads(cached.read_text(encoding="utf-8"))["content"]
+        content = self._request(request, tag)
+        write_json(cached, {"request_sha256": key, "content": content})
+        return content
+
+    def probe(self) -> None:
+        """One 1-token request (never cached): raises a :class:`CotAPIError` naming the endpoint and model when the
+        key, the model or the endpoint is wrong, before any question is sent."""
+        request = {"model": self.config.model, "messages": [{"role": "user", "content": "Reply with OK."}],
+                   "max_tokens": 1}
+        try:
+            self._request(request, "probe")
+        except CotAPIError as e:
+            endpoint = self.client.base_url
+            raise CotAPIError(f"the chat API at {endpoint} (model {self.config.model!r}) failed a probe request, so no "
+                              f"question was sent: {e}", e.status_code) from None
+
+    def _request(self, request: dict, tag: str) -> str:
+        """Send ``request``, retrying transient errors; every attempt is logged, errors redacted."""
         for retry in range(self.config.max_retries + 1):
             start = time.monotonic()
             try:
                 response = self.client.chat.completions.create(**request)
             except Exception as e:  # noqa: BLE001 - classified right below
                 transient = self._transient(e)
+                message = self.redact(f"{type(e).__name__}: {e}")
                 self._log({"time": time.time(), "item": tag, "status": "retry" if transient else "error",
-                           "error": f"{type(e).__name__}: {e}"[:300], "latency_s": round(time.monotonic() - start, 3)})
+                           "error": message[:300], "latency_s": round(time.monotonic() - start, 3)})
                 if not transient or retry == self.config.max_retries:
-                    raise
+                    raise CotAPIError(message, getattr(e, "status_code", None)) from None  # no chained raw text
                 time.sleep(min(self.config.max_backoff, self.config.backoff * 2**retry))
                 continue
             content = response.choices[0].message.content or ""
@@ -147,7 +195,6 @@ class ChatCoT:
             self._log({"time": time.time(), "item": tag, "status": "ok", "prompt_tokens": prompt_tokens,
                        "completion_tokens": completion_tokens, "cost": round(cost, 6),
                        "latency_s": round(time.monotonic() - start, 3)})
-            write_json(cached, {"request_sha256": key, "content": content})
             return content
         raise AssertionError("unreachable")
 
