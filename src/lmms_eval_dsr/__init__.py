@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-TASK_NAMES = ("dsr_bench", "dsr_bench_think", "dyn_bench", "dyn_bench_think")
+TASK_NAMES = ("dsr_bench", "dsr_bench_4dthinker", "dsr_bench_think", "dyn_bench", "dyn_bench_think")
 
 
 def tasks_dir() -> str:

@@ -55,11 +55,20 @@ def extractor_for(protocols: Mapping[str, Extractor], protocol: str) -> Extracto
     return protocols[protocol]
 
 
+def responses(results: Sequence[Any]) -> list[str]:
+    """The responses lmms-eval hands ``process_results``: the task keeps them unfiltered, so ``results[0]`` is the list
+    of one response per repeat (a bare string when a caller passes one)."""
+    first = results[0]
+    return [str(r) for r in first] if isinstance(first, (list, tuple)) else [str(r) for r in results]
+
+
 def score_choice(doc: Mapping[str, Any], outputs: Sequence[str], group: str, extract: Extractor) -> dict[str, Any]:
     """The per-question record every metric of a task aggregates (also what lmms-eval logs per sample).
 
     ``outputs`` holds one response per repeat; ``correct`` counts the right ones and ``score`` is their share.
     """
+    if not outputs:
+        raise ValueError(f"question {doc['question_id']}: no response to score")
     predictions = [extract(text, doc["options"]) for text in outputs]
     correct = sum(p == doc["answer"] for p in predictions)
     return {

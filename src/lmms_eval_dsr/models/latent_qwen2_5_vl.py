@@ -21,8 +21,15 @@ from PIL import Image
 from tqdm import tqdm
 from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
 
-from lmms_eval_dsr.media import SampledVideo, is_image_path, read_frames, read_video
-from lmms_eval_dsr.visuals import is_frame_video
+from lmms_eval_dsr.media import (
+    SampledVideo,
+    is_image_path,
+    read_frames,
+    read_video,
+    read_video_qwen,
+    read_video_release,
+)
+from lmms_eval_dsr.visuals import RULES, is_frame_video, is_ruled_video
 from trl_latent.generation import generate_with_latents
 from trl_latent.tokens import LatentSpec, get_latent_spec
 
@@ -98,7 +105,16 @@ class LatentQwen2_5_VL(lmms):
                 images.append(visual.convert("RGB") if isinstance(visual, Image.Image) else Image.open(visual).convert("RGB"))
                 content.append({"type": "image"})
             elif is_frame_video(visual):
-                videos.append(read_frames(visual["frames"], float(visual.get("fps", self.fps)), self.max_frames))
+                frames = visual["frames"]
+                cap = len(frames) if visual.get("all_frames") else self.max_frames
+                video = read_frames(frames, float(visual.get("fps", self.fps)), cap)
+                if visual.get("pixels"):
+                    video = video.fitted(*visual["pixels"])
+                videos.append(video)
+                content.append({"type": "video"})
+            elif is_ruled_video(visual):
+                read = read_video_qwen if visual["rule"] == "qwen" else read_video_release
+                videos.append(read(visual["path"], **RULES[visual["rule"]]))
                 content.append({"type": "video"})
             elif isinstance(visual, str):
                 videos.append(read_video(visual, self.fps, self.max_frames))
@@ -123,8 +139,17 @@ class LatentQwen2_5_VL(lmms):
         if videos:
             media["videos"] = [v.frames for v in videos]
             media["video_metadata"] = [{"fps": v.fps, "total_num_frames": len(v.frames)} for v in videos]
-        inputs = self.processor(text=texts, padding=True, return_tensors="pt", **self.pixel_budget, **media)
+        inputs = self.processor(text=texts, padding=True, return_tensors="pt", **self._budget(videos), **media)
         return {k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}
+
+    def _budget(self, videos: Sequence[SampledVideo]) -> dict[str, Any]:
+        """The processor's pixel range: the model's, widened to hold frames a protocol already fitted to its own range
+        (already 28-multiples inside it, so the processor leaves them as they are)."""
+        low, high = self.pixel_budget["size"]["shortest_edge"], self.pixel_budget["size"]["longest_edge"]
+        for video in videos:
+            if video.pixels is not None:
+                low, high = min(low, video.pixels[0]), max(high, video.pixels[1])
+        return {"size": {"shortest_edge": low, "longest_edge": high}}
 
     # ----- generation ---------------------------------------------------------------------------------------------
     def _generate(self, inputs: dict[str, Any], gen_kwargs: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -133,8 +158,6 @@ class LatentQwen2_5_VL(lmms):
         do_sample = temperature > 0
         if int(gen_kwargs.get("num_beams", 1) or 1) != 1:
             raise ValueError("latent_qwen2_5_vl decodes one beam (num_beams=1); beam search has no latent loop")
-        if do_sample and gen_kwargs.get("seed") is not None:
-            torch.manual_seed(int(gen_kwargs["seed"]))
         tokenizer = self.processor.tokenizer
         eos_ids = self.model.generation_config.eos_token_id or tokenizer.eos_token_id
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
@@ -165,6 +188,9 @@ class LatentQwen2_5_VL(lmms):
             groups.setdefault(repr(sorted(request.args[1].items())), []).append(index)
         progress = tqdm(total=len(requests), disable=self.rank != 0, desc="latent_qwen2_5_vl")
         for indices in groups.values():
+            seed = requests[indices[0]].args[1].get("seed")
+            if seed is not None:  # once per run and settings: repeats of a question (lmms-eval --repeats) then differ
+                torch.manual_seed(int(seed))
             for start in range(0, len(indices), self.batch_size_per_gpu):
                 batch = indices[start : start + self.batch_size_per_gpu]
                 for index, result in zip(batch, self._generate_batch([requests[i] for i in batch])):
