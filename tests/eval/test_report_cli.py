@@ -53,19 +53,26 @@ def test_trl_latent_eval_end_to_end(checkpoints, dyn_root, tmp_path, capsys) -> 
     from trl_latent.cli_eval import main
 
     out_dir = tmp_path / "eval"
-    code = main([
+    argv = [
         "--model_args", f"pretrained={checkpoints['stock']},dtype=float32,max_pixels=3136,max_frames=4",
-        "--tasks", "dyn_bench", "--dyn_root", str(dyn_root), "--output_dir", str(out_dir),
+        "--tasks", "dyn_bench_think", "--dyn_root", str(dyn_root), "--output_dir", str(out_dir),
         "--gen_kwargs", "max_new_tokens=4", "--batch_size", "3", "--log_samples",
-    ])
-    assert code == 0
-    results = json.loads((out_dir / "results.json").read_text())["results"]["dyn_bench"]
+    ]
+    assert main(argv) == 0
+    results = json.loads((out_dir / "results.json").read_text())["results"]["dyn_bench_think"]
     summary = json.loads((out_dir / "summary.json").read_text())[0]
-    assert summary["headline"] == results["overall,none"] and summary["missing_media"] == 1
+    assert summary["headline"] == pytest.approx(100 * results["overall,none"]) and summary["missing_media"] == 1
+    assert summary["other_stderr"] == pytest.approx(100 * results["accuracy_stderr_clt,none"])  # one scene: no cluster
     assert set(summary["groups"]) == {"Camera-Object", "Inter-Object", "Object-Scene"}
-    assert len((out_dir / "samples_dyn_bench.jsonl").read_text().splitlines()) == 6
-    assert (out_dir / "dyn_bench.png").stat().st_size > 0
-    assert "| dyn_bench |" in capsys.readouterr().out
+    assert len((out_dir / "samples_dyn_bench_think.jsonl").read_text().splitlines()) == 6
+    assert (out_dir / "dyn_bench_think.png").stat().st_size > 0
+    assert "| dyn_bench_think |" in capsys.readouterr().out
+    # a second run never overwrites silently, and --overwrite leaves no stale file behind
+    with pytest.raises(SystemExit, match="already holds results"):
+        main(argv)
+    (out_dir / "samples_old_task.jsonl").write_text("{}\n")
+    assert main([*argv, "--overwrite"]) == 0
+    assert not (out_dir / "samples_old_task.jsonl").exists()
 
 
 def test_trl_latent_eval_requires_model_args() -> None:
