@@ -99,3 +99,24 @@ def test_seeded_sampling_is_reproducible(checkpoints, dsr_root, monkeypatch, tas
     sampled = "max_new_tokens=6,temperature=1.0,top_p=0.9,seed=3"
     first = texts(sampled)
     assert first == texts(sampled) and first != texts("max_new_tokens=6")
+
+
+def test_release_protocol_counts_a_failed_inference_as_wrong(checkpoints, dsr_root, monkeypatch, task_manager) -> None:
+    monkeypatch.setenv("DSR_BENCH_ROOT", str(dsr_root))
+    def failing_on_v1(read):
+        def wrapped(path, **settings):
+            if path.endswith("v1.mp4"):
+                raise RuntimeError("CUDA out of memory (simulated)")
+            return read(path, **settings)
+        return wrapped
+
+    monkeypatch.setattr(adapter, "read_video_release", failing_on_v1(adapter.read_video_release))
+    out = run("dsr_bench_4dthinker", checkpoints["stock"], task_manager, batch_size=2, gen_kwargs="max_new_tokens=3")
+    samples = out["samples"]["dsr_bench_4dthinker"]
+    texts = [s["resps"][0][0] for s in samples]
+    assert len(samples) == 5 and texts[2] == texts[3] == ""  # q2, q3 are on v1: answered '', scored wrong
+    assert all(t for i, t in enumerate(texts) if i not in (2, 3))
+    assert [s["accuracy"]["score"] for s in samples][2:4] == [0.0, 0.0]
+    with pytest.raises(RuntimeError, match="simulated"):  # other protocols do not hide errors
+        monkeypatch.setattr(adapter, "read_video_qwen", failing_on_v1(adapter.read_video_qwen))
+        run("dsr_bench", checkpoints["stock"], task_manager, batch_size=2, gen_kwargs="max_new_tokens=3")

@@ -6,7 +6,9 @@ hidden states instead of sampled tokens; a stock checkpoint uses ``model.generat
 returned text (start, K pads, end) so tasks can count them per sample; every other special token is dropped.
 
 Usage: ``lmms-eval --model latent_qwen2_5_vl --model_args pretrained=/path/ckpt,dtype=bfloat16,max_frames=50 …``.
-Sampling: ``--gen_kwargs temperature=0.7,top_p=0.9,seed=1`` (greedy whenever temperature is 0, the task default).
+Sampling: ``--gen_kwargs temperature=0.7,top_p=0.9,seed=1`` (greedy whenever temperature is 0). Videos given as a
+``{"type": "video", "rule": …}`` dict are sampled by that protocol's frame rule (``lmms_eval_dsr.visuals.RULES``);
+``errors: wrong`` in the generation settings scores a question whose inference fails as wrong instead of aborting.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 import torch
 from lmms_eval.api.instance import GenerationResult, Instance, TokenCounts
 from lmms_eval.api.model import lmms
+from loguru import logger
 from PIL import Image
 from tqdm import tqdm
 from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
@@ -191,13 +194,29 @@ class LatentQwen2_5_VL(lmms):
             seed = requests[indices[0]].args[1].get("seed")
             if seed is not None:  # once per run and settings: repeats of a question (lmms-eval --repeats) then differ
                 torch.manual_seed(int(seed))
+            errors_as_wrong = requests[indices[0]].args[1].get("errors") == "wrong"
             for start in range(0, len(indices), self.batch_size_per_gpu):
                 batch = indices[start : start + self.batch_size_per_gpu]
-                for index, result in zip(batch, self._generate_batch([requests[i] for i in batch])):
+                generate = self._generate_each_or_empty if errors_as_wrong else self._generate_batch
+                for index, result in zip(batch, generate([requests[i] for i in batch])):
                     results[index] = result
                 progress.update(len(batch))
         progress.close()
         return results  # type: ignore[return-value]
+
+    def _generate_each_or_empty(self, requests: list[Instance]) -> list[GenerationResult]:
+        """The batch; if it fails, each question alone, and an empty answer (scored wrong) for a question that still
+        fails. This is the release's rule for an inference exception (``errors: wrong`` in the 4dthinker task)."""
+        try:
+            return self._generate_batch(requests)
+        except Exception:  # noqa: BLE001 - the protocol counts any inference failure as a wrong answer
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            if len(requests) > 1:
+                return [result for request in requests for result in self._generate_each_or_empty([request])]
+            _, _, _, doc_id, task, _ = requests[0].args
+            logger.exception(f"{task} doc {doc_id}: inference failed; scored as a wrong answer (errors: wrong)")
+            return [GenerationResult(text="", token_counts=TokenCounts(input_tokens=0, output_tokens=0))]
 
     def _generate_batch(self, requests: list[Instance]) -> list[GenerationResult]:
         contexts, visual_lists = [], []
@@ -206,6 +225,7 @@ class LatentQwen2_5_VL(lmms):
             contexts.append(context)
             visual_lists.append(doc_to_visual(self.task_dict[task][split][doc_id]))
         gen_kwargs = dict(requests[0].args[1])
+        gen_kwargs.pop("errors", None)
         until = gen_kwargs.pop("until", None) or []
         until = [until] if isinstance(until, str) else list(until)
         inputs = self._build_inputs(contexts, visual_lists)
