@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import json
+import math
 import os
 import re
 from collections.abc import Sequence
@@ -93,7 +94,8 @@ def select_ids(loaded: LoadedBenchmark, all_ids: Sequence[str], ids_file: str | 
 
 def normalize_type(value: Any) -> str:
     """A question type key as the release compares them: ``str(value).strip().lower()``; missing → ''."""
-    return "" if value is None or value != value else str(value).strip().lower()
+    missing = value is None or (isinstance(value, float) and math.isnan(value))
+    return "" if missing else str(value).strip().lower()
 
 
 def resolve_root(explicit: str | os.PathLike | None, env_var: str, hint: str) -> Path:
@@ -155,9 +157,9 @@ def load_dsr_bench(
     over the evaluated questions); none usable at all is an error. ``question_id`` is the row index (the release's
     ``index``), which is what ``ids_file`` lists.
     """
-    from lmms_eval_dsr.media import UndecodableVideoError, probe_video
-
     import pandas as pd
+
+    from lmms_eval_dsr.media import UndecodableVideoError, probe_video
 
     root_path = resolve_root(root, DSR_BENCH_ENV, DSR_BENCH_HINT)
     parquet_path = Path(parquet).expanduser() if parquet else root_path / "benchmark.parquet"

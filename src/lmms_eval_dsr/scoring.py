@@ -13,7 +13,12 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from trl_latent.answers import dyn_bench_choice, extract_choice, official_dsr_choice, release_dsr_choice
+from trl_latent.answers import (
+    dyn_bench_choice,
+    extract_choice,
+    official_dsr_choice,
+    release_dsr_choice,
+)
 from trl_latent.tokens import LATENT_START
 
 # DSR-Bench question types in the paper's order, with the display names of its tables.

@@ -13,7 +13,12 @@ from lmms_eval_dsr.benchmarks import (
     normalize_answer,
     normalize_options,
 )
-from lmms_eval_dsr.scoring import DSR_TYPE_NAMES, accuracy, group_accuracy, macro_accuracy
+from lmms_eval_dsr.scoring import (
+    DSR_TYPE_NAMES,
+    accuracy,
+    group_accuracy,
+    macro_accuracy,
+)
 
 LETTERED = ["A. left", "B. right"]
 

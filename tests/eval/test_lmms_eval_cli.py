@@ -26,7 +26,7 @@ def test_bare_lmms_eval_finds_our_tasks_and_prints_standard_errors(checkpoints, 
         "--tasks", "dsr_bench", "--gen_kwargs", "max_new_tokens=4", "--batch_size", "2",
         "--output_path", str(out_dir), "--log_samples",
     ]
-    run = subprocess.run(command, env=env, capture_output=True, text=True, timeout=1200)
+    run = subprocess.run(command, env=env, capture_output=True, text=True, timeout=1200, check=False)
     assert run.returncode == 0, run.stderr[-4000:]
     table = [line for line in run.stdout.splitlines() if line.startswith("|")]
     header = [cell.strip() for cell in table[0].strip("|").split("|")]

@@ -38,7 +38,7 @@ def write_counter_video(path: Path, num_frames: int, fps: int, size: int = 64) -
 
 
 def indices_of(frames: np.ndarray) -> list[int]:
-    return [int(round(float(f.mean()) / 5)) for f in frames]
+    return [round(float(f.mean()) / 5) for f in frames]
 
 
 @pytest.mark.parametrize(("num_frames", "fps"), [(8, 4), (41, 10), (200, 30)])

@@ -10,7 +10,12 @@ from __future__ import annotations
 from functools import partial
 from typing import Any
 
-from lmms_eval_dsr.benchmarks import DYN_BENCH_HINT, DYN_CATEGORIES, list_frames, load_dyn_bench
+from lmms_eval_dsr.benchmarks import (
+    DYN_BENCH_HINT,
+    DYN_CATEGORIES,
+    list_frames,
+    load_dyn_bench,
+)
 from lmms_eval_dsr.prompts import dyn_bench_prompt, think_prompt
 from lmms_eval_dsr.scoring import (
     DYN_EXTRACTORS,
