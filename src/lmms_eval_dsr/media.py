@@ -134,7 +134,7 @@ def read_video_release(path: str | Path, fps: float = 1.0, max_frames: int = 50,
         kept = [np.asarray(Image.fromarray(frames[i]).resize(size, Image.LANCZOS)) for i in picked]
     else:
         kept = [frames[i] for i in picked]
-    return SampledVideo(np.stack(kept), float(fps))
+    return SampledVideo(np.stack(kept), float(fps), (28 * 28, max_pixels))  # the release's processor range
 
 
 def qwen_frame_count(total_frames: int, video_fps: float, fps: float = 2.0, min_frames: int = 4,

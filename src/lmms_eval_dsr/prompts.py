@@ -8,7 +8,8 @@ models are trained with (DIFT and 4DRL).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from trl_latent.answers import RELEASE_PROMPT_SUFFIX, THINK_PROMPT_SUFFIX
 
@@ -38,3 +39,12 @@ def dyn_bench_prompt(question: str, options: Sequence[str]) -> str:
 def think_prompt(question: str, options: Sequence[str], suffix: str = THINK_PROMPT_SUFFIX) -> str:
     """The 4DThinker prompt: question, a blank line, the option lines, then the think-with-imagery instruction."""
     return f"{question}\n\n" + "\n".join(options) + f"\n{suffix}"
+
+
+def protocol_prompt(prompts: Mapping[str, Callable[[str, Sequence[str]], str]], doc: Mapping[str, Any],
+                    lmms_eval_specific_kwargs: Mapping[str, Any] | None) -> str:
+    """The prompt of the task's ``protocol`` (its ``lmms_eval_specific_kwargs``; ``official`` when unset)."""
+    protocol = (lmms_eval_specific_kwargs or {}).get("protocol", "official")
+    if protocol not in prompts:
+        raise ValueError(f"unknown protocol {protocol!r}; this benchmark has {sorted(prompts)}")
+    return prompts[protocol](doc["question"], doc["options"])

@@ -100,6 +100,15 @@ def metric_records(record: dict[str, Any], metrics: Sequence[str], groups: Mappi
     return {m: record if m in kept else without_score for m in metrics}
 
 
+def protocol_records(
+    doc: Mapping[str, Any], results: Sequence[Any], *, protocol: str, extractors: Mapping[str, Extractor],
+    group_field: str, metrics: Sequence[str], group_metrics: Mapping[str, str],
+) -> dict[str, dict]:
+    """A task's ``process_results``: the question scored under ``protocol``, one record per metric."""
+    record = score_choice(doc, responses(results), doc[group_field], extractor_for(extractors, protocol))
+    return metric_records(record, metrics, group_metrics)
+
+
 def _mean_score(records: Sequence[Record]) -> float:
     return sum(r["correct"] / r["responses"] for r in records) / len(records)
 

@@ -12,16 +12,18 @@ from functools import partial
 from typing import Any
 
 from lmms_eval_dsr.benchmarks import DSR_BENCH_HINT, load_dsr_bench
-from lmms_eval_dsr.prompts import dsr_bench_prompt, release_prompt, think_prompt
+from lmms_eval_dsr.prompts import (
+    dsr_bench_prompt,
+    protocol_prompt,
+    release_prompt,
+    think_prompt,
+)
 from lmms_eval_dsr.scoring import (
     DSR_EXTRACTORS,
     DSR_TYPE_NAMES,
     accuracy_of_group,
-    extractor_for,
     group_accuracy,
-    metric_records,
-    responses,
-    score_choice,
+    protocol_records,
 )
 from lmms_eval_dsr.task import LocalBenchmarkTask
 from lmms_eval_dsr.visuals import video_file
@@ -53,18 +55,11 @@ def dsr_doc_to_visual_4dthinker(doc: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def dsr_doc_to_text(doc: dict[str, Any], lmms_eval_specific_kwargs: dict[str, Any] | None = None) -> str:
-    """The prompt of the task's ``protocol`` (``lmms_eval_specific_kwargs``; ``official`` when unset)."""
-    protocol = (lmms_eval_specific_kwargs or {}).get("protocol", "official")
-    if protocol not in PROMPTS:
-        raise ValueError(f"dsr_bench: unknown protocol {protocol!r}; known: {sorted(PROMPTS)}")
-    return PROMPTS[protocol](doc["question"], doc["options"])
+    return protocol_prompt(PROMPTS, doc, lmms_eval_specific_kwargs)
 
 
-def _process_results(doc: dict[str, Any], results: list[Any], protocol: str) -> dict[str, dict[str, Any]]:
-    record = score_choice(doc, responses(results), doc["type"], extractor_for(DSR_EXTRACTORS, protocol))
-    return metric_records(record, METRICS, GROUP_METRICS)
-
-
+_process_results = partial(
+    protocol_records, extractors=DSR_EXTRACTORS, group_field="type", metrics=METRICS, group_metrics=GROUP_METRICS)
 dsr_process_results_official = partial(_process_results, protocol="official")
 dsr_process_results_4dthinker = partial(_process_results, protocol="4dthinker")
 dsr_process_results_think = partial(_process_results, protocol="think")

@@ -16,15 +16,12 @@ from lmms_eval_dsr.benchmarks import (
     list_frames,
     load_dyn_bench,
 )
-from lmms_eval_dsr.prompts import dyn_bench_prompt, think_prompt
+from lmms_eval_dsr.prompts import dyn_bench_prompt, protocol_prompt, think_prompt
 from lmms_eval_dsr.scoring import (
     DYN_EXTRACTORS,
     accuracy_of_group,
-    extractor_for,
     group_accuracy,
-    metric_records,
-    responses,
-    score_choice,
+    protocol_records,
 )
 from lmms_eval_dsr.task import LocalBenchmarkTask
 from lmms_eval_dsr.visuals import PIXEL, frame_video
@@ -58,18 +55,11 @@ def dyn_doc_to_visual_official(doc: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def dyn_doc_to_text(doc: dict[str, Any], lmms_eval_specific_kwargs: dict[str, Any] | None = None) -> str:
-    """The prompt of the task's ``protocol`` (``lmms_eval_specific_kwargs``; ``official`` when unset)."""
-    protocol = (lmms_eval_specific_kwargs or {}).get("protocol", "official")
-    if protocol not in PROMPTS:
-        raise ValueError(f"dyn_bench: unknown protocol {protocol!r}; known: {sorted(PROMPTS)}")
-    return PROMPTS[protocol](doc["question"], doc["options"])
+    return protocol_prompt(PROMPTS, doc, lmms_eval_specific_kwargs)
 
 
-def _process_results(doc: dict[str, Any], results: list[Any], protocol: str) -> dict[str, dict[str, Any]]:
-    record = score_choice(doc, responses(results), doc["category"], extractor_for(DYN_EXTRACTORS, protocol))
-    return metric_records(record, METRICS, GROUP_METRICS)
-
-
+_process_results = partial(
+    protocol_records, extractors=DYN_EXTRACTORS, group_field="category", metrics=METRICS, group_metrics=GROUP_METRICS)
 dyn_process_results_official = partial(_process_results, protocol="official")
 dyn_process_results_think = partial(_process_results, protocol="think")
 
