@@ -41,8 +41,8 @@ def register_task_folder() -> bool:
             return True
         if "include_path" not in inspect.signature(original).parameters:
             raise TypeError("TaskManager.initialize_tasks has no include_path parameter")
-    except (ImportError, AttributeError, TypeError, ValueError) as error:
-        warnings.warn(f"{include_path_hint()} ({error})", stacklevel=2)
+    except Exception as error:  # noqa: BLE001 - a failure here must never cost lmms-eval our model registration
+        warnings.warn(f"{include_path_hint()} ({type(error).__name__}: {error})", stacklevel=2)
         return False
     ours = tasks_dir()
 
