@@ -120,3 +120,26 @@ def test_release_protocol_counts_a_failed_inference_as_wrong(checkpoints, dsr_ro
     with pytest.raises(RuntimeError, match="simulated"):  # other protocols do not hide errors
         monkeypatch.setattr(adapter, "read_video_qwen", failing_on_v1(adapter.read_video_qwen))
         run("dsr_bench", checkpoints["stock"], task_manager, batch_size=2, gen_kwargs="max_new_tokens=3")
+
+
+def test_official_prompt_renders_like_dsr_suite_message_items(checkpoints) -> None:
+    """DSR Suite sends the items '', video, frame text, question text; the chat template joins text items without a
+    separator, so our one text after the video renders to the same prompt."""
+    from transformers import AutoProcessor
+
+    from lmms_eval_dsr.prompts import DSR_BENCH_PREAMBLE, dsr_bench_prompt
+
+    processor = AutoProcessor.from_pretrained(checkpoints["stock"])
+    theirs = [{"type": "text", "text": ""}, {"type": "video"}, {"type": "text", "text": f"\n{DSR_BENCH_PREAMBLE}\n"},
+              {"type": "text", "text": "Question: Where?\nA. left\nB. right\nAnswer: "}]
+    ours = [{"type": "video"}, {"type": "text", "text": dsr_bench_prompt("Where?", ["A. left", "B. right"])}]
+
+    def render(content):
+        return processor.apply_chat_template([{"role": "user", "content": content}], add_generation_prompt=True,
+                                             tokenize=False)
+
+    assert render(theirs) == render(ours)
+    assert render(ours).endswith("<|vision_end|>\nThese are the frames of a video. Select the best answer to the "
+                                 "following multiple-choice question based on the video. Respond with only the letter "
+                                 "(A, B, C, or D) of the correct option.\nQuestion: Where?\nA. left\nB. right\nAnswer: "
+                                 "<|im_end|>\n<|im_start|>assistant\n")
