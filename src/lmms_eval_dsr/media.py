@@ -14,9 +14,10 @@ PyAV is used because it is a core dependency (decord is an optional extra). A fi
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -41,26 +42,60 @@ class SampledVideo:
                             (min_pixels, max_pixels))
 
 
-def _decode_all(path: str | Path) -> tuple[list[np.ndarray], list[float], float]:
-    """Every frame of a video (RGB), its timestamps in seconds and the stream's average rate."""
+def _decoded(path: str | Path) -> Iterator[tuple[Any, float]]:
+    """Decoded frames (PyAV ``VideoFrame``) with their time in seconds; decoder errors become
+    :class:`UndecodableVideoError`. Frames are converted to arrays only where a rule keeps them, so a long video is
+    never held in memory whole."""
     import av
 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"video {path} not found")
-    frames, times = [], []
+    count = 0
     try:
         with av.open(str(path)) as container:
             stream = container.streams.video[0]
             rate = float(stream.average_rate or stream.guessed_rate or 0) or 1.0
             for frame in container.decode(stream):
-                times.append(float(frame.pts * stream.time_base) if frame.pts is not None else len(frames) / rate)
-                frames.append(frame.to_ndarray(format="rgb24"))
+                yield frame, (float(frame.pts * stream.time_base) if frame.pts is not None else count / rate)
+                count += 1
     except (av.error.FFmpegError, IndexError) as error:
         raise UndecodableVideoError(f"video {path} cannot be decoded: {error}") from error
-    if not frames:
+    if not count:
         raise UndecodableVideoError(f"video {path} has no decodable frame")
-    return frames, times, rate
+
+
+def _stream_info(path: str | Path) -> tuple[int, float]:
+    """Frame count (from the container, else by counting packets; no decoding) and average frame rate."""
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            rate = float(stream.average_rate or stream.guessed_rate or 0) or 1.0
+            count = stream.frames or sum(1 for packet in container.demux(stream) if packet.size)
+    except (av.error.FFmpegError, IndexError) as error:
+        raise UndecodableVideoError(f"video {path} cannot be decoded: {error}") from error
+    return count, rate
+
+
+def _frames_at(path: str | Path, pick: Callable[[int, float], Sequence[int]]) -> tuple[list[np.ndarray], int, float]:
+    """The frames at ``pick(frame count, rate)``, the count and the rate. When fewer frames decode than the container
+    lists, the indices are picked again from the frames that do decode."""
+    count, rate = _stream_info(path)
+    for _ in range(2):
+        indices = list(pick(count, rate))
+        wanted = set(indices)
+        kept: dict[int, np.ndarray] = {}
+        decoded = 0
+        for index, (frame, _) in enumerate(_decoded(path)):
+            if index in wanted:
+                kept[index] = frame.to_ndarray(format="rgb24")
+            decoded = index + 1
+        if wanted <= kept.keys():
+            return [kept[i] for i in indices], count, rate
+        count = decoded
+    raise UndecodableVideoError(f"video {path}: frames {sorted(wanted - kept.keys())[:5]} do not decode")
 
 
 def probe_video(path: str | Path) -> None:
@@ -99,12 +134,11 @@ def read_video(path: str | Path, fps: float = 1.0, max_frames: int = 50) -> Samp
 
     A video shorter than one tick still yields its first frame.
     """
-    frames, times, _ = _decode_all(path)
     kept: list[np.ndarray] = []
     next_tick = 0.0
-    for frame, seconds in zip(frames, times):
+    for frame, seconds in _decoded(path):
         if seconds + 1e-6 >= next_tick:
-            kept.append(frame)
+            kept.append(frame.to_ndarray(format="rgb24"))
             next_tick += 1.0 / fps
     indices = _cap_indices(len(kept), max_frames)
     return SampledVideo(np.stack([kept[i] for i in indices]), fps * len(indices) / len(kept))
@@ -120,20 +154,21 @@ def read_video_release(path: str | Path, fps: float = 1.0, max_frames: int = 50,
     """
     from PIL import Image
 
-    frames, _, rate = _decode_all(path)
-    count = len(frames)
-    step = rate / fps
-    wanted = max(1, int(count / rate * fps))
-    picked = sorted({min(int(i * step), count - 1) for i in range(wanted)})
-    if len(picked) > max_frames:
-        picked = [picked[i] for i in np.linspace(0, len(picked) - 1, max_frames, dtype=int)]
+    def pick(count: int, rate: float) -> list[int]:
+        wanted = max(1, int(count / rate * fps))
+        picked = sorted({min(int(i * rate / fps), count - 1) for i in range(wanted)})
+        if len(picked) > max_frames:
+            picked = [picked[i] for i in np.linspace(0, len(picked) - 1, max_frames, dtype=int)]
+        return picked
+
+    frames, _, _ = _frames_at(path, pick)
     height, width = frames[0].shape[:2]
     if height * width > max_pixels:
         scale = (max_pixels / (height * width)) ** 0.5
         size = (max(28, int(width * scale) // 28 * 28), max(28, int(height * scale) // 28 * 28))
-        kept = [np.asarray(Image.fromarray(frames[i]).resize(size, Image.LANCZOS)) for i in picked]
+        kept = [np.asarray(Image.fromarray(f).resize(size, Image.LANCZOS)) for f in frames]
     else:
-        kept = [frames[i] for i in picked]
+        kept = frames
     return SampledVideo(np.stack(kept), float(fps), (28 * 28, max_pixels))  # the release's processor range
 
 
@@ -161,12 +196,14 @@ def read_video_qwen(path: str | Path, fps: float = 2.0, min_pixels: int = 128 * 
     """
     from PIL import Image
 
-    frames, _, rate = _decode_all(path)
-    count = qwen_frame_count(len(frames), rate, fps)
-    indices = np.linspace(0, len(frames) - 1, count).round().astype(int)
+    def pick(total: int, rate: float) -> list[int]:
+        return np.linspace(0, total - 1, qwen_frame_count(total, rate, fps)).round().astype(int).tolist()
+
+    frames, total, rate = _frames_at(path, pick)
+    count = len(frames)
     cap = min(max_pixels, max(min(768 * 28 * 28, total_pixels / count * 2), int(min_pixels * 1.05)))
-    fitted = _fit([frames[i] for i in indices], min_pixels, int(cap), Image.BICUBIC)
-    return SampledVideo(fitted, count / len(frames) * rate, (min_pixels, int(cap)))
+    fitted = _fit(frames, min_pixels, int(cap), Image.BICUBIC)
+    return SampledVideo(fitted, count / total * rate, (min_pixels, int(cap)))
 
 
 def read_frames(paths: Sequence[str | Path], fps: float, max_frames: int = 50) -> SampledVideo:

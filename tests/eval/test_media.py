@@ -83,3 +83,14 @@ def test_undecodable_files(tmp_path) -> None:
         read_video_qwen(broken)
     with pytest.raises(FileNotFoundError):
         read_video(tmp_path / "absent.mp4")
+
+
+def test_a_container_that_over_reports_its_frames_is_sampled_on_the_frames_that_decode(tmp_path, monkeypatch) -> None:
+    import lmms_eval_dsr.media as media
+
+    path = tmp_path / "v.mkv"
+    write_counter_video(path, num_frames=40, fps=4)
+    honest = read_video_release(path, fps=1.0, max_frames=4)
+    real = media._stream_info
+    monkeypatch.setattr(media, "_stream_info", lambda p: (real(p)[0] + 8, real(p)[1]))  # claims 48 frames
+    assert indices_of(read_video_release(path, fps=1.0, max_frames=4).frames) == indices_of(honest.frames)
