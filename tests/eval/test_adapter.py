@@ -143,3 +143,11 @@ def test_official_prompt_renders_like_dsr_suite_message_items(checkpoints) -> No
                                  "following multiple-choice question based on the video. Respond with only the letter "
                                  "(A, B, C, or D) of the correct option.\nQuestion: Where?\nA. left\nB. right\nAnswer: "
                                  "<|im_end|>\n<|im_start|>assistant\n")
+
+
+def test_repeats_of_a_sampled_protocol_are_different_draws(checkpoints, dsr_root, monkeypatch, task_manager) -> None:
+    monkeypatch.setenv("DSR_BENCH_ROOT", str(dsr_root))
+    out = run("dsr_bench_4dthinker", checkpoints["latent"], task_manager, batch_size=1, limit=1, repeats=3,
+              gen_kwargs="max_new_tokens=8")
+    responses = out["samples"]["dsr_bench_4dthinker"][0]["resps"][0]
+    assert len(responses) == 3 and len(set(responses)) > 1  # the seed is set once, not once per batch
