@@ -86,7 +86,7 @@ def test_undecodable_files(tmp_path) -> None:
 
 
 def test_a_container_that_over_reports_its_frames_is_sampled_on_the_frames_that_decode(tmp_path, monkeypatch) -> None:
-    import lmms_eval_dsr.media as media
+    from lmms_eval_dsr import media
 
     path = tmp_path / "v.mkv"
     write_counter_video(path, num_frames=40, fps=4)
