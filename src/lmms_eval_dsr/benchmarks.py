@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import json
+import math
 import os
 import re
 from collections.abc import Sequence
@@ -19,6 +20,8 @@ from typing import Any
 DSR_BENCH_ENV = "DSR_BENCH_ROOT"
 DSR_BENCH_VIDEO_ENV = "DSR_BENCH_VIDEO_ROOT"
 DYN_BENCH_ENV = "DYN_BENCH_ROOT"
+DSR_BENCH_IDS_ENV = "DSR_BENCH_IDS_FILE"
+DYN_BENCH_IDS_ENV = "DYN_BENCH_IDS_FILE"
 
 DSR_BENCH_HINT = (
     "DSR-Bench: download `benchmark.parquet` from the gated Hugging Face dataset TencentARC/DSR_Suite-Data and the "
@@ -50,10 +53,49 @@ class BenchmarkNotFoundError(FileNotFoundError):
 
 @dataclass
 class LoadedBenchmark:
-    """Rows ready for evaluation plus the questions left out because their video or frames are missing."""
+    """Rows ready for evaluation plus the questions left out because their video or frames are missing/undecodable."""
 
     rows: list[dict[str, Any]]
     missing_media: list[str] = field(default_factory=list)
+    undecodable: list[str] = field(default_factory=list)  # the videos among ``missing_media`` that exist but won't decode
+
+
+def read_ids(path: str | os.PathLike) -> list[str]:
+    """Question ids to score, from a JSON list or a text file with one id per line (blank lines and ``#`` ignored)."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise BenchmarkNotFoundError(f"ids_file {path} not found")
+    text = path.read_text(encoding="utf-8")
+    if text.lstrip().startswith("["):
+        try:
+            values = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise BenchmarkDataError(f"{path}: not a valid JSON list of ids ({error})") from error
+        return [str(v).strip() for v in values]
+    return [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+
+
+def select_ids(loaded: LoadedBenchmark, all_ids: Sequence[str], ids_file: str | os.PathLike | None) -> LoadedBenchmark:
+    """Only the questions named in ``ids_file`` (a fixed subset, e.g. the 1,413 the 4DThinker release scored); an id
+    the benchmark does not have is an error naming the file and the id."""
+    if not ids_file:
+        return loaded
+    wanted = read_ids(ids_file)
+    unknown = sorted(set(wanted) - set(all_ids))
+    if unknown:
+        raise BenchmarkDataError(f"{ids_file}: {len(unknown)} id(s) not in the benchmark, e.g. {unknown[:3]}")
+    keep = set(wanted)
+    return LoadedBenchmark(
+        rows=[r for r in loaded.rows if str(r["question_id"]) in keep],
+        missing_media=[m for m in loaded.missing_media if m.split(" ")[0] in keep],
+        undecodable=loaded.undecodable,
+    )
+
+
+def normalize_type(value: Any) -> str:
+    """A question type key as the release compares them: ``str(value).strip().lower()``; missing → ''."""
+    missing = value is None or (isinstance(value, float) and math.isnan(value))
+    return "" if missing else str(value).strip().lower()
 
 
 def resolve_root(explicit: str | os.PathLike | None, env_var: str, hint: str) -> Path:
@@ -106,13 +148,18 @@ def load_dsr_bench(
     root: str | os.PathLike | None = None,
     parquet: str | os.PathLike | None = None,
     video_root: str | os.PathLike | None = None,
+    ids_file: str | os.PathLike | None = None,
 ) -> LoadedBenchmark:
     """DSR-Bench-style rows from ``benchmark.parquet`` (the synthetic held-out set uses the same layout).
 
-    Questions whose ``{video_root}/{videoID}.mp4`` is missing are left out and listed in ``missing_media`` (the
-    release reports accuracy over the evaluated questions and the skipped count); none found at all is an error.
+    Questions whose ``{video_root}/{videoID}.mp4`` is missing, or exists but does not decode, are left out and listed
+    in ``missing_media`` as ``"<question id> <videoID>"`` (the release skips both the same way and reports accuracy
+    over the evaluated questions); none usable at all is an error. ``question_id`` is the row index (the release's
+    ``index``), which is what ``ids_file`` lists.
     """
     import pandas as pd
+
+    from lmms_eval_dsr.media import UndecodableVideoError, probe_video
 
     root_path = resolve_root(root, DSR_BENCH_ENV, DSR_BENCH_HINT)
     parquet_path = Path(parquet).expanduser() if parquet else root_path / "benchmark.parquet"
@@ -123,14 +170,14 @@ def load_dsr_bench(
     missing_columns = [c for c in ("videoID", "question", "options", "answer") if c not in frame.columns]
     if missing_columns:
         raise BenchmarkDataError(f"{parquet_path}: missing column(s) {missing_columns}; found {list(frame.columns)}")
-    rows, missing = [], []
+    rows, missing, undecodable = [], [], []
+    checked: dict[str, bool] = {}
     for index, record in enumerate(frame.to_dict("records")):
         where = f"{parquet_path} row {index}"
         video_id = str(record["videoID"]).strip()
         if not video_id:
             raise BenchmarkDataError(f"{where}: field `videoID` is empty")
         options = normalize_options(record["options"], where)
-        question_type = record.get("type")
         row = {
             "question_id": index,
             "video_id": video_id,
@@ -138,18 +185,29 @@ def load_dsr_bench(
             "question": str(record["question"]).strip(),
             "options": options,
             "answer": normalize_answer(record["answer"], options, where),
-            "type": "" if question_type is None or question_type != question_type else str(question_type),
+            "type": normalize_type(record.get("type")),
         }
-        if Path(row["video"]).is_file():
+        if video_id not in checked:
+            checked[video_id] = Path(row["video"]).is_file()
+            if checked[video_id]:
+                try:
+                    probe_video(row["video"])
+                except UndecodableVideoError:
+                    checked[video_id] = False
+                    undecodable.append(video_id)
+        if checked[video_id]:
             rows.append(row)
         else:
-            missing.append(video_id)
+            missing.append(f"{index} {video_id}")
+    ids_file = ids_file or os.environ.get(DSR_BENCH_IDS_ENV)
+    loaded = select_ids(LoadedBenchmark(rows, missing, undecodable), [str(i) for i in range(len(frame))], ids_file)
+    rows, missing = loaded.rows, loaded.missing_media
     if not rows:
         raise BenchmarkNotFoundError(
             f"None of the {len(missing)} DSR-Bench videos was found under {videos} (expected <videoID>.mp4, e.g. "
-            f"{videos / (missing[0] + '.mp4') if missing else videos}). {DSR_BENCH_HINT}"
+            f"{videos / (missing[0].split(' ')[-1] + '.mp4') if missing else videos}). {DSR_BENCH_HINT}"
         )
-    return LoadedBenchmark(rows=rows, missing_media=missing)
+    return loaded
 
 
 def list_frames(frames_dir: str | os.PathLike) -> list[str]:
@@ -158,7 +216,7 @@ def list_frames(frames_dir: str | os.PathLike) -> list[str]:
     return sorted(str(p) for p in folder.iterdir() if p.suffix.lower() in FRAME_SUFFIXES) if folder.is_dir() else []
 
 
-def load_dyn_bench(root: str | os.PathLike | None = None) -> LoadedBenchmark:
+def load_dyn_bench(root: str | os.PathLike | None = None, ids_file: str | os.PathLike | None = None) -> LoadedBenchmark:
     """Dyn-Bench QA rows from ``multi_json/<source>/<scene>_<suffix>.json`` with frames at ``frames/<source>/<scene>``.
 
     Files whose name contains ``frame_sampling`` are not QA files (the official loader skips them too). Scenes without
@@ -170,6 +228,7 @@ def load_dyn_bench(root: str | os.PathLike | None = None) -> LoadedBenchmark:
         raise BenchmarkNotFoundError(f"{qa_root} not found. {DYN_BENCH_HINT}")
     rows: list[dict[str, Any]] = []
     missing: list[str] = []
+    all_ids: list[str] = []
     for qa_file in sorted(qa_root.glob("*/*.json")):
         match = _DYN_QA_FILE.match(qa_file.name)
         if "frame_sampling" in qa_file.name or not match:
@@ -182,6 +241,7 @@ def load_dyn_bench(root: str | os.PathLike | None = None) -> LoadedBenchmark:
         if not isinstance(items, list):
             raise BenchmarkDataError(f"{qa_file}: expected a JSON list of questions, got {type(items).__name__}")
         frames_dir = root_path / "frames" / source / scene
+        all_ids.extend(f"{source}/{scene}/{suffix}/{i}" for i in range(len(items)))
         if not list_frames(frames_dir):
             missing.extend(f"{source}/{scene}/{suffix}/{i}" for i in range(len(items)))
             continue
@@ -193,6 +253,7 @@ def load_dyn_bench(root: str | os.PathLike | None = None) -> LoadedBenchmark:
             rows.append(
                 {
                     "question_id": f"{source}/{scene}/{suffix}/{index}",
+                    "video_id": f"{source}/{scene}",
                     "source": source,
                     "scene": scene,
                     "category": DYN_CATEGORIES[suffix],
@@ -202,7 +263,8 @@ def load_dyn_bench(root: str | os.PathLike | None = None) -> LoadedBenchmark:
                     "answer": normalize_answer(item.get("answer"), options, where),
                 }
             )
-    if not rows:
+    loaded = select_ids(LoadedBenchmark(rows, missing), all_ids, ids_file or os.environ.get(DYN_BENCH_IDS_ENV))
+    if not loaded.rows:
         detail = f"frames missing for {len(missing)} questions" if missing else "no *_{cameraqa,qa,sceneqa}.json files"
         raise BenchmarkNotFoundError(f"No Dyn-Bench question could be loaded from {root_path} ({detail}). {DYN_BENCH_HINT}")
-    return LoadedBenchmark(rows=rows, missing_media=missing)
+    return loaded

@@ -1,29 +1,43 @@
 """Results table (markdown + JSON) and per-category bar charts from an lmms-eval results dict.
 
-lmms-eval prints one row per metric; a paper table wants one row per benchmark with the headline score, the plain
-accuracy and the per-type / per-category scores as columns, and a chart per benchmark. Works on the ``results``
-mapping that ``simple_evaluate`` returns (or that its ``results.json`` holds), so saved runs can be re-rendered.
+lmms-eval prints one row per metric; a paper table wants one row per benchmark with the headline score and its
+standard error, the other accuracy and the per-type / per-category scores as columns, and a chart per benchmark.
+Works on the ``results`` mapping that ``simple_evaluate`` returns (or that its ``results.json`` holds), so saved runs
+can be re-rendered. lmms-eval's values are fractions; the table shows percentages.
+
+Headlines follow the papers: DSR-Bench reports micro accuracy (4DThinker: 439/1413 = 31.1%), with the macro average
+over types beside it; Dyn-Bench reports "Overall", the mean of its three category accuracies, with micro accuracy
+beside it. Standard errors are lmms-eval's: clustered on the video when it could compute one, else the CLT one; the
+Overall's combines the per-category errors (disjoint question sets): ``sqrt(Σ SE_c²) / C``.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-# (headline metric, its label) per task family; the group dict is `per_type` (DSR) or `per_category` (Dyn).
-_HEADLINES = (("macro_accuracy", "Macro"), ("overall", "Overall"))
-_GROUP_KEYS = ("per_type", "per_category")
+# Task family by its group metric: (group dict metric, headline metric and label, other metric and label).
+_FAMILIES = (
+    ("per_type", ("accuracy", "Acc"), ("macro_accuracy", "Macro")),
+    ("per_category", ("overall", "Overall"), ("accuracy", "Acc")),
+)
+_CATEGORY_METRICS = ("camera_object", "inter_object", "object_scene")
 
 
 @dataclass
 class TaskSummary:
     task: str
     headline_name: str
-    headline: float | None
-    accuracy: float | None
+    headline: float | None  # percent
+    headline_stderr: float | None  # percent
+    other_name: str
+    other: float | None
+    other_stderr: float | None
     groups: dict[str, float] = field(default_factory=dict)
+    samples: int = 0
     missing_media: int = 0
     latent_blocks: float = 0.0
 
@@ -32,21 +46,51 @@ def _metric(metrics: dict[str, Any], name: str) -> Any:
     return metrics.get(f"{name},none")
 
 
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not math.isnan(value) else None
+
+
+def stderr_of(metrics: dict[str, Any], name: str) -> float | None:
+    """lmms-eval's clustered standard error of a metric, else its CLT one, else its bootstrap one (fractions)."""
+    for kind in ("stderr_clustered", "stderr_clt", "stderr"):
+        value = _number(_metric(metrics, f"{name}_{kind}"))
+        if value is not None:
+            return value
+    return None
+
+
+def _overall_stderr(metrics: dict[str, Any]) -> float | None:
+    errors = [stderr_of(metrics, name) for name in _CATEGORY_METRICS if _number(_metric(metrics, name)) is not None]
+    if not errors or any(e is None for e in errors):
+        return None
+    return math.sqrt(sum(e * e for e in errors)) / len(errors)  # type: ignore[operator]
+
+
+def _percent(value: float | None) -> float | None:
+    return None if value is None else 100.0 * value
+
+
 def summarize(results: dict[str, dict[str, Any]]) -> list[TaskSummary]:
     """One summary per task that reports our metrics; other tasks in the same run are left out."""
     summaries = []
     for task, metrics in results.items():
-        groups = next((_metric(metrics, k) for k in _GROUP_KEYS if isinstance(_metric(metrics, k), dict)), None)
-        if groups is None:
+        family = next((f for f in _FAMILIES if isinstance(_metric(metrics, f[0]), dict)), None)
+        if family is None:
             continue
-        name, label = next(((n, lbl) for n, lbl in _HEADLINES if _metric(metrics, n) is not None), ("accuracy", "Acc"))
+        groups_key, (head, head_label), (other, other_label) = family
+        head_se = _overall_stderr(metrics) if head == "overall" else stderr_of(metrics, head)
+        other_se = None if other == "macro_accuracy" else stderr_of(metrics, other)
         summaries.append(
             TaskSummary(
                 task=task,
-                headline_name=label,
-                headline=_metric(metrics, name),
-                accuracy=_metric(metrics, "accuracy"),
-                groups=dict(groups),
+                headline_name=head_label,
+                headline=_percent(_number(_metric(metrics, head))),
+                headline_stderr=_percent(head_se),
+                other_name=other_label,
+                other=_percent(_number(_metric(metrics, other))),
+                other_stderr=_percent(other_se),
+                groups={k: 100.0 * v for k, v in _metric(metrics, groups_key).items()},
+                samples=int(metrics.get("samples") or 0),
                 missing_media=int(_metric(metrics, "missing_media") or 0),
                 latent_blocks=float(_metric(metrics, "latent_blocks") or 0.0),
             )
@@ -54,23 +98,27 @@ def summarize(results: dict[str, dict[str, Any]]) -> list[TaskSummary]:
     return summaries
 
 
-def _fmt(value: float | None) -> str:
-    return "–" if value is None else f"{value:.1f}"
+def _fmt(value: float | None, stderr: float | None = None) -> str:
+    if value is None:
+        return "–"
+    return f"{value:.1f}" if stderr is None else f"{value:.1f} ± {stderr:.1f}"
 
 
 def markdown_table(summaries: list[TaskSummary]) -> str:
-    """One table per task: headline, accuracy, one column per group, skipped count, mean latent blocks."""
+    """One table per task: headline ± SE, the other accuracy, one column per group, n, skipped, latent blocks."""
     blocks = []
     for s in summaries:
-        header = ["Task", s.headline_name, "Acc", *s.groups, "Skipped", "Latent blocks"]
-        row = [s.task, _fmt(s.headline), _fmt(s.accuracy), *(_fmt(v) for v in s.groups.values()),
-               str(s.missing_media), f"{s.latent_blocks:.2f}"]
+        header = [
+            "Task", f"{s.headline_name} (± SE)", s.other_name, *s.groups, "n", "Skipped", "Latent blocks",
+        ]
+        row = [s.task, _fmt(s.headline, s.headline_stderr), _fmt(s.other, s.other_stderr),
+               *(_fmt(v) for v in s.groups.values()), str(s.samples), str(s.missing_media), f"{s.latent_blocks:.2f}"]
         blocks.append("\n".join(["| " + " | ".join(header) + " |", "|" + "---|" * len(header), "| " + " | ".join(row) + " |"]))
     return "\n\n".join(blocks) + "\n"
 
 
 def bar_chart(summary: TaskSummary, path: str | Path, title: str | None = None) -> Path:
-    """A bar per group plus the headline bar, in percent, saved as PNG (matplotlib's Agg backend: no display)."""
+    """A bar per group plus the headline bar (with its standard error), in percent, saved as PNG (Agg backend)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -78,8 +126,10 @@ def bar_chart(summary: TaskSummary, path: str | Path, title: str | None = None) 
 
     labels = [*summary.groups, summary.headline_name]
     values = [*summary.groups.values(), summary.headline or 0.0]
+    errors = [0.0] * len(summary.groups) + [summary.headline_stderr or 0.0]
     fig, ax = plt.subplots(figsize=(max(4.0, 0.6 * len(labels) + 1.5), 3.6))
-    bars = ax.bar(range(len(labels)), values, color=["#4c72b0"] * len(summary.groups) + ["#dd8452"])
+    bars = ax.bar(range(len(labels)), values, yerr=errors, capsize=3,
+                  color=["#4c72b0"] * len(summary.groups) + ["#dd8452"])
     ax.bar_label(bars, fmt="%.1f", fontsize=7)
     ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right", fontsize=8)
     ax.set_ylim(0, 100)

@@ -1,16 +1,24 @@
-"""Per-question records and their aggregation: overall accuracy, accuracy per question type, macro average.
+"""Per-question records and their aggregation: micro accuracy (the headline), per-group accuracy, macro average.
 
-Both benchmarks report the mean over groups (DSR-Bench over its 13 question types, Dyn-Bench over its 3 categories)
-next to or instead of plain accuracy, so one group-aware aggregation serves both. Scores are percentages (0–100),
-as the papers report them. Kept free of lmms-eval.
+Every metric of a task aggregates the same per-question record, whose ``score`` (0–1; the mean over the responses
+when lmms-eval's ``--repeats`` asks for several) is what lmms-eval 0.7.3 turns into CLT and clustered standard errors
+(``cluster_key: video_id`` in the task YAML: questions on one video are not independent) and, with repeats, into its
+stability metrics. Only the records a metric's value is the mean of carry ``score`` for that metric (all of them for
+``accuracy``, one group's for a per-group metric), so no metric gets another metric's standard error. Values are
+fractions (0–1) like lmms-eval's own accuracies; the summary shows percentages. Kept free of lmms-eval.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from trl_latent.answers import extract_choice
+from trl_latent.answers import (
+    dyn_bench_choice,
+    extract_choice,
+    official_dsr_choice,
+    release_dsr_choice,
+)
 from trl_latent.tokens import LATENT_START
 
 # DSR-Bench question types in the paper's order, with the display names of its tables.
@@ -32,27 +40,84 @@ DSR_TYPE_NAMES: dict[str, str] = {
 UNTYPED = "untyped"
 
 Record = Mapping[str, Any]
+Extractor = Callable[[str, Sequence[str]], "str | None"]
+
+# Protocol name → how a model output becomes an option letter (``None``: no answer), per benchmark.
+DSR_EXTRACTORS: dict[str, Extractor] = {
+    "official": lambda text, options: official_dsr_choice(text),
+    "4dthinker": lambda text, options: release_dsr_choice(text),
+    "think": extract_choice,
+}
+DYN_EXTRACTORS: dict[str, Extractor] = {
+    "official": lambda text, options: dyn_bench_choice(text),
+    "think": extract_choice,
+}
 
 
-def score_choice(doc: Mapping[str, Any], output: str, group: str) -> dict[str, Any]:
-    """The per-question record every metric of a task aggregates (also what lmms-eval logs per sample)."""
-    predicted = extract_choice(output, doc["options"])
+def extractor_for(protocols: Mapping[str, Extractor], protocol: str) -> Extractor:
+    if protocol not in protocols:
+        raise ValueError(f"unknown protocol {protocol!r}; this benchmark has {sorted(protocols)}")
+    return protocols[protocol]
+
+
+def responses(results: Sequence[Any]) -> list[str]:
+    """The responses lmms-eval hands ``process_results``: the task keeps them unfiltered, so ``results[0]`` is the list
+    of one response per repeat (a bare string when a caller passes one)."""
+    first = results[0]
+    return [str(r) for r in first] if isinstance(first, (list, tuple)) else [str(r) for r in results]
+
+
+def score_choice(doc: Mapping[str, Any], outputs: Sequence[str], group: str, extract: Extractor) -> dict[str, Any]:
+    """The per-question record every metric of a task aggregates (also what lmms-eval logs per sample).
+
+    ``outputs`` holds one response per repeat; ``correct`` counts the right ones and ``score`` is their share.
+    """
+    if not outputs:
+        raise ValueError(f"question {doc['question_id']}: no response to score")
+    predictions = [extract(text, doc["options"]) for text in outputs]
+    correct = sum(p == doc["answer"] for p in predictions)
     return {
         "question_id": doc["question_id"],
+        "video_id": doc.get("video_id", doc.get("scene")),
         "group": group or UNTYPED,
         "answer": doc["answer"],
-        "prediction": predicted,
-        "correct": int(predicted == doc["answer"]),
+        "prediction": predictions[0],
+        "predictions": predictions,
+        "correct": correct,
+        "responses": len(outputs),
+        "score": correct / len(outputs),
         "missing_media": int(doc.get("missing_media", 0)),
-        "latent_blocks": output.count(LATENT_START),
+        "latent_blocks": sum(text.count(LATENT_START) for text in outputs) / len(outputs),
     }
 
 
+def metric_records(record: dict[str, Any], metrics: Sequence[str], groups: Mapping[str, str]) -> dict[str, dict]:
+    """One record per metric: ``score`` kept where the metric is the mean over this record (``accuracy``, and the
+    per-group metric named after the record's group, ``groups`` mapping metric name → group key), dropped elsewhere
+    so lmms-eval computes no standard error there that belongs to another metric."""
+    without_score = {k: v for k, v in record.items() if k != "score"}
+    kept = {"accuracy"} | {m for m, g in groups.items() if g == record["group"]}
+    return {m: record if m in kept else without_score for m in metrics}
+
+
+def protocol_records(
+    doc: Mapping[str, Any], results: Sequence[Any], *, protocol: str, extractors: Mapping[str, Extractor],
+    group_field: str, metrics: Sequence[str], group_metrics: Mapping[str, str],
+) -> dict[str, dict]:
+    """A task's ``process_results``: the question scored under ``protocol``, one record per metric."""
+    record = score_choice(doc, responses(results), doc[group_field], extractor_for(extractors, protocol))
+    return metric_records(record, metrics, group_metrics)
+
+
+def _mean_score(records: Sequence[Record]) -> float:
+    return sum(r["correct"] / r["responses"] for r in records) / len(records)
+
+
 def accuracy(records: Sequence[Record]) -> float:
-    """Percentage of correct records; an empty list is an error rather than a silent 0."""
+    """Micro accuracy: the share of correct answers over the evaluated questions (the papers' headline)."""
     if not records:
         raise ValueError("no scored questions to aggregate")
-    return 100.0 * sum(r["correct"] for r in records) / len(records)
+    return _mean_score(records)
 
 
 def group_accuracy(records: Sequence[Record], names: Mapping[str, str] | None = None) -> dict[str, float]:
@@ -75,7 +140,7 @@ def accuracy_of_group(records: Sequence[Record], group: str) -> float | None:
 
 
 def macro_accuracy(records: Sequence[Record]) -> float:
-    """Unweighted mean of the per-group accuracies over the groups present."""
+    """Unweighted mean of the per-group accuracies over the groups present (Dyn-Bench's official "Overall")."""
     per_group = group_accuracy(records)
     if not per_group:
         raise ValueError("no scored questions to aggregate")
@@ -83,7 +148,7 @@ def macro_accuracy(records: Sequence[Record]) -> float:
 
 
 def missing_media(records: Sequence[Record]) -> int:
-    """Questions left out of the run because their video or frames are missing (the same count on every record)."""
+    """Questions left out of the run because their video or frames are missing or undecodable (same on every record)."""
     return max((int(r["missing_media"]) for r in records), default=0)
 
 

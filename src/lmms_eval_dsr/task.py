@@ -3,9 +3,9 @@
 lmms-eval 0.7.3 loads task data with ``datasets.load_dataset(dataset_path, …)`` and has no way to take a path from the
 environment; its own local-data tasks (``vstat``, ``physical_conflict``) instead name a ``ConfigurableTask`` subclass
 with ``class: !function utils.<Class>`` and override ``download``. This module is that subclass for our benchmarks:
-the root comes from ``dataset_kwargs.root`` or an environment variable, questions whose media are missing are left out
-(their count is stored on every row so the ``missing_media`` metric can report it), and ``strict: true`` turns a
-missing video into an error.
+the root comes from ``dataset_kwargs.root`` or an environment variable, ``ids_file`` limits the run to listed question
+ids, questions whose media are missing or undecodable are left out (their count is stored on every row so the
+``missing_media`` metric can report it), and ``strict: true`` turns such a question into an error.
 """
 
 from __future__ import annotations
@@ -37,9 +37,10 @@ class LocalBenchmarkTask(ConfigurableTask):
         loaded = self.load_benchmark(**kwargs)
         missing = loaded.missing_media
         if missing:
+            broken = f"; undecodable videos: {', '.join(loaded.undecodable)}" if loaded.undecodable else ""
             message = (
-                f"{self.config.task}: {len(missing)} question(s) skipped because their video/frames are missing "
-                f"(first: {', '.join(missing[:3])}). {self.download_hint}"
+                f"{self.config.task}: {len(missing)} question(s) skipped because their video/frames are missing or "
+                f"undecodable (first: {', '.join(missing[:3])}{broken}). {self.download_hint}"
             )
             if strict:
                 raise BenchmarkNotFoundError(message)

@@ -1,11 +1,12 @@
-"""Answer extraction shared by the 4DRL accuracy reward and the lmms-eval tasks.
+"""Answer extraction: our ``think`` rule (shared by the 4DRL accuracy reward) and the published scorers' rules.
 
-One parser for training rewards and benchmark scores, so that a model is never rewarded for an answer the benchmark
-would mark wrong (or the reverse). The rules follow the 4DThinker release (take the ``<answer>`` span, strip
-"The answer is"-style prefixes, first capital option letter, a long answer without any capital letter is no answer)
-with three additions that only ever turn a miss into the intended letter: a reply that equals one option's text maps to
-that option, a standalone letter ("(B)", "B.", "B") wins over a capital inside a word ("Because … C"), and latent block
-tokens and a closed ``<think>`` block are ignored when no ``<answer>`` tag is present.
+``extract_choice`` is our rule, used by the ``think`` evaluation protocol and by the 4DRL accuracy reward, so a model
+is never rewarded for an answer that protocol marks wrong: the last ``<answer>`` span, "The answer is"-style prefixes
+stripped, an exact option text, a standalone letter ("(B)", "B.", "B") before the first capital option letter, and a
+long answer without any option letter is no answer. It differs from the published scorers in both directions
+("Because the car moves left, the answer is C." is C here, B under the first-capital rule), which is why the
+benchmarks' ``official`` and ``4dthinker`` protocols use :func:`official_dsr_choice`, :func:`release_dsr_choice` and
+:func:`dyn_bench_choice` instead, each a re-statement of its scorer's rule (quirks included).
 """
 
 from __future__ import annotations
@@ -129,6 +130,66 @@ def extract_choice(text: str, options: Sequence[str] | None = None, letters: str
         return standalone.group(1)
     first_capital = re.search(f"[{allowed}]", span)
     return first_capital.group(0) if first_capital else None
+
+
+# DSR Suite's VLMEvalKit phrase list (``vlmeval/dataset/utils/videomme.py``) as it executes: two missing commas make
+# Python join "The best option is" + "The correct option is" and "Best answer:" + "Best option:" into single phrases
+# that real outputs never contain, so those four phrases are never removed.
+OFFICIAL_DSR_PHRASES: tuple[str, ...] = (
+    "The best answer is", "The correct answer is", "The answer is", "The answer",
+    "The best option isThe correct option is", "Best answer:Best option:", "Answer:", "Option:",
+)
+# The 4DThinker release's copy of that list (``evaluation/dsr_eval.py``) has the commas, so all ten phrases apply.
+RELEASE_DSR_PHRASES: tuple[str, ...] = (
+    "The best answer is", "The correct answer is", "The answer is", "The answer", "The best option is",
+    "The correct option is", "Best answer:", "Best option:", "Answer:", "Option:",
+)
+_FIRST_ANSWER_SPAN = re.compile(r"<answer>\s*(.*?)\s*</answer>", re.DOTALL | re.IGNORECASE)
+
+
+def first_option_letter(text: str, phrases: Sequence[str] = OFFICIAL_DSR_PHRASES) -> str | None:
+    """The VLMEvalKit rule: delete every listed phrase (anywhere, case-sensitive), then the first ``[ABCD]``.
+
+    No word boundary is checked, so the capital of "Because" counts. (The scorer's extra clause "more than 10 words
+    and no A–D → ''" changes nothing: without any of A–D there is no letter either way.)
+    """
+    text = text.strip()
+    for phrase in phrases:
+        text = text.replace(phrase, "")
+    match = re.search(r"[ABCD]", text)
+    return match.group(0) if match else None
+
+
+def official_dsr_choice(text: str) -> str | None:
+    """DSR-Bench as its authors score it (DSR Suite VLMEvalKit, exact matching): :func:`first_option_letter`.
+
+    Their fallback for an empty result (option-text matching against options parsed from the question's extra
+    lines) has no options to match on DSR-Bench's single-line questions and yields 'Z', i.e. wrong, as ``None`` does.
+    """
+    return first_option_letter(text, OFFICIAL_DSR_PHRASES)
+
+
+def release_dsr_choice(text: str) -> str | None:
+    """The 4DThinker release's DSR-Bench rule: the first ``<answer>`` span (else the whole output), then the raw
+    output, then the output with latent tokens replaced by spaces, each read with its (comma-complete) phrase list and
+    the first ``[ABCD]``; the first of the three that yields a letter wins."""
+    span = _FIRST_ANSWER_SPAN.search(text)
+    candidates = (span.group(1).strip() if span else text.strip(), text.strip(),
+                  re.sub(r"\s+", " ", _LATENT_TOKENS.sub(" ", text)).strip())
+    for candidate in candidates:
+        letter = first_option_letter(candidate, RELEASE_DSR_PHRASES)
+        if letter:
+            return letter
+    return None
+
+
+def dyn_bench_choice(text: str) -> str | None:
+    """Dyn-Bench's own scorer (``utils/cal_metrics.py``): the first whitespace-separated word, trailing ``.,;:!?``
+    stripped, upper-cased, must equal the answer letter ("b" is B; "The answer is B" reads "THE", "(B)" reads "(B)":
+    wrong). Returned only when it is a single letter, since nothing else can equal one."""
+    words = text.split()
+    word = words[0].rstrip(".,;:!?").upper() if words else ""
+    return word if len(word) == 1 and word.isalpha() else None
 
 
 def choice_correct(text: str, answer: str, options: Sequence[str] | None = None) -> bool:

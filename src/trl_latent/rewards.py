@@ -2,7 +2,10 @@
 
 Use them from a recipe by dotted path (``reward_funcs: [trl_latent.rewards.accuracy, trl_latent.rewards.format]``)
 and weight them with ``GRPOConfig.reward_weights`` (the release uses 1.0 and 0.2). Answers are read with
-:mod:`trl_latent.answers`, the parser the benchmarks score with, so training never rewards what evaluation marks wrong.
+:func:`trl_latent.answers.extract_choice`, the parser of the ``think`` evaluation protocol, so training never rewards
+what that protocol marks wrong. (The release's reward used its first-capital rule, like its evaluation; the published
+scorers' rules are kept for the ``official`` / ``4dthinker`` protocols, not for training, because they credit a capital
+inside a word, e.g. the B of "Because".)
 ``LatentGRPOTrainer`` hands rewards the completions with the latent tokens kept, which is what :func:`format` checks.
 """
 

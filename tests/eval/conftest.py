@@ -50,7 +50,7 @@ def write_frames(folder: Path, num_frames: int = 4, size: int = 56) -> None:
 DSR_ROWS = [
     ("v0", "q0 distance?", ["A. closer", "B. farther", "C. same", "D. unknown"], "A", "abs_dis"),
     ("v0", "q1 distance?", ["A. closer", "B. farther", "C. same", "D. unknown"], "B", "abs_dis"),
-    ("v1", "q2 direction?", ["A. left", "B. right", "C. up", "D. down"], "C", "rel_dir"),
+    ("v1", "q2 direction?", ["A. left", "B. right", "C. up", "D. down"], "C", " Rel_Dir "),  # normalised
     ("v1", "q3 camera?", ["A. pan left", "B. pan right", "C. tilt up", "D. dolly in"], "D", "cam_pan"),
     ("v2", "q4 other?", ["A. yes", "B. no", "C. maybe", "D. never"], "A", "non_temp"),
     ("missing", "q5 unseen?", ["A. a", "B. b", "C. c", "D. d"], "A", "abs_dis"),

@@ -99,3 +99,55 @@ def test_seeded_sampling_is_reproducible(checkpoints, dsr_root, monkeypatch, tas
     sampled = "max_new_tokens=6,temperature=1.0,top_p=0.9,seed=3"
     first = texts(sampled)
     assert first == texts(sampled) and first != texts("max_new_tokens=6")
+
+
+def test_release_protocol_counts_a_failed_inference_as_wrong(checkpoints, dsr_root, monkeypatch, task_manager) -> None:
+    monkeypatch.setenv("DSR_BENCH_ROOT", str(dsr_root))
+    def failing_on_v1(read):
+        def wrapped(path, **settings):
+            if path.endswith("v1.mp4"):
+                raise RuntimeError("CUDA out of memory (simulated)")
+            return read(path, **settings)
+        return wrapped
+
+    monkeypatch.setattr(adapter, "read_video_release", failing_on_v1(adapter.read_video_release))
+    out = run("dsr_bench_4dthinker", checkpoints["stock"], task_manager, batch_size=2, gen_kwargs="max_new_tokens=3")
+    samples = out["samples"]["dsr_bench_4dthinker"]
+    texts = [s["resps"][0][0] for s in samples]
+    assert len(samples) == 5 and texts[2] == texts[3] == ""  # q2, q3 are on v1: answered '', scored wrong
+    assert all(t for i, t in enumerate(texts) if i not in (2, 3))
+    assert [s["accuracy"]["score"] for s in samples][2:4] == [0.0, 0.0]
+    with pytest.raises(RuntimeError, match="simulated"):  # other protocols do not hide errors
+        monkeypatch.setattr(adapter, "read_video_qwen", failing_on_v1(adapter.read_video_qwen))
+        run("dsr_bench", checkpoints["stock"], task_manager, batch_size=2, gen_kwargs="max_new_tokens=3")
+
+
+def test_official_prompt_renders_like_dsr_suite_message_items(checkpoints) -> None:
+    """DSR Suite sends the items '', video, frame text, question text; the chat template joins text items without a
+    separator, so our one text after the video renders to the same prompt."""
+    from transformers import AutoProcessor
+
+    from lmms_eval_dsr.prompts import DSR_BENCH_PREAMBLE, dsr_bench_prompt
+
+    processor = AutoProcessor.from_pretrained(checkpoints["stock"])
+    theirs = [{"type": "text", "text": ""}, {"type": "video"}, {"type": "text", "text": f"\n{DSR_BENCH_PREAMBLE}\n"},
+              {"type": "text", "text": "Question: Where?\nA. left\nB. right\nAnswer: "}]
+    ours = [{"type": "video"}, {"type": "text", "text": dsr_bench_prompt("Where?", ["A. left", "B. right"])}]
+
+    def render(content):
+        return processor.apply_chat_template([{"role": "user", "content": content}], add_generation_prompt=True,
+                                             tokenize=False)
+
+    assert render(theirs) == render(ours)
+    assert render(ours).endswith("<|vision_end|>\nThese are the frames of a video. Select the best answer to the "
+                                 "following multiple-choice question based on the video. Respond with only the letter "
+                                 "(A, B, C, or D) of the correct option.\nQuestion: Where?\nA. left\nB. right\nAnswer: "
+                                 "<|im_end|>\n<|im_start|>assistant\n")
+
+
+def test_repeats_of_a_sampled_protocol_are_different_draws(checkpoints, dsr_root, monkeypatch, task_manager) -> None:
+    monkeypatch.setenv("DSR_BENCH_ROOT", str(dsr_root))
+    out = run("dsr_bench_4dthinker", checkpoints["latent"], task_manager, batch_size=1, limit=1, repeats=3,
+              gen_kwargs="max_new_tokens=8")
+    responses = out["samples"]["dsr_bench_4dthinker"][0]["resps"][0]
+    assert len(responses) == 3 and len(set(responses)) > 1  # the seed is set once, not once per batch

@@ -1,12 +1,15 @@
-"""Answer extraction on a table of tricky outputs, and numeric parsing / MRA worked by hand."""
+"""Answer extraction on tables of tricky outputs (ours, and each protocol where the rules disagree), numeric parsing
+and MRA worked by hand."""
 
 from __future__ import annotations
 
 import pytest
 
+from lmms_eval_dsr.scoring import DSR_EXTRACTORS, DYN_EXTRACTORS
 from trl_latent.answers import (
     extract_answer_span,
     extract_choice,
+    first_option_letter,
     mean_relative_accuracy,
     parse_number,
     strip_answer_prefixes,
@@ -44,6 +47,50 @@ BLOCK = "<|latent_start|>" + "<|latent_pad|>" * 4 + "<|latent_end|>"
 )
 def test_extract_choice(output: str, expected: str | None) -> None:
     assert extract_choice(output, OPTIONS) == expected
+
+
+# (output, DSR official, DSR 4dthinker, DSR think, Dyn official): each protocol's verdict, worked out from its scorer's
+# code (DSR Suite videomme.extract_characters_regex, 4DThinker dsr_eval.py, Dyn-Bench cal_metrics.fuzzy_matching).
+PROTOCOL_TABLE = [
+    # the capital of "Because" comes first; ours finds the standalone C
+    ("Because the car moves left, the answer is C.", "B", "B", "C", None),
+    # the first <answer> span for the release, the first letter anywhere officially; ours takes the last span
+    ("<answer>A</answer><answer>C</answer>", "A", "A", "C", None),
+    # the official phrase list misses two commas: "Best answer:" is never removed, so its B counts
+    ("Best answer: C", "B", "C", "C", None),
+    ("Best option: D", "B", "D", "D", None),
+    # Dyn-Bench takes the first word only
+    ("The answer is B", "B", "B", "B", None),
+    ("b", None, None, None, "B"),
+    ("B.", "B", "B", "B", "B"),
+    ("(C) up", "C", "C", "C", None),
+    # an empty <answer> span: the release falls back to the raw output, whose first letter sits in the reasoning
+    ("<think>D is wrong</think><answer>The answer is</answer>", "D", "D", None, None),
+    # option text alone: only ours maps it to its letter
+    ("moving right", None, None, "B", None),
+    # a long reply without any of A-D is no answer everywhere
+    ("i cannot tell what happens in this video clip at all from these frames", None, None, None, "I"),  # "I"!
+    # latent blocks between the reasoning and the answer
+    (f"<think>{BLOCK}</think><answer>D</answer>", "D", "D", "D", None),
+    # the article "A" reads as the letter A under every rule
+    ("A car moves away, so D.", "A", "A", "A", "A"),
+]
+
+
+@pytest.mark.parametrize(("output", "official", "release", "think", "dyn"), PROTOCOL_TABLE)
+def test_protocol_verdicts(output: str, official: str | None, release: str | None, think: str | None,
+                           dyn: str | None) -> None:
+    assert DSR_EXTRACTORS["official"](output, OPTIONS) == official
+    assert DSR_EXTRACTORS["4dthinker"](output, OPTIONS) == release
+    assert DSR_EXTRACTORS["think"](output, OPTIONS) == think
+    assert DYN_EXTRACTORS["think"](output, OPTIONS) == think
+    assert DYN_EXTRACTORS["official"](output, OPTIONS) == dyn
+
+
+def test_first_option_letter_phrase_lists() -> None:
+    assert first_option_letter("The correct option is D") == "D"  # lower-case "correct option": no capital before D
+    assert first_option_letter("Answer: Option: C") == "C"  # both phrases removed anywhere, not only in front
+    assert first_option_letter("Best option: A", ("Best option:",)) == "A"
 
 
 def test_letters_follow_the_number_of_options() -> None:

@@ -13,7 +13,12 @@ from lmms_eval_dsr.benchmarks import (
     normalize_answer,
     normalize_options,
 )
-from lmms_eval_dsr.scoring import DSR_TYPE_NAMES, accuracy, group_accuracy, macro_accuracy
+from lmms_eval_dsr.scoring import (
+    DSR_TYPE_NAMES,
+    accuracy,
+    group_accuracy,
+    macro_accuracy,
+)
 
 LETTERED = ["A. left", "B. right"]
 
@@ -37,8 +42,17 @@ def test_bad_rows_name_file_row_and_field() -> None:
 def test_dsr_loader(dsr_root) -> None:
     loaded = load_dsr_bench(dsr_root)
     assert [r["question_id"] for r in loaded.rows] == [0, 1, 2, 3, 4]
-    assert loaded.missing_media == ["missing"]
+    assert loaded.missing_media == ["5 missing"]  # "<question id> <videoID>"
     assert loaded.rows[1]["options"][1] == "B. farther" and loaded.rows[3]["type"] == "cam_pan"
+    assert loaded.rows[2]["type"] == "rel_dir"  # " Rel_Dir " normalised as the release does (strip, lower)
+    assert loaded.rows[2]["video_id"] == "v1"
+
+
+def test_dsr_loader_skips_undecodable_videos(dsr_root) -> None:
+    (dsr_root / "v1.mp4").write_bytes(b"this is not an mp4")
+    loaded = load_dsr_bench(dsr_root)
+    assert [r["question_id"] for r in loaded.rows] == [0, 1, 4]
+    assert loaded.missing_media == ["2 v1", "3 v1", "5 missing"] and loaded.undecodable == ["v1"]
 
 
 def test_dsr_loader_errors(dsr_root, tmp_path, monkeypatch) -> None:
@@ -68,13 +82,15 @@ def test_dyn_loader_needs_layout(tmp_path) -> None:
 
 def test_per_type_aggregation_by_hand() -> None:
     records = [
-        {"group": g, "correct": c}
+        {"group": g, "correct": c, "responses": 1}
         for g, c in [("rel_dir", 1), ("abs_dis", 1), ("abs_dis", 0), ("abs_dis", 0), ("cam_tilt", 1), ("non_temp", 0)]
     ]
-    assert accuracy(records) == pytest.approx(50.0)
+    assert accuracy(records) == pytest.approx(0.5)
     per_type = group_accuracy(records, DSR_TYPE_NAMES)
     assert list(per_type) == ["Abs Dis", "Rel Dir", "Non-Temp Based", "cam_tilt"]  # paper order, then unknown keys
-    assert per_type["Abs Dis"] == pytest.approx(100 / 3)
-    assert macro_accuracy(records) == pytest.approx((100 / 3 + 100 + 0 + 100) / 4)
+    assert per_type["Abs Dis"] == pytest.approx(1 / 3)
+    assert macro_accuracy(records) == pytest.approx((1 / 3 + 1 + 0 + 1) / 4)
+    repeated = [{"group": "x", "correct": 1, "responses": 4}, {"group": "x", "correct": 4, "responses": 4}]
+    assert accuracy(repeated) == pytest.approx((0.25 + 1) / 2)  # each question weighs one, whatever its repeats
     with pytest.raises(ValueError):
         accuracy([])

@@ -3,20 +3,27 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 
 from lmms_eval_dsr.report import markdown_table, summarize, write_report
 
+# lmms-eval's values are fractions; the summary shows percentages.
 RESULTS = {
     "dsr_bench": {
-        "alias": "dsr_bench", "accuracy,none": 60.0, "macro_accuracy,none": 62.5, "missing_media,none": 1,
-        "latent_blocks,none": 0.5, "per_type,none": {"Abs Dis": 50.0, "Non-Temp Based": 0.0, "cam_pan": 100.0},
-        "abs_dir,none": None,
+        "alias": "dsr_bench", "samples": 5, "accuracy,none": 0.6, "accuracy_stderr,none": "N/A",
+        "accuracy_stderr_clt,none": 0.2449, "accuracy_stderr_clustered,none": 0.2, "macro_accuracy,none": 0.625,
+        "macro_accuracy_stderr_clt,none": "N/A", "missing_media,none": 1, "latent_blocks,none": 0.5,
+        "per_type,none": {"Abs Dis": 0.5, "Non-Temp Based": 0.0, "cam_pan": 1.0}, "abs_dir,none": None,
     },
     "dyn_bench": {
-        "accuracy,none": 50.0, "overall,none": 55.0, "missing_media,none": 0, "latent_blocks,none": 0.0,
-        "per_category,none": {"Camera-Object": 40.0, "Inter-Object": 60.0, "Object-Scene": 65.0},
+        "samples": 6, "accuracy,none": 0.5, "accuracy_stderr_clt,none": 0.1, "accuracy_stderr_clustered,none": "N/A",
+        "overall,none": 0.55, "missing_media,none": 0, "latent_blocks,none": 0.0,
+        "per_category,none": {"Camera-Object": 0.4, "Inter-Object": 0.6, "Object-Scene": 0.65},
+        "camera_object,none": 0.4, "camera_object_stderr_clt,none": 0.03,
+        "inter_object,none": 0.6, "inter_object_stderr_clt,none": 0.04,
+        "object_scene,none": 0.65, "object_scene_stderr_clt,none": 0.12,
     },
     "mme": {"mme_perception_score,none": 1200.0},  # a built-in task in the same run is not ours: left out
 }
@@ -25,11 +32,15 @@ RESULTS = {
 def test_summary_table_and_charts(tmp_path) -> None:
     summaries = summarize(RESULTS)
     assert [(s.task, s.headline_name, s.headline) for s in summaries] == [
-        ("dsr_bench", "Macro", 62.5), ("dyn_bench", "Overall", 55.0)]
+        ("dsr_bench", "Acc", pytest.approx(60.0)), ("dyn_bench", "Overall", pytest.approx(55.0))]
+    dsr, dyn = summaries
+    assert dsr.headline_stderr == pytest.approx(20.0)  # the clustered one when lmms-eval computed it
+    assert dyn.other_stderr == pytest.approx(10.0)  # else the CLT one
+    assert dyn.headline_stderr == pytest.approx(100 * math.sqrt(0.03**2 + 0.04**2 + 0.12**2) / 3)
     table = markdown_table(summaries)
-    assert "| Task | Macro | Acc | Abs Dis | Non-Temp Based | cam_pan | Skipped | Latent blocks |" in table
-    assert "| dsr_bench | 62.5 | 60.0 | 50.0 | 0.0 | 100.0 | 1 | 0.50 |" in table
-    assert "| dyn_bench | 55.0 | 50.0 | 40.0 | 60.0 | 65.0 | 0 | 0.00 |" in table
+    assert "| Task | Acc (± SE) | Macro | Abs Dis | Non-Temp Based | cam_pan | n | Skipped | Latent blocks |" in table
+    assert "| dsr_bench | 60.0 ± 20.0 | 62.5 | 50.0 | 0.0 | 100.0 | 5 | 1 | 0.50 |" in table
+    assert "| dyn_bench | 55.0 ± 4.3 | 50.0 ± 10.0 | 40.0 | 60.0 | 65.0 | 6 | 0 | 0.00 |" in table
     written = write_report(RESULTS, tmp_path, title="tiny")
     assert json.loads(written["json"].read_text())[1]["groups"]["Object-Scene"] == 65.0
     for task in ("dsr_bench", "dyn_bench"):
@@ -42,19 +53,26 @@ def test_trl_latent_eval_end_to_end(checkpoints, dyn_root, tmp_path, capsys) -> 
     from trl_latent.cli_eval import main
 
     out_dir = tmp_path / "eval"
-    code = main([
+    argv = [
         "--model_args", f"pretrained={checkpoints['stock']},dtype=float32,max_pixels=3136,max_frames=4",
-        "--tasks", "dyn_bench", "--dyn_root", str(dyn_root), "--output_dir", str(out_dir),
+        "--tasks", "dyn_bench_think", "--dyn_root", str(dyn_root), "--output_dir", str(out_dir),
         "--gen_kwargs", "max_new_tokens=4", "--batch_size", "3", "--log_samples",
-    ])
-    assert code == 0
-    results = json.loads((out_dir / "results.json").read_text())["results"]["dyn_bench"]
+    ]
+    assert main(argv) == 0
+    results = json.loads((out_dir / "results.json").read_text())["results"]["dyn_bench_think"]
     summary = json.loads((out_dir / "summary.json").read_text())[0]
-    assert summary["headline"] == results["overall,none"] and summary["missing_media"] == 1
+    assert summary["headline"] == pytest.approx(100 * results["overall,none"]) and summary["missing_media"] == 1
+    assert summary["other_stderr"] == pytest.approx(100 * results["accuracy_stderr_clt,none"])  # one scene: no cluster
     assert set(summary["groups"]) == {"Camera-Object", "Inter-Object", "Object-Scene"}
-    assert len((out_dir / "samples_dyn_bench.jsonl").read_text().splitlines()) == 6
-    assert (out_dir / "dyn_bench.png").stat().st_size > 0
-    assert "| dyn_bench |" in capsys.readouterr().out
+    assert len((out_dir / "samples_dyn_bench_think.jsonl").read_text().splitlines()) == 6
+    assert (out_dir / "dyn_bench_think.png").stat().st_size > 0
+    assert "| dyn_bench_think |" in capsys.readouterr().out
+    # a second run never overwrites silently, and --overwrite leaves no stale file behind
+    with pytest.raises(SystemExit, match="already holds results"):
+        main(argv)
+    (out_dir / "samples_old_task.jsonl").write_text("{}\n")
+    assert main([*argv, "--overwrite"]) == 0
+    assert not (out_dir / "samples_old_task.jsonl").exists()
 
 
 def test_trl_latent_eval_requires_model_args() -> None:

@@ -6,7 +6,9 @@ hidden states instead of sampled tokens; a stock checkpoint uses ``model.generat
 returned text (start, K pads, end) so tasks can count them per sample; every other special token is dropped.
 
 Usage: ``lmms-eval --model latent_qwen2_5_vl --model_args pretrained=/path/ckpt,dtype=bfloat16,max_frames=50 …``.
-Sampling: ``--gen_kwargs temperature=0.7,top_p=0.9,seed=1`` (greedy whenever temperature is 0, the task default).
+Sampling: ``--gen_kwargs temperature=0.7,top_p=0.9,seed=1`` (greedy whenever temperature is 0). Videos given as a
+``{"type": "video", "rule": …}`` dict are sampled by that protocol's frame rule (``lmms_eval_dsr.visuals.RULES``);
+``errors: wrong`` in the generation settings scores a question whose inference fails as wrong instead of aborting.
 """
 
 from __future__ import annotations
@@ -17,12 +19,20 @@ from typing import Any
 import torch
 from lmms_eval.api.instance import GenerationResult, Instance, TokenCounts
 from lmms_eval.api.model import lmms
+from loguru import logger
 from PIL import Image
 from tqdm import tqdm
 from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
 
-from lmms_eval_dsr.media import SampledVideo, is_image_path, read_frames, read_video
-from lmms_eval_dsr.visuals import is_frame_video
+from lmms_eval_dsr.media import (
+    SampledVideo,
+    is_image_path,
+    read_frames,
+    read_video,
+    read_video_qwen,
+    read_video_release,
+)
+from lmms_eval_dsr.visuals import RULES, is_frame_video, is_ruled_video
 from trl_latent.generation import generate_with_latents
 from trl_latent.tokens import LatentSpec, get_latent_spec
 
@@ -98,7 +108,16 @@ class LatentQwen2_5_VL(lmms):
                 images.append(visual.convert("RGB") if isinstance(visual, Image.Image) else Image.open(visual).convert("RGB"))
                 content.append({"type": "image"})
             elif is_frame_video(visual):
-                videos.append(read_frames(visual["frames"], float(visual.get("fps", self.fps)), self.max_frames))
+                frames = visual["frames"]
+                cap = len(frames) if visual.get("all_frames") else self.max_frames
+                video = read_frames(frames, float(visual.get("fps", self.fps)), cap)
+                if visual.get("pixels"):
+                    video = video.fitted(*visual["pixels"])
+                videos.append(video)
+                content.append({"type": "video"})
+            elif is_ruled_video(visual):
+                read = read_video_qwen if visual["rule"] == "qwen" else read_video_release
+                videos.append(read(visual["path"], **RULES[visual["rule"]]))
                 content.append({"type": "video"})
             elif isinstance(visual, str):
                 videos.append(read_video(visual, self.fps, self.max_frames))
@@ -123,8 +142,17 @@ class LatentQwen2_5_VL(lmms):
         if videos:
             media["videos"] = [v.frames for v in videos]
             media["video_metadata"] = [{"fps": v.fps, "total_num_frames": len(v.frames)} for v in videos]
-        inputs = self.processor(text=texts, padding=True, return_tensors="pt", **self.pixel_budget, **media)
+        inputs = self.processor(text=texts, padding=True, return_tensors="pt", **self._budget(videos), **media)
         return {k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}
+
+    def _budget(self, videos: Sequence[SampledVideo]) -> dict[str, Any]:
+        """The processor's pixel range: the model's, widened to hold frames a protocol already fitted to its own range
+        (already 28-multiples inside it, so the processor leaves them as they are)."""
+        low, high = self.pixel_budget["size"]["shortest_edge"], self.pixel_budget["size"]["longest_edge"]
+        for video in videos:
+            if video.pixels is not None:
+                low, high = min(low, video.pixels[0]), max(high, video.pixels[1])
+        return {"size": {"shortest_edge": low, "longest_edge": high}}
 
     # ----- generation ---------------------------------------------------------------------------------------------
     def _generate(self, inputs: dict[str, Any], gen_kwargs: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -133,8 +161,6 @@ class LatentQwen2_5_VL(lmms):
         do_sample = temperature > 0
         if int(gen_kwargs.get("num_beams", 1) or 1) != 1:
             raise ValueError("latent_qwen2_5_vl decodes one beam (num_beams=1); beam search has no latent loop")
-        if do_sample and gen_kwargs.get("seed") is not None:
-            torch.manual_seed(int(gen_kwargs["seed"]))
         tokenizer = self.processor.tokenizer
         eos_ids = self.model.generation_config.eos_token_id or tokenizer.eos_token_id
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
@@ -165,13 +191,32 @@ class LatentQwen2_5_VL(lmms):
             groups.setdefault(repr(sorted(request.args[1].items())), []).append(index)
         progress = tqdm(total=len(requests), disable=self.rank != 0, desc="latent_qwen2_5_vl")
         for indices in groups.values():
+            seed = requests[indices[0]].args[1].get("seed")
+            if seed is not None:  # once per run and settings: repeats of a question (lmms-eval --repeats) then differ
+                torch.manual_seed(int(seed))
+            errors_as_wrong = requests[indices[0]].args[1].get("errors") == "wrong"
             for start in range(0, len(indices), self.batch_size_per_gpu):
                 batch = indices[start : start + self.batch_size_per_gpu]
-                for index, result in zip(batch, self._generate_batch([requests[i] for i in batch])):
+                generate = self._generate_each_or_empty if errors_as_wrong else self._generate_batch
+                for index, result in zip(batch, generate([requests[i] for i in batch])):
                     results[index] = result
                 progress.update(len(batch))
         progress.close()
         return results  # type: ignore[return-value]
+
+    def _generate_each_or_empty(self, requests: list[Instance]) -> list[GenerationResult]:
+        """The batch; if it fails, each question alone, and an empty answer (scored wrong) for a question that still
+        fails. This is the release's rule for an inference exception (``errors: wrong`` in the 4dthinker task)."""
+        try:
+            return self._generate_batch(requests)
+        except Exception:  # noqa: BLE001 - the protocol counts any inference failure as a wrong answer
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            if len(requests) > 1:
+                return [result for request in requests for result in self._generate_each_or_empty([request])]
+            _, _, _, doc_id, task, _ = requests[0].args
+            logger.exception(f"{task} doc {doc_id}: inference failed; scored as a wrong answer (errors: wrong)")
+            return [GenerationResult(text="", token_counts=TokenCounts(input_tokens=0, output_tokens=0))]
 
     def _generate_batch(self, requests: list[Instance]) -> list[GenerationResult]:
         contexts, visual_lists = [], []
@@ -180,6 +225,7 @@ class LatentQwen2_5_VL(lmms):
             contexts.append(context)
             visual_lists.append(doc_to_visual(self.task_dict[task][split][doc_id]))
         gen_kwargs = dict(requests[0].args[1])
+        gen_kwargs.pop("errors", None)
         until = gen_kwargs.pop("until", None) or []
         until = [until] if isinstance(until, str) else list(until)
         inputs = self._build_inputs(contexts, visual_lists)

@@ -162,7 +162,7 @@ class Quickstart:
             "--gen_kwargs", f"max_new_tokens={c.max_new_tokens}",
             "--dsr_root", str(self.out / "data" / "export" / "benchmark"),
             "--output_dir", str(self.out / "eval" / arm), "--batch_size", str(c.eval_batch_size),
-            "--seed", str(c.seed), "--title", ARM_LABELS[arm],
+            "--seed", str(c.seed), "--title", ARM_LABELS[arm], "--overwrite",  # a redone stage replaces its results
         ]
         if c.eval_limit:
             argv += ["--limit", str(c.eval_limit)]

@@ -1,5 +1,8 @@
-"""DSR-Bench for lmms-eval: docs from a local ``benchmark.parquet`` + videos, the official prompt, per-type scores.
+"""DSR-Bench for lmms-eval: docs from a local ``benchmark.parquet`` + videos, scored under one of three protocols.
 
+``official`` (task ``dsr_bench``) is DSR-Bench as its authors score it, ``4dthinker`` (``dsr_bench_4dthinker``) the
+4DThinker release's evaluation, ``think`` (``dsr_bench_think``) ours; each protocol fixes the prompt, the frame rule
+(through ``doc_to_visual``) and the answer extraction (through ``process_results``), and its YAML the decoding.
 Every metric receives the same per-question record (as vsibench does) and aggregates the part it reports.
 """
 
@@ -9,34 +12,57 @@ from functools import partial
 from typing import Any
 
 from lmms_eval_dsr.benchmarks import DSR_BENCH_HINT, load_dsr_bench
-from lmms_eval_dsr.prompts import dsr_bench_prompt, think_prompt
-from lmms_eval_dsr.scoring import DSR_TYPE_NAMES, accuracy_of_group, group_accuracy, score_choice
+from lmms_eval_dsr.prompts import (
+    dsr_bench_prompt,
+    protocol_prompt,
+    release_prompt,
+    think_prompt,
+)
+from lmms_eval_dsr.scoring import (
+    DSR_EXTRACTORS,
+    DSR_TYPE_NAMES,
+    accuracy_of_group,
+    group_accuracy,
+    protocol_records,
+)
 from lmms_eval_dsr.task import LocalBenchmarkTask
+from lmms_eval_dsr.visuals import video_file
 
 METRICS = ("accuracy", "macro_accuracy", "per_type", "missing_media", "latent_blocks", *DSR_TYPE_NAMES)
+GROUP_METRICS = {key: key for key in DSR_TYPE_NAMES}
+PROMPTS = {"official": dsr_bench_prompt, "4dthinker": release_prompt, "think": think_prompt}
 
 
 class DSRBenchTask(LocalBenchmarkTask):
-    """DSR-Bench read from ``dataset_kwargs`` ``root`` / ``parquet`` / ``video_root`` or ``DSR_BENCH_ROOT``."""
+    """DSR-Bench read from ``dataset_kwargs`` ``root`` / ``parquet`` / ``video_root`` / ``ids_file`` or
+    ``DSR_BENCH_ROOT``."""
 
     load_benchmark = staticmethod(load_dsr_bench)
     download_hint = DSR_BENCH_HINT
 
 
 def dsr_doc_to_visual(doc: dict[str, Any]) -> list[str]:
+    """The video path: the model's own sampling settings apply (``think``)."""
     return [doc["video"]]
 
 
+def dsr_doc_to_visual_official(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    return [video_file(doc["video"], "qwen")]
+
+
+def dsr_doc_to_visual_4dthinker(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    return [video_file(doc["video"], "release")]
+
+
 def dsr_doc_to_text(doc: dict[str, Any], lmms_eval_specific_kwargs: dict[str, Any] | None = None) -> str:
-    """The official prompt, or the think-with-imagery prompt when the task sets ``prompt_style: think``."""
-    if (lmms_eval_specific_kwargs or {}).get("prompt_style") == "think":
-        return think_prompt(doc["question"], doc["options"])
-    return dsr_bench_prompt(doc["question"], doc["options"])
+    return protocol_prompt(PROMPTS, doc, lmms_eval_specific_kwargs)
 
 
-def dsr_process_results(doc: dict[str, Any], results: list[str]) -> dict[str, dict[str, Any]]:
-    record = score_choice(doc, results[0], doc["type"])
-    return {key: record for key in METRICS}
+_process_results = partial(
+    protocol_records, extractors=DSR_EXTRACTORS, group_field="type", metrics=METRICS, group_metrics=GROUP_METRICS)
+dsr_process_results_official = partial(_process_results, protocol="official")
+dsr_process_results_4dthinker = partial(_process_results, protocol="4dthinker")
+dsr_process_results_think = partial(_process_results, protocol="think")
 
 
 def dsr_aggregate_per_type(records: list[dict[str, Any]]) -> dict[str, float]:

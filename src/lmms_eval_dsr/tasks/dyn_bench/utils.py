@@ -1,7 +1,8 @@
-"""Dyn-Bench (QA part) for lmms-eval: docs from local ``multi_json`` + ``frames``, the official prompt, per category.
+"""Dyn-Bench (QA part) for lmms-eval: docs from local ``multi_json`` + ``frames``, scored per protocol.
 
-The paper's "overall" is the mean of the three category accuracies; plain accuracy over all questions is reported
-next to it as ``accuracy``.
+``official`` (task ``dyn_bench``) is Dyn-Bench's own scorer: every frame as one video, its prompt, the first-word rule;
+its "Overall" is the mean of the three category accuracies. ``think`` (``dyn_bench_think``) is ours. Plain (micro)
+accuracy over all questions is reported next to Overall as ``accuracy``.
 """
 
 from __future__ import annotations
@@ -9,41 +10,58 @@ from __future__ import annotations
 from functools import partial
 from typing import Any
 
-from lmms_eval_dsr.benchmarks import DYN_BENCH_HINT, DYN_CATEGORIES, list_frames, load_dyn_bench
-from lmms_eval_dsr.prompts import dyn_bench_prompt, think_prompt
-from lmms_eval_dsr.scoring import accuracy_of_group, group_accuracy, score_choice
+from lmms_eval_dsr.benchmarks import (
+    DYN_BENCH_HINT,
+    DYN_CATEGORIES,
+    list_frames,
+    load_dyn_bench,
+)
+from lmms_eval_dsr.prompts import dyn_bench_prompt, protocol_prompt, think_prompt
+from lmms_eval_dsr.scoring import (
+    DYN_EXTRACTORS,
+    accuracy_of_group,
+    group_accuracy,
+    protocol_records,
+)
 from lmms_eval_dsr.task import LocalBenchmarkTask
-from lmms_eval_dsr.visuals import frame_video
+from lmms_eval_dsr.visuals import PIXEL, frame_video
 
 METRICS = (
     "overall", "accuracy", "per_category", "camera_object", "inter_object", "object_scene", "missing_media",
     "latent_blocks",
 )
+GROUP_METRICS = {"camera_object": "Camera-Object", "inter_object": "Inter-Object", "object_scene": "Object-Scene"}
 CATEGORY_NAMES = {name: name for name in DYN_CATEGORIES.values()}
+PROMPTS = {"official": dyn_bench_prompt, "think": think_prompt}
+# qwen-vl-utils' handling of a frame list, as Dyn-Bench's Qwen2.5-VL runner uses it: declared 2 fps, 128–768·28².
+OFFICIAL_FPS, OFFICIAL_PIXELS = 2.0, (128 * PIXEL, 768 * PIXEL)
 
 
 class DynBenchTask(LocalBenchmarkTask):
-    """Dyn-Bench read from ``dataset_kwargs.root`` or ``DYN_BENCH_ROOT``."""
+    """Dyn-Bench read from ``dataset_kwargs`` ``root`` / ``ids_file`` or ``DYN_BENCH_ROOT``."""
 
     load_benchmark = staticmethod(load_dyn_bench)
     download_hint = DYN_BENCH_HINT
 
 
 def dyn_doc_to_visual(doc: dict[str, Any]) -> list[dict[str, Any]]:
-    """The scene's frames as one video (the official evaluation feeds them to Qwen2.5-VL as a video, not as images)."""
+    """The scene's frames as one video, capped and sized by the model's settings (``think``)."""
     return [frame_video(list_frames(doc["frames_dir"]))]
 
 
+def dyn_doc_to_visual_official(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every frame of the scene as one video, as Dyn-Bench's runner passes them."""
+    return [frame_video(list_frames(doc["frames_dir"]), OFFICIAL_FPS, all_frames=True, pixels=OFFICIAL_PIXELS)]
+
+
 def dyn_doc_to_text(doc: dict[str, Any], lmms_eval_specific_kwargs: dict[str, Any] | None = None) -> str:
-    """The official prompt, or the think-with-imagery prompt when the task sets ``prompt_style: think``."""
-    if (lmms_eval_specific_kwargs or {}).get("prompt_style") == "think":
-        return think_prompt(doc["question"], doc["options"])
-    return dyn_bench_prompt(doc["question"], doc["options"])
+    return protocol_prompt(PROMPTS, doc, lmms_eval_specific_kwargs)
 
 
-def dyn_process_results(doc: dict[str, Any], results: list[str]) -> dict[str, dict[str, Any]]:
-    record = score_choice(doc, results[0], doc["category"])
-    return {key: record for key in METRICS}
+_process_results = partial(
+    protocol_records, extractors=DYN_EXTRACTORS, group_field="category", metrics=METRICS, group_metrics=GROUP_METRICS)
+dyn_process_results_official = partial(_process_results, protocol="official")
+dyn_process_results_think = partial(_process_results, protocol="think")
 
 
 def dyn_aggregate_per_category(records: list[dict[str, Any]]) -> dict[str, float]:
