@@ -257,3 +257,16 @@ def test_a_video_that_fails_mid_rollout_is_masked_and_counted_or_named(tiny, tmp
     assert trainer.skipped_samples == 1  # one prompt, not its two rollouts
     trainer.train()  # a whole step with the corrupt prompt in it
     assert trainer.skipped_samples == 2 and trainer.state.log_history[-1]["skipped_samples"] == 2
+
+
+def test_model_card_has_the_reward_weights_and_no_local_path(tiny, tmp_path, rl_jsonl):
+    from trl_latent import rewards
+
+    model, processor = tiny
+    trainer = LatentGRPOTrainer(model, reward_funcs=[rewards.accuracy, rewards.format], processing_class=processor,
+                                args=config(tmp_path, reward_weights=[1.0, 0.2]),
+                                train_dataset=load_records(rl_jsonl, task="rl"))
+    trainer.create_model_card(model_name="run", dataset_name=str(rl_jsonl))
+    card = (tmp_path / "out" / "README.md").read_text()
+    assert "| Rewards | 1 × `accuracy` + 0.2 × `format` |" in card and "| Training data | `rl.jsonl` |" in card
+    assert str(tmp_path) not in card and "[None]" not in card and "generate_with_latents(model, **inputs" in card

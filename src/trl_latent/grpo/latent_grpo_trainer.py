@@ -172,7 +172,8 @@ class LatentGRPOTrainer(SkippedSamplesMixin, LatentModelCardMixin, GRPOTrainer):
             **latent_spec_details(self.model),
             "Loss": f"{self.loss_type} (beta {self.beta}) on sampled tokens only: latent pads and the forced "
                     "latent end are masked, the sampled latent start is kept",
-            "Rewards": ", ".join(f"`{name}`" for name in self.reward_func_names),
+            "Rewards": " + ".join(f"{weight:g} × `{name}`"
+                                  for name, weight in zip(self.reward_func_names, self.reward_weights.tolist(), strict=True)),
             **training_data_details(self.train_dataset, self.args.visual_options),
         }
 
