@@ -2,9 +2,12 @@
 
 One loader serves both stages (and the evaluation code), so a record that trains is a record that rolls out. Records
 come from a JSONL file (one sample a line; the public 4DThinker schema) or from a Hugging Face ``datasets`` source (a
-folder written by ``save_to_disk``, a parquet or a json file). Every record is validated before training starts, with
-errors naming ``file:line`` and the field: a bad sample found at step 30,000 of a multi-GPU run is far more expensive
-than one found at load time. ``skip_invalid=True`` drops bad samples instead, logging each one and the total.
+folder written by ``save_to_disk``, a folder ``load_dataset`` reads, a parquet / json / arrow file; a split and a
+configuration pick the part). Every record is validated before training starts, with errors naming ``file:line`` and
+the field: a bad sample found at step 30,000 of a multi-GPU run is far more expensive than one found at load time. A
+4DRL answer must be a number or one of the question's option letters, as the accuracy reward reads them.
+``skip_invalid=True`` drops bad samples instead, logging each one and the total. (Media that open but fail to decode
+are caught where they are decoded, at step time: :mod:`trl_latent.skipping`.)
 
 Normalised record (the columns of the returned ``Dataset``; paths are absolute)::
 
