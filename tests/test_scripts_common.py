@@ -73,3 +73,19 @@ def test_every_flag_has_help_text(script_class, config_class):
 
     parser = TrlParser((script_class, config_class, ModelConfig))
     assert [a.option_strings[0] for a in parser._actions if not (a.help or "").strip()] == []
+
+
+def test_quickstart_flags_have_help_text_and_the_usage_names_the_command(capsys):
+    from trl_latent.quickstart import main
+
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = capsys.readouterr().out
+    assert text.startswith("usage: trl-latent quickstart [-h] [--output_dir OUTPUT_DIR]")
+    assert "--num_clips NUM_CLIPS, --num-clips NUM_CLIPS" in text
+    from transformers import HfArgumentParser
+
+    from trl_latent.quickstart.config import QuickstartConfig
+
+    parser = HfArgumentParser(QuickstartConfig)
+    assert [a.option_strings[0] for a in parser._actions if not (a.help or "").strip()] == []
