@@ -27,7 +27,7 @@ from typing import Any
 
 from transformers import HfArgumentParser
 
-from .config import RESULT_NEUTRAL, QuickstartConfig
+from .config import QuickstartConfig
 
 ARMS = ("sft_text", "dift", "dift_grpo")
 ARM_LABELS = {"sft_text": "text-only SFT", "dift": "DIFT", "dift_grpo": "DIFT + 4DRL"}
@@ -43,6 +43,9 @@ OUTPUTS = {
     **{f"train_{arm}": f"models/{arm}" for arm in ARMS}, **{f"eval_{arm}": f"eval/{arm}" for arm in ARMS},
 }
 """The folder each stage writes, emptied before the stage is redone (so nothing stale is resumed from)."""
+RESULT_NEUTRAL = frozenset({"output_dir", "progress", "workers"})
+"""Settings that change no result (where it is written, progress bars, rendering processes: each clip is seeded by
+itself), so a rerun that changes only these redoes nothing."""
 REPORT_FILES = ("report.md", "report.json", "losses.png", "rewards.png", "accuracy_by_type.png")
 
 

@@ -22,10 +22,6 @@ MODEL_SIZES: dict[str, tuple[dict, dict]] = {
     "3b": (QWEN2_5_VL_3B_TEXT, QWEN2_5_VL_3B_VISION),
 }
 
-RESULT_NEUTRAL = frozenset({"output_dir", "progress", "workers"})
-"""Settings that change no result (where it is written, progress bars, rendering processes: each clip is seeded by
-itself), so a rerun that changes only these redoes nothing."""
-
 
 @dataclass
 class QuickstartConfig:
