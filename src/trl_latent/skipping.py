@@ -11,6 +11,7 @@ every training log (the final one included, so it lands in ``trainer_state.json`
 from __future__ import annotations
 
 import logging
+
 import torch
 
 from .data import DataRecordError
