@@ -1,6 +1,7 @@
 """``trl-latent quickstart`` shortened to tiny sizes: every stage runs for real and writes every artifact."""
 
 import json
+from pathlib import Path
 
 import pytest
 from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
@@ -59,16 +60,65 @@ def test_writes_every_artifact(run):
     assert "![losses](losses.png)" in text and "![rewards](rewards.png)" in text
 
 
+def _stand_in_entry_points(monkeypatch) -> list[str]:
+    """Replace what the stages call (trainers, evaluation, datagen) with recorders; the stages themselves run as
+    written, so they read the settings they read for real. Returns the list of ``"<entry>:<output folder>"``."""
+    import datagen
+    import datagen.synthetic
+    from trl_latent import cli_eval, testing
+    from trl_latent.scripts import dift, grpo
+
+    ran = []
+
+    def recorder(entry):
+        def record(argv):
+            ran.append(f"{entry}:{Path(argv[argv.index('--output_dir') + 1]).name}")
+            return 0
+        return record
+
+    monkeypatch.setattr(dift, "main", recorder("dift"))
+    monkeypatch.setattr(grpo, "main", recorder("grpo"))
+    monkeypatch.setattr(cli_eval, "main", recorder("eval"))
+    monkeypatch.setattr(datagen.synthetic, "write_dataset", lambda *args, **kwargs: ran.append("synthesize"))
+    monkeypatch.setattr(datagen, "run_pipeline", lambda config: ran.append("datagen"))
+    monkeypatch.setattr(testing, "save_tiny_checkpoint", lambda *args, **kwargs: ran.append("build_model"))
+    for name in ("corpus_tokenizer", "build_processor"):
+        monkeypatch.setattr(testing, name, lambda *args, **kwargs: None)
+    monkeypatch.setattr(Quickstart, "_training_texts", lambda self: [])
+    return ran
+
+
 @pytest.mark.slow
 def test_rerun_skips_finished_stages_and_redoes_a_removed_one(run, monkeypatch, capsys):
-    trained = []
-    monkeypatch.setattr(Quickstart, "train_sft", lambda self, arm, data: trained.append(arm))
+    ran = _stand_in_entry_points(monkeypatch)
     before = (run / "report.json").read_text()
     (run / ".done" / "train_sft_text").unlink()
     Quickstart(_config(run)).run()
-    assert trained == ["sft_text"]  # only the stage whose marker was removed
+    assert ran == ["dift:sft_text"]  # only the stage whose marker was removed (redone alike: its eval stands)
     assert capsys.readouterr().out.count("done earlier, skipped") == len(STAGES) - 1
     assert (run / "report.json").read_text() == before
+
+
+@pytest.mark.slow
+def test_rerun_with_other_settings_redoes_exactly_what_they_change(run, monkeypatch, capsys):
+    """Runs after the tests above: it leaves the folder with stand-in stages and no report."""
+    ran = _stand_in_entry_points(monkeypatch)
+    monkeypatch.setattr(Quickstart, "report", lambda self: ran.append("report") or self.out / "quickstart_config.json")
+
+    Quickstart(_config(run, "--progress", "true", "--workers", "2")).run()  # settings that change no result
+    assert ran == ["report"]
+    Quickstart(_config(run, "--grpo_steps", "2")).run()
+    assert ran[1:] == ["grpo:dift_grpo", "eval:dift_grpo", "report"]
+    assert "train_dift_grpo: redone (grpo_steps 1 -> 2)" in capsys.readouterr().out
+    assert not (run / "models" / "dift_grpo").exists()  # emptied before the stage was redone
+    assert not (run / "report.md").exists() and not (run / "report.json").exists()  # the old numbers are gone
+    assert json.loads((run / "quickstart_config.json").read_text())["grpo_steps"] == 2
+    del ran[:]
+    Quickstart(_config(run, "--grpo_steps", "2", "--eval_limit", "2")).run()
+    assert ran == ["eval:sft_text", "eval:dift", "eval:dift_grpo", "report"]
+    del ran[:]
+    Quickstart(_config(run, "--grpo_steps", "2", "--eval_limit", "2", "--num_clips", "6")).run()
+    assert ran[:4] == ["synthesize", "datagen", "build_model", "dift:sft_text"] and len(ran) == len(STAGES) + 1
 
 
 @pytest.mark.slow
@@ -118,8 +168,9 @@ def _key(label: str) -> str:
     return next(key for key, value in ARM_LABELS.items() if value == label)
 
 
-def _config(out) -> QuickstartConfig:
+def _config(out, *flags: str) -> QuickstartConfig:
     from transformers import HfArgumentParser
 
-    (config,) = HfArgumentParser(QuickstartConfig).parse_args_into_dataclasses(args=["--output_dir", str(out), *TINY])
+    args = ["--output_dir", str(out), *TINY, *flags]
+    (config,) = HfArgumentParser(QuickstartConfig).parse_args_into_dataclasses(args=args)
     return config

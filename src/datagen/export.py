@@ -1,8 +1,14 @@
-"""Stage 7 (``export``): DIFT / 4DRL JSONL, a Hugging Face dataset and a DSR-Bench style held-out benchmark.
+"""Stage 7 (``export``): DIFT / 4DRL JSONL, Hugging Face datasets and a DSR-Bench style held-out benchmark.
 
 Paths inside the JSONL files are relative to the JSONL file (docs/architecture.md section 4). Clips are split
 deterministically by a hash of their id: ``benchmark_fraction`` of them form the held-out benchmark
 (``benchmark/benchmark.parquet`` + ``benchmark/{videoID}.mp4``) and never appear in the training files.
+
+Both dataset forms load straight into the trainers: ``export/README.md`` names each file as a ``load_dataset``
+configuration with a ``train`` split (``trl-latent grpo --dataset_name export --dataset_config rl``; other files in the
+folder, such as ``validation.json``, are never read as splits), and ``hf_dataset/{dift,dift_text_only,rl}`` are
+``save_to_disk`` folders with a ``train`` split whose media paths are relative to that folder
+(``--dataset_name export/hf_dataset/rl``).
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .cot.checks import OUTPUT_IMAGE
-from .io import atomic_write, read_json, write_jsonl
+from .io import atomic_write, read_json, write_jsonl, write_text
 from .mcq import question_with_options, stable_hash
 
 
@@ -29,7 +35,7 @@ class ExportConfig:
     text_only: bool = True
     """Also write ``dift_text_only.jsonl``: the same questions and answers without imagery (ablation)."""
     hf_dataset: bool = True
-    """Also save a ``datasets.DatasetDict`` (``dift``, ``rl``) with ``save_to_disk``."""
+    """Also save ``hf_dataset/{dift,dift_text_only,rl}``: ``save_to_disk`` folders with a ``train`` split each."""
 
 
 def is_held_out(clip_id: str, fraction: float) -> bool:
@@ -83,17 +89,48 @@ def collect_records(out: Path, clip_ids: list[str], fraction: float) -> dict[str
     return rows
 
 
-def _save_hf(rows: dict[str, list[dict]], path: Path) -> None:
+def _relative_to(rows: list[dict], export_dir: Path, folder: Path) -> list[dict]:
+    """``rows`` with their media paths (relative to ``export_dir``) made relative to ``folder`` instead."""
+    def move(path: str) -> str:
+        return _rel(Path(os.path.normpath(export_dir / path)), folder)
+
+    return [{**row, "image_input": [move(p) for p in row["image_input"]],
+             **({"image_output": [move(p) for p in row["image_output"]]} if "image_output" in row else {})}
+            for row in rows]
+
+
+def _save_hf(rows: dict[str, list[dict]], export_dir: Path, path: Path) -> None:
+    """One ``save_to_disk`` folder per training file under ``path``, each a ``DatasetDict`` with a ``train`` split,
+    written next to ``path`` and swapped in whole."""
     from datasets import Dataset, DatasetDict
 
     tmp = path.with_name(f".{path.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    DatasetDict({k: Dataset.from_list(rows[k]) for k in ("dift", "rl") if rows[k]}).save_to_disk(str(tmp))
+    for name in ("dift", "dift_text_only", "rl"):
+        if rows[name]:
+            split = Dataset.from_list(_relative_to(rows[name], export_dir, path / name))
+            DatasetDict({"train": split}).save_to_disk(str(tmp / name))
     old = path.with_name(f".{path.name}.old")
     if path.exists():
         os.replace(path, old)
     os.replace(tmp, path)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def dataset_card(configs: dict[str, str]) -> str:
+    """``README.md`` of the export folder: one ``load_dataset`` configuration per JSONL file (``{name: path}``), the
+    first the default, each with one ``train`` split. (The benchmark is not one: ``load_dataset`` reads a folder with
+    one builder, and the benchmark is parquet read by the lmms-eval task.)"""
+    lines = ["---", "configs:"]
+    for index, (name, path) in enumerate(configs.items()):
+        lines += [f"- config_name: {name}", "  data_files:", "  - split: train", f"    path: {path}"]
+        if index == 0:
+            lines.append("  default: true")
+    lines += ["---", "", "# trl-latent datagen export", "",
+              "DIFT (`dift`, `dift_text_only`) and 4DRL (`rl`) records; media paths are relative to this folder.",
+              "Train on one with `trl-latent dift|grpo --dataset_name <this folder> --dataset_config <name>`, or load",
+              "it with `datasets.load_dataset(<this folder>, <name>)`.", ""]
+    return "\n".join(lines)
 
 
 def _save_benchmark(rows: list[dict], folder: Path) -> None:
@@ -118,9 +155,12 @@ def export(out: Path, clip_ids: list[str], config: ExportConfig) -> dict[str, Pa
     if config.text_only:
         paths["dift_text_only"] = write_jsonl(export_dir / "dift_text_only.jsonl", rows["dift_text_only"])
     if config.hf_dataset and (rows["dift"] or rows["rl"]):
-        _save_hf(rows, export_dir / "hf_dataset")
+        _save_hf(rows, export_dir, export_dir / "hf_dataset")
         paths["hf_dataset"] = export_dir / "hf_dataset"
     if rows["benchmark"]:
         _save_benchmark(rows["benchmark"], export_dir / "benchmark")
         paths["benchmark"] = export_dir / "benchmark" / "benchmark.parquet"
+    configs = {name: paths[name].relative_to(export_dir).as_posix()
+               for name in ("dift", "dift_text_only", "rl") if name in paths}
+    paths["card"] = write_text(export_dir / "README.md", dataset_card(configs))
     return paths

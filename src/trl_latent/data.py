@@ -2,9 +2,12 @@
 
 One loader serves both stages (and the evaluation code), so a record that trains is a record that rolls out. Records
 come from a JSONL file (one sample a line; the public 4DThinker schema) or from a Hugging Face ``datasets`` source (a
-folder written by ``save_to_disk``, a parquet or a json file). Every record is validated before training starts, with
-errors naming ``file:line`` and the field: a bad sample found at step 30,000 of a multi-GPU run is far more expensive
-than one found at load time. ``skip_invalid=True`` drops bad samples instead, logging each one and the total.
+folder written by ``save_to_disk``, a folder ``load_dataset`` reads, a parquet / json / arrow file; a split and a
+configuration pick the part). Every record is validated before training starts, with errors naming ``file:line`` and
+the field: a bad sample found at step 30,000 of a multi-GPU run is far more expensive than one found at load time. A
+4DRL answer must be a number or one of the question's option letters, as the accuracy reward reads them.
+``skip_invalid=True`` drops bad samples instead, logging each one and the total. (Media that open but fail to decode
+are caught where they are decoded, at step time: :mod:`trl_latent.skipping`.)
 
 Normalised record (the columns of the returned ``Dataset``; paths are absolute)::
 
@@ -70,21 +73,34 @@ def build_prompt(question: str, suffix: str = FOUR_D_PROMPT_SUFFIX) -> str:
 # Loading and validation
 
 
-def _raw_rows(path: Path) -> Iterator[tuple[str, Any]]:
-    """``(source, raw row)`` pairs; a JSONL line that is not a JSON object is reported as that row's problem."""
-    if path.is_dir() or path.suffix in (".parquet", ".arrow") or path.suffix == ".json":
-        import datasets
+def _is_saved_dataset(folder: Path) -> bool:
+    """A folder written by ``save_to_disk`` (a ``Dataset`` or a ``DatasetDict``), as opposed to a folder of data files."""
+    return any((folder / name).is_file() for name in ("dataset_dict.json", "state.json"))
 
-        if path.is_dir():
-            table = datasets.load_from_disk(str(path))
-            if isinstance(table, datasets.DatasetDict):
-                if "train" not in table:
-                    raise ValueError(f"{path}: a DatasetDict without a 'train' split ({list(table)})")
-                table = table["train"]
-        else:
-            builder = "parquet" if path.suffix == ".parquet" else "json"
-            table = datasets.load_dataset(builder, data_files=str(path), split="train")
-        for index, row in enumerate(table):
+
+def _hf_table(path: Path, split: str, config: str | None) -> Any:
+    """The ``split`` of a ``datasets`` source: a ``save_to_disk`` folder, a folder ``load_dataset`` reads (data files,
+    or a README whose ``configs`` name them), or a parquet / json file."""
+    import datasets
+
+    if path.is_dir() and _is_saved_dataset(path):
+        table = datasets.load_from_disk(str(path))
+    elif path.is_dir():
+        table = datasets.load_dataset(str(path), name=config)
+    else:
+        builder = {".parquet": "parquet", ".arrow": "arrow"}.get(path.suffix, "json")
+        table = datasets.load_dataset(builder, data_files={split: str(path)})
+    if isinstance(table, datasets.DatasetDict):
+        if split not in table:
+            raise ValueError(f"{path}: no split {split!r} (splits: {list(table)}); choose one with --dataset_train_split")
+        table = table[split]
+    return table
+
+
+def _raw_rows(path: Path, split: str = "train", config: str | None = None) -> Iterator[tuple[str, Any]]:
+    """``(source, raw row)`` pairs; a JSONL line that is not a JSON object is reported as that row's problem."""
+    if path.is_dir() or path.suffix in (".parquet", ".arrow", ".json"):
+        for index, row in enumerate(_hf_table(path, split, config)):
             yield f"{path}:row {index}", row
         return
     with path.open(encoding="utf-8") as handle:
@@ -160,6 +176,25 @@ def _visual_fields(row: dict, source: str, base: Path, check_media: bool) -> dic
     return {"frames": frames, "image": "", "video": ""}
 
 
+def _checked_answer(answer: str, question: str, source: str) -> str:
+    """``answer`` when the accuracy reward can score it: a number, or the letter of one of the question's options
+    (read with :func:`trl_latent.rewards.options_in`, the reward's own parser)."""
+    from .rewards import options_in
+
+    try:
+        float(answer)
+        return answer
+    except ValueError:
+        pass
+    letters = [option.lstrip("(")[0] for option in options_in(question)]
+    if len(answer) != 1 or not answer.isalpha():
+        raise DataRecordError(source, "answer", f"{answer!r} is neither a number nor an option letter")
+    if answer.upper() not in letters:
+        listed = ", ".join(letters) if letters else "no 'A. …' option lines"
+        raise DataRecordError(source, "answer", f"{answer!r} is not among the options of text_input ({listed})")
+    return answer
+
+
 def normalize_record(row: Any, source: str, base: Path, task: Task, check_media: bool = True) -> dict[str, Any]:
     """Validate one raw record and return its normalised form (see the module docstring); raise
     :class:`DataRecordError` naming ``source`` and the field otherwise."""
@@ -189,7 +224,7 @@ def normalize_record(row: Any, source: str, base: Path, task: Task, check_media:
         answer = row.get("answer")
         if answer is None or isinstance(answer, (list, dict)) or str(answer).strip() == "":
             raise DataRecordError(source, "answer", f"missing or not a letter/number: {answer!r}")
-        record["answer"] = str(answer).strip()
+        record["answer"] = _checked_answer(str(answer).strip(), row["text_input"], source)
         record["type"] = str(row.get("type") or "")
     else:
         raise ValueError(f"task must be 'dift' or 'rl', got {task!r}")
@@ -197,11 +232,15 @@ def normalize_record(row: Any, source: str, base: Path, task: Task, check_media:
 
 
 def load_records(
-    path: str | Path, task: Task = "dift", *, skip_invalid: bool = False, check_media: bool = True
+    path: str | Path, task: Task = "dift", *, skip_invalid: bool = False, check_media: bool = True,
+    split: str = "train", config: str | None = None,
 ) -> datasets.Dataset:  # noqa: F821 - imported lazily
     """Load, validate and normalise every record of ``path`` into a ``datasets.Dataset``.
 
-    Paths inside the records resolve relative to the data file (to the folder itself for a ``save_to_disk`` folder).
+    ``path`` is a JSONL file, a parquet / json / arrow file, a ``save_to_disk`` folder or a folder ``load_dataset``
+    reads; ``split`` picks the split of a ``DatasetDict`` (``--dataset_train_split``) and ``config`` the configuration
+    of a folder whose README defines several (``--dataset_config``). Paths inside the records resolve relative to the
+    data file (to the folder itself for a folder).
     ``check_media`` opens every image and video header, so unreadable files fail here rather than mid-training. A
     bad record raises :class:`DataRecordError`; with ``skip_invalid`` it is logged and dropped, and the total is
     logged too. An empty result is always an error.
@@ -213,7 +252,7 @@ def load_records(
         raise FileNotFoundError(f"data file not found: {path}")
     base = path if path.is_dir() else path.parent
     records, errors = [], []
-    for source, row in _raw_rows(path):
+    for source, row in _raw_rows(path, split, config):
         try:
             records.append(normalize_record(row, source, base, task, check_media))
         except DataRecordError as error:

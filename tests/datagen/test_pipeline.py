@@ -40,7 +40,7 @@ def test_pipeline_end_to_end_validates(dataset, tmp_path):
     assert text_only[0]["text_input"] == record["text_input"]
     from datasets import load_from_disk
 
-    assert load_from_disk(str(paths["hf_dataset"]))["rl"].num_rows == len(rl)
+    assert load_from_disk(str(paths["hf_dataset"] / "rl"))["train"].num_rows == len(rl)
     letters = [r["answer"] for r in rl]
     assert all(letters.count(x) >= len(rl) / 4 - 3 for x in "ABCD")  # balanced up to one per clip
 

@@ -5,30 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
-from tiny_inputs import random_image
+from tiny_inputs import random_image, write_video
 
 
 def write_image(path: Path, seed: int, size: int = 56) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     random_image(seed, size).save(path)
-    return path
-
-
-def write_video(path: Path, num_frames: int = 8, fps: int = 4, size: int = 56, seed: int = 0) -> Path:
-    """A tiny mp4 (mpeg4 codec, no system ffmpeg needed)."""
-    import av
-
-    rng = np.random.default_rng(seed)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("mpeg4", rate=fps)
-        stream.width = stream.height = size
-        stream.pix_fmt = "yuv420p"
-        for _ in range(num_frames):
-            frame = av.VideoFrame.from_ndarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8), format="rgb24")
-            container.mux(stream.encode(frame))
-        container.mux(stream.encode())
     return path
 
 

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
+
 import pytest
 import torch
+from tiny_inputs import corrupt_middle
 
 from trl_latent.data import DataRecordError, VisualOptions
 from trl_latent.dift import DataCollatorForLatentImagery
@@ -74,3 +78,25 @@ def test_media_broken_after_loading_is_reported_at_collate_time(collator, dift_r
         handle.write(b"garbage")
     with pytest.raises(DataRecordError, match=r"train\.jsonl:3: field 'video': unreadable video"):
         collator([dift_records[2]])
+
+
+def test_undecodable_video_is_an_error_naming_the_record_or_a_counted_skip(collator, dift_records, caplog):
+    corrupt_middle(Path(dift_records[2]["video"]))
+    with pytest.raises(DataRecordError, match=r"train\.jsonl:3: field 'video': unreadable video .*skip_invalid_samples"):
+        collator([dift_records[0], dift_records[2]])
+
+    collator.skip_invalid = True
+    with caplog.at_level(logging.WARNING, logger="trl_latent.skipping"):
+        batch = collator([dift_records[0], dift_records[2]])
+    assert batch["input_ids"].shape[0] == 1 and batch["num_skipped"].item() == 1  # the bad row is dropped
+    assert batch["latent_image_grid_thw"].shape[0] == 2  # only the good row's two imagery images
+    assert "train.jsonl:3" in caplog.text
+    # a batch with nothing decodable gets the last good sample in its place, still counted as one skip
+    alone = collator([dift_records[2]])
+    assert alone["input_ids"].shape[0] == 1 and alone["num_skipped"].item() == 1
+    assert torch.equal(alone["input_ids"], batch["input_ids"])
+    # ... and before any sample decoded, the first record of spare_records that decodes
+    fresh = DataCollatorForLatentImagery(collator.processor, collator.spec, collator.visual, imagery_max_pixels=56 * 56,
+                                         skip_invalid=True, spare_records=dift_records)
+    first = fresh([dift_records[2]])
+    assert first["num_skipped"].item() == 1 and torch.equal(first["input_ids"], fresh([dift_records[0]])["input_ids"])

@@ -148,3 +148,37 @@ def test_av_fallback_matches_decord(tmp_path):
 def test_sample_indices_caps_frames_uniformly():
     indices, rate = sample_indices(total=100, native_fps=10.0, fps=1.0, max_frames=5)
     assert indices == [0, 20, 40, 70, 90] and rate == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize(("answer", "question", "needle"), [
+    ("E", "Q?\nA. left\nB. right", r"'E' is not among the options of text_input \(A, B\)"),
+    ("B", "Which way?", r"'B' is not among the options of text_input \(no 'A. …' option lines\)"),
+    ("left", "Q?\nA. left\nB. right", "'left' is neither a number nor an option letter"),
+])
+def test_rl_answer_outside_the_options_names_file_and_line(tmp_path, answer, question, needle):
+    write_image(tmp_path / "f.png", seed=0)
+    good = {"image_input": "f.png", "text_input": "Q?\nA. left\n(B) right", "answer": "b"}
+    path = write_jsonl(tmp_path / "rl.jsonl", [good, {**good, "text_input": question, "answer": answer}])
+    assert load_records(path, task="rl", skip_invalid=True)["answer"] == ["b"]  # skipped like any invalid record
+    with pytest.raises(DataRecordError, match=rf"rl\.jsonl:2: field 'answer': {needle}"):
+        load_records(path, task="rl")
+
+
+def test_datasets_folders_honour_split_and_config(tmp_path):
+    import datasets
+
+    write_image(tmp_path / "s0" / "f.png", seed=0)
+    rows = {"image_input": ["s0/f.png"], "text_input": ["Q?\nA. x\nB. y"], "answer": ["A"]}
+    datasets.DatasetDict({"dift": datasets.Dataset.from_dict(rows)}).save_to_disk(str(tmp_path / "saved"))
+    write_image(tmp_path / "saved" / "s0" / "f.png", seed=0)
+    with pytest.raises(ValueError, match=r"no split 'train' \(splits: \['dift'\]\); choose one with --dataset_train_split"):
+        load_records(tmp_path / "saved", task="rl")
+    assert load_records(tmp_path / "saved", task="rl", split="dift")["answer"] == ["A"]
+
+    # a folder of data files with a README naming its configurations, as load_dataset reads it
+    write_jsonl(tmp_path / "rl.jsonl", [{"image_input": "s0/f.png", "text_input": "Q?\nA. x\nB. y", "answer": "B"}])
+    (tmp_path / "validation.json").write_text("{}")  # a report next to the data is no split
+    (tmp_path / "README.md").write_text("---\nconfigs:\n- config_name: rl\n  data_files:\n  - split: train\n"
+                                        "    path: rl.jsonl\n---\n")
+    records = load_records(tmp_path, task="rl", config="rl")
+    assert records["answer"] == ["B"] and records["image"] == [str(tmp_path / "s0" / "f.png")]

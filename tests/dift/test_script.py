@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from dift_data import dift_record, write_jsonl
+from dift_data import dift_record, write_jsonl, write_video
 
 from trl_latent.data import VisualOptions, load_records, load_visual
 from trl_latent.scripts.dift import main
@@ -22,17 +22,32 @@ def stock_checkpoint(tmp_path):
     return path
 
 
-def test_tiny_recipe_runs_two_steps(stock_checkpoint, tmp_path):
+def test_tiny_recipe_runs_two_steps(stock_checkpoint, tmp_path, monkeypatch):
     data = write_jsonl(tmp_path / "data" / "train.jsonl", [dift_record(tmp_path / "data", i) for i in range(2)])
+    # the local checkpoint came from a Hub model: its card says so, and the new card must follow it there
+    (stock_checkpoint / "README.md").write_text("---\nbase_model: Qwen/Qwen2.5-VL-3B-Instruct\n---\n# tiny\n")
     out = tmp_path / "out"
     code = main(["--config", str(RECIPE), "--model_name_or_path", str(stock_checkpoint),
                  "--dataset_name", str(data), "--output_dir", str(out)])
     assert code == 0
-    assert (out / "model.safetensors").is_file() and "| Latent size K | 4 |" in (out / "README.md").read_text()
+    card = (out / "README.md").read_text()
+    assert (out / "model.safetensors").is_file() and "| Latent size K | 4 |" in card
     from transformers import AutoConfig, AutoProcessor
 
     assert AutoConfig.from_pretrained(out).latent_size == 4
     assert "<|latent_start|>" in AutoProcessor.from_pretrained(out).tokenizer.get_vocab()
+
+    assert "base_model: Qwen/Qwen2.5-VL-3B-Instruct" in card and "[None]" not in card
+    assert "fine-tuned version of [Qwen/Qwen2.5-VL-3B-Instruct](https://huggingface.co/Qwen/Qwen2.5-VL-3B-Instruct) " \
+           "(through the local checkpoint `tiny`)" in card
+    assert str(tmp_path) not in card and "| Training data | `train.jsonl` |" in card
+    assert 'pipeline("text-generation"' not in card
+    # the quick start runs as written, from the folder holding the model, on a video named clip.mp4
+    code_block = card.split("## Quick start\n\n```python\n", 1)[1].split("```", 1)[0]
+    assert "generate_with_latents(model, **inputs" in code_block and 'model_id = "out"' in code_block
+    write_video(tmp_path / "clip.mp4")
+    monkeypatch.chdir(tmp_path)
+    exec(code_block.replace("max_new_tokens=512", "max_new_tokens=4"), {})  # raises if any line of it is wrong
 
 
 def test_recipe_flags_are_validated():

@@ -122,3 +122,26 @@ def test_save_model_writes_a_latent_model_card(tiny, dift_records, tmp_path):
     assert "0.1 × CE" in card and "1.0 × mean(1 − cos" in card and "train.jsonl" in card
     assert "generate_with_latents" in card and "This model was trained with DIFT" in card
     assert card.index("## Thinking with 4D imagery") < card.index("## Citations")
+
+
+def test_a_video_that_fails_mid_run_is_skipped_and_counted_or_named(tiny, tmp_path):
+    from dift_data import dift_record, write_jsonl
+    from tiny_inputs import corrupt_middle
+
+    from trl_latent.data import DataRecordError, load_records
+
+    rows = [dift_record(tmp_path, 0, num_imagery=1, video=True), dift_record(tmp_path, 1, num_imagery=1),
+            dift_record(tmp_path, 2, num_imagery=1)]
+    corrupt_middle(tmp_path / "s0" / "clip.mp4")
+    records = load_records(write_jsonl(tmp_path / "train.jsonl", rows))  # the header is fine: it loads
+    overrides = dict(per_device_train_batch_size=1, max_steps=3, skip_invalid_samples=True)
+    trainer = _trainer(tiny, records, tmp_path / "skip", **overrides)
+    trainer.train()  # one epoch: every record once, the corrupt one at some step
+    assert trainer.skipped_samples == 1
+    history = trainer.state.log_history
+    assert history[-1]["skipped_samples"] == 1 and "train_runtime" in history[-1]  # in the final metrics
+    assert sum("loss" in entry for entry in history) == 3
+
+    strict = _trainer(tiny, records, tmp_path / "strict", **{**overrides, "skip_invalid_samples": False})
+    with pytest.raises(DataRecordError, match=r"train\.jsonl:1: field 'video': unreadable video"):
+        strict.train()

@@ -229,3 +229,44 @@ def test_trainer_requires_latent_config(tiny, tmp_path):
     model, processor = tiny
     with pytest.raises(TypeError, match="LatentGRPOConfig"):
         LatentGRPOTrainer(model, reward_funcs=length_reward, args=GRPOConfig(output_dir=str(tmp_path), use_cpu=True))
+
+
+def test_a_video_that_fails_mid_rollout_is_masked_and_counted_or_named(tiny, tmp_path):
+    import json
+
+    from tiny_inputs import corrupt_middle, write_video
+
+    from trl_latent.data import DataRecordError
+
+    folder = tmp_path / "data"
+    corrupt_middle(write_video(folder / "clip.mp4"))
+    random_image(0).save(folder / "image.png")
+    rows = [{"video": "clip.mp4", "text_input": QUESTION, "answer": "A"},
+            {"image_input": "image.png", "text_input": QUESTION, "answer": "B"}]
+    (folder / "rl.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    dataset = load_records(folder / "rl.jsonl", task="rl")  # the mp4 header is fine: it loads
+
+    strict = trainer_for(*copy.deepcopy(tiny), tmp_path / "strict", dataset)
+    with pytest.raises(DataRecordError, match=r"rl\.jsonl:1: field 'video': unreadable video .*skip_invalid_samples"):
+        strict._generate_and_score_completions(rollout_rows(dataset))
+
+    trainer = trainer_for(*tiny, tmp_path / "skip", dataset, skip_invalid_samples=True, max_steps=1, logging_steps=1)
+    out = trainer._generate_and_score_completions(rollout_rows(dataset))
+    assert out["tool_mask"][:2].eq(0).all() and out["tool_mask"][2:].any()  # both copies of the video prompt
+    assert out["num_items_in_batch"].item() == (out["completion_mask"] * out["tool_mask"]).sum().item()
+    assert trainer.skipped_samples == 1  # one prompt, not its two rollouts
+    trainer.train()  # a whole step with the corrupt prompt in it
+    assert trainer.skipped_samples == 2 and trainer.state.log_history[-1]["skipped_samples"] == 2
+
+
+def test_model_card_has_the_reward_weights_and_no_local_path(tiny, tmp_path, rl_jsonl):
+    from trl_latent import rewards
+
+    model, processor = tiny
+    trainer = LatentGRPOTrainer(model, reward_funcs=[rewards.accuracy, rewards.format], processing_class=processor,
+                                args=config(tmp_path, reward_weights=[1.0, 0.2]),
+                                train_dataset=load_records(rl_jsonl, task="rl"))
+    trainer.create_model_card(model_name="run", dataset_name=str(rl_jsonl))
+    card = (tmp_path / "out" / "README.md").read_text()
+    assert "| Rewards | 1 × `accuracy` + 0.2 × `format` |" in card and "| Training data | `rl.jsonl` |" in card
+    assert str(tmp_path) not in card and "[None]" not in card and "generate_with_latents(model, **inputs" in card

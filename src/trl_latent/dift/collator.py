@@ -11,8 +11,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from PIL import Image
 
-from ..data import DataRecordError, VisualOptions, load_image, load_visual
+from ..data import DataRecordError, Visual, VisualOptions, load_image, load_visual
+from ..skipping import skip_or_raise
 from ..tokens import LatentSpec, expand_output_images
 
 IGNORE_INDEX = -100
@@ -39,6 +41,11 @@ class DataCollatorForLatentImagery:
     ``<|im_start|>assistant\\n``), on padding and on latent pads; latent start/end and the answer text are supervised.
     Sequences are right-padded and never truncated: cutting one would separate vision or latent placeholders from
     their features, so a sequence over ``max_length`` is an error naming its record.
+
+    A sample whose media fail to decode is an error naming its ``file:line``; with ``skip_invalid`` it is dropped from
+    the batch instead (logged, and counted in the ``num_skipped`` key the trainer reads). A batch in which every
+    sample fails gets the last sample that decoded (or the first of ``spare_records`` that does) in their place, so
+    that every process still takes its step.
     """
 
     processor: Any
@@ -47,6 +54,9 @@ class DataCollatorForLatentImagery:
     imagery_min_pixels: int = 28 * 28
     imagery_max_pixels: int = 256 * 28 * 28
     max_length: int | None = None
+    skip_invalid: bool = False
+    spare_records: Any = None
+    _spare: tuple[dict[str, Any], Visual, list[Image.Image]] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         tokenizer = self.processor.tokenizer
@@ -62,20 +72,47 @@ class DataCollatorForLatentImagery:
         ]
         return self.processor.apply_chat_template(messages, tokenize=False)
 
-    def __call__(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        texts, images, videos, metadata, imagery, imagery_sources = [], [], [], [], [], []
+    def _decode(self, example: dict[str, Any]) -> tuple[dict[str, Any], Visual, list[Image.Image]]:
+        visual = load_visual(example, self.visual)
+        imagery = [load_image(path, self.imagery_min_pixels, self.imagery_max_pixels, example["source"],
+                              f"image_output[{i}]") for i, path in enumerate(example["image_output"])]
+        return example, visual, imagery
+
+    def _decode_all(self, examples: list[dict[str, Any]]) -> tuple[list[tuple[dict[str, Any], Visual, list]], int]:
+        """The decoded samples of the batch (the spare when none decodes) and how many failed."""
+        decoded = []
         for example in examples:
-            visual = load_visual(example, self.visual)
+            try:
+                decoded.append(self._decode(example))
+            except DataRecordError as error:
+                skip_or_raise(error, self.skip_invalid)
+        if decoded:
+            self._spare = decoded[-1]
+        elif self._spare is None:
+            self._spare = self._first_decodable_spare()
+        return decoded or [self._spare], len(examples) - len(decoded)
+
+    def _first_decodable_spare(self) -> tuple[dict[str, Any], Visual, list[Image.Image]]:
+        for example in self.spare_records if self.spare_records is not None else ():
+            try:
+                return self._decode(example)
+            except DataRecordError:
+                continue
+        raise ValueError("every sample of a batch failed to decode and no record of the dataset decodes to stand in")
+
+    def __call__(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        decoded, num_skipped = self._decode_all(examples)
+        examples = [example for example, _, _ in decoded]
+        texts, images, videos, metadata, imagery, imagery_sources = [], [], [], [], [], []
+        for example, visual, example_imagery in decoded:
             if visual.is_video:
                 videos.append(visual.frames)
                 metadata.append(visual.video_metadata)
             else:
                 images.append(visual.image)
             texts.append(self._conversation(example, "video" if visual.is_video else "image"))
-            for i, path in enumerate(example["image_output"]):
-                imagery.append(load_image(path, self.imagery_min_pixels, self.imagery_max_pixels,
-                                          example["source"], f"image_output[{i}]"))
-                imagery_sources.append((example["source"], i))
+            imagery += example_imagery
+            imagery_sources += [(example["source"], i) for i in range(len(example_imagery))]
 
         budget = {"shortest_edge": self.visual.min_pixels, "longest_edge": self.visual.max_pixels}
         batch = self.processor(
@@ -98,6 +135,8 @@ class DataCollatorForLatentImagery:
             self._check_imagery_tokens(encoded["image_grid_thw"], imagery_sources)
             batch["latent_pixel_values"] = encoded["pixel_values"]
             batch["latent_image_grid_thw"] = encoded["image_grid_thw"]
+        if self.skip_invalid:
+            batch["num_skipped"] = torch.tensor(num_skipped)
         return dict(batch)
 
     def _check_length(self, attention_mask: torch.Tensor, examples: list[dict[str, Any]]) -> None:

@@ -54,7 +54,9 @@ class LatentImageryConfig(ActivationCheckpointingDefault, SFTConfig):
         imagery_max_pixels (`int`, *optional*, defaults to `200704`):
             Most pixels per imagery image. It must give at least K merged vision tokens (K * 784 pixels).
         skip_invalid_samples (`bool`, *optional*, defaults to `False`):
-            Drop invalid records (logged one by one and counted) instead of stopping with an error at load time.
+            Drop invalid records (logged one by one and counted) instead of stopping with an error naming `file:line`:
+            at load time, and at step time for media that fail to decode (the run total is logged as
+            `skipped_samples`).
     """
 
     latent_size: int = field(default=4, metadata={"help": "Number K of latent vectors per imagery image."})
@@ -75,7 +77,9 @@ class LatentImageryConfig(ActivationCheckpointingDefault, SFTConfig):
     imagery_min_pixels: int = field(default=28 * 28, metadata={"help": "Least pixels per imagery image."})
     imagery_max_pixels: int = field(default=256 * 28 * 28, metadata={"help": "Most pixels per imagery image."})
     skip_invalid_samples: bool = field(
-        default=False, metadata={"help": "Drop invalid records (logged and counted) instead of raising at load time."}
+        default=False,
+        metadata={"help": "Skip invalid records and samples whose media fail to decode mid-run (logged, counted as "
+                          "`skipped_samples`) instead of stopping with an error naming file:line."},
     )
 
     # Parameters whose default values are overridden from SFTConfig

@@ -23,6 +23,7 @@ from ..model_card import (
     latent_spec_details,
     training_data_details,
 )
+from ..skipping import SkippedSamplesMixin
 from ..tokens import LatentSpec, add_latent_tokens
 from .collator import DataCollatorForLatentImagery
 from .dift_config import LatentImageryConfig
@@ -52,7 +53,7 @@ def latent_similarity_loss(
     return (1.0 - cosine).mean(dim=1).mean(), cosine.mean()
 
 
-class LatentImageryTrainer(LatentModelCardMixin, SFTTrainer):
+class LatentImageryTrainer(SkippedSamplesMixin, LatentModelCardMixin, SFTTrainer):
     """[`~trl.SFTTrainer`] for DIFT. ``model`` is a model id / local path or a loaded Qwen2.5-VL; the latent tokens
     are added when it lacks them, and a [`DataCollatorForLatentImagery`] is built when no collator is given. The
     training records are those of :func:`trl_latent.data.load_records` (task ``"dift"``)."""
@@ -106,6 +107,8 @@ class LatentImageryTrainer(LatentModelCardMixin, SFTTrainer):
                 imagery_min_pixels=args.imagery_min_pixels,
                 imagery_max_pixels=args.imagery_max_pixels,
                 max_length=args.max_length,
+                skip_invalid=args.skip_invalid_samples,
+                spare_records=train_dataset,
             )
         super().__init__(
             model=model,
@@ -121,6 +124,9 @@ class LatentImageryTrainer(LatentModelCardMixin, SFTTrainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         mode = "train" if self.model.training else "eval"
+        num_skipped = inputs.pop("num_skipped", None)  # samples the collator dropped (skip_invalid_samples)
+        if num_skipped is not None and mode == "train":
+            self.count_skipped(num_skipped.item())
         latent_inputs = {key: inputs.pop(key) for key in LATENT_BATCH_KEYS if key in inputs}
         if not latent_inputs:  # no imagery in this batch: plain SFT on the text
             self._metrics[mode]["num_imagery"].append(0.0)

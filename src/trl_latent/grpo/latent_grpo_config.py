@@ -30,6 +30,10 @@ class LatentGRPOConfig(ActivationCheckpointingDefault, GRPOConfig):
             Smallest pixel count of an image or video frame (sides are multiples of 28).
         max_pixels (`int`, *optional*, defaults to `200704`):
             Largest pixel count of an image or video frame (`256 * 28 * 28`, as in the release).
+        skip_invalid_samples (`bool`, *optional*, defaults to `False`):
+            Drop invalid records at load time and, at rollout time, mask out of the loss the rows of a prompt whose
+            media fail to decode (logged, counted as `skipped_samples`), instead of stopping with an error naming
+            `file:line`.
     """
 
     fps: float = field(default=1.0, metadata={"help": "Rate at which user videos are sampled (frames per second)."})
@@ -39,6 +43,11 @@ class LatentGRPOConfig(ActivationCheckpointingDefault, GRPOConfig):
     )
     min_pixels: int = field(default=28 * 28, metadata={"help": "Smallest pixel count of an image or frame."})
     max_pixels: int = field(default=256 * 28 * 28, metadata={"help": "Largest pixel count of an image or frame."})
+    skip_invalid_samples: bool = field(
+        default=False,
+        metadata={"help": "Skip invalid records and prompts whose media fail to decode mid-run (logged, counted as "
+                          "`skipped_samples`) instead of stopping with an error naming file:line."},
+    )
 
     def __post_init__(self) -> None:
         if self.use_vllm:

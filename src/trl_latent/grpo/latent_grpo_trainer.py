@@ -40,7 +40,7 @@ from trl.extras.profiling import profiling_context
 from trl.models import unwrap_model_for_generation
 from trl.trainer.utils import pad
 
-from ..data import Visual, load_visual
+from ..data import DataRecordError, Visual, load_visual
 from ..generation import generate_with_latents
 from ..latents import inject_latents
 from ..model_card import (
@@ -48,6 +48,7 @@ from ..model_card import (
     latent_spec_details,
     training_data_details,
 )
+from ..skipping import SkippedSamplesMixin, skip_or_raise
 from ..tokens import LATENT_END, LATENT_PAD, LATENT_START, LatentSpec, get_latent_spec
 from .latent_grpo_config import LatentGRPOConfig
 from .row_inputs import RowInputs, concat_rows, feed_row_inputs, process_row
@@ -115,7 +116,7 @@ class _RowBatch:
     latents: list[torch.Tensor]
 
 
-class LatentGRPOTrainer(LatentModelCardMixin, GRPOTrainer):
+class LatentGRPOTrainer(SkippedSamplesMixin, LatentModelCardMixin, GRPOTrainer):
     """GRPO for Qwen2.5-VL models that think with latent imagery (4DRL); see the module docstring for what differs.
 
     Works with a stock Qwen2.5-VL too (no latent tokens): it is then TRL's GRPO with video support.
@@ -171,7 +172,8 @@ class LatentGRPOTrainer(LatentModelCardMixin, GRPOTrainer):
             **latent_spec_details(self.model),
             "Loss": f"{self.loss_type} (beta {self.beta}) on sampled tokens only: latent pads and the forced "
                     "latent end are masked, the sampled latent start is kept",
-            "Rewards": ", ".join(f"`{name}`" for name in self.reward_func_names),
+            "Rewards": " + ".join(f"{weight:g} × `{name}`"
+                                  for name, weight in zip(self.reward_func_names, self.reward_weights.tolist(), strict=True)),
             **training_data_details(self.train_dataset, self.args.visual_options),
         }
 
@@ -182,8 +184,9 @@ class LatentGRPOTrainer(LatentModelCardMixin, GRPOTrainer):
     # ---------------------------------------------------------------------------------------------------------------
     # Rollout
 
-    def _load_visual(self, row: dict[str, Any], cache: dict[tuple, Visual]) -> Visual | None:
-        """Decode a row's visual once per generation batch (its ``num_generations`` copies share it)."""
+    def _load_visual(self, row: dict[str, Any], cache: dict[tuple, Visual | DataRecordError]) -> Visual | DataRecordError | None:
+        """Decode a row's visual once per generation batch (its ``num_generations`` copies share it); a visual that
+        fails to decode is an error, or with ``skip_invalid_samples`` returned (and logged once)."""
         if row.get("images"):
             raise ValueError(
                 f"{row.get('source', 'a dataset row')}: an `images` list is not supported; give one `image`, a "
@@ -193,7 +196,11 @@ class LatentGRPOTrainer(LatentModelCardMixin, GRPOTrainer):
         if not any(key):
             return None
         if key not in cache:
-            cache[key] = load_visual(row, self.visual_options)
+            try:
+                cache[key] = load_visual(row, self.visual_options)
+            except DataRecordError as error:
+                skip_or_raise(error, self.args.skip_invalid_samples)
+                cache[key] = error
         return cache[key]
 
     @staticmethod
@@ -204,8 +211,12 @@ class LatentGRPOTrainer(LatentModelCardMixin, GRPOTrainer):
         return [{"role": "user", "content": [*placeholder, {"type": "text", "text": prompt}]}]
 
     def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
-        cache: dict[tuple, Visual] = {}
+        cache: dict[tuple, Visual | DataRecordError] = {}
         visuals = [self._load_visual(row, cache) for row in inputs]
+        # A row whose visual failed rolls out on its text alone and is masked out of the loss below: the batch keeps
+        # its shape and its groups, so every process still takes the same steps.
+        failed = torch.tensor([isinstance(visual, DataRecordError) for visual in visuals])
+        visuals = [None if isinstance(visual, DataRecordError) else visual for visual in visuals]
         rows = [
             {**{k: v for k, v in row.items() if k not in VISUAL_COLUMNS}, "prompt": self._as_conversation(row["prompt"], visual)}
             for row, visual in zip(inputs, visuals, strict=True)
@@ -221,6 +232,9 @@ class LatentGRPOTrainer(LatentModelCardMixin, GRPOTrainer):
         mask = latent_loss_mask(output["completion_ids"], self.latent_spec)
         if "tool_mask" in output:
             mask = mask * output["tool_mask"]
+        mask[failed.to(mask.device)] = 0
+        if self.args.skip_invalid_samples and self.model.training:  # every copy of a prompt failed: count prompts
+            self.count_skipped(failed.sum().item() / self.num_generations)
         output["tool_mask"] = mask
         output["num_items_in_batch"] = self.accelerator.gather((output["completion_mask"] * mask).sum()).sum()
         output["visual_inputs"] = batch.inputs

@@ -6,11 +6,19 @@ config → three arms trained on the same questions — text-only SFT (imagery r
 confidence intervals and training curves. Each stage writes into one output folder and is skipped on a rerun once
 done, so an interrupted quickstart resumes. Every stage is the same public entry point a user would call
 (``datagen.run_pipeline``, ``trl_latent.scripts.dift``, ``trl_latent.scripts.grpo``, ``trl-latent eval``).
+
+A rerun into the same folder with other settings redoes exactly what they change: each stage's marker records the
+settings it read (recorded as it runs, so the list cannot drift from the code) and the fingerprints of the stages it
+builds on; a stage whose settings or inputs differ is redone from an empty output folder, and so is everything
+downstream of it. The report is removed when a run starts and written when it ends, so ``report.md`` and
+``quickstart_config.json`` always describe the same run.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -23,30 +31,89 @@ from .config import QuickstartConfig
 
 ARMS = ("sft_text", "dift", "dift_grpo")
 ARM_LABELS = {"sft_text": "text-only SFT", "dift": "DIFT", "dift_grpo": "DIFT + 4DRL"}
+TRAINED_FROM = {"sft_text": "build_model", "dift": "build_model", "dift_grpo": "train_dift"}
+UPSTREAM = {
+    "synthesize": (), "datagen": ("synthesize",), "build_model": ("datagen",),
+    **{f"train_{arm}": ("datagen", TRAINED_FROM[arm]) for arm in ARMS},
+    **{f"eval_{arm}": ("datagen", f"train_{arm}") for arm in ARMS},
+}
+"""The stages whose outputs each stage reads: when one of them is redone, so is the stage."""
+OUTPUTS = {
+    "synthesize": "world", "datagen": "data", "build_model": "models/init",
+    **{f"train_{arm}": f"models/{arm}" for arm in ARMS}, **{f"eval_{arm}": f"eval/{arm}" for arm in ARMS},
+}
+"""The folder each stage writes, emptied before the stage is redone (so nothing stale is resumed from)."""
+RESULT_NEUTRAL = frozenset({"output_dir", "progress", "workers"})
+"""Settings that change no result (where it is written, progress bars, rendering processes: each clip is seeded by
+itself), so a rerun that changes only these redoes nothing."""
+REPORT_FILES = ("report.md", "report.json", "losses.png", "rewards.png", "accuracy_by_type.png")
+
+
+class _SettingsRead:
+    """Stands in for the config while a stage runs and records each setting the stage reads, with its value."""
+
+    def __init__(self, config: QuickstartConfig) -> None:
+        self.config = config
+        self.read: dict[str, Any] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(self.config, name)
+        if name not in RESULT_NEUTRAL:
+            self.read[name] = value
+        return value
+
+
+def _fingerprint(settings: dict[str, Any], upstream: dict[str, str]) -> str:
+    text = json.dumps({"settings": settings, "upstream": upstream}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 class Quickstart:
-    """Runs the stages in order; each stage leaves ``.done/<stage>`` when it finished, and is skipped after that."""
+    """Runs the stages in order; each leaves ``.done/<stage>`` (its time, the settings it read, its inputs) when it
+    finished, and is skipped on a rerun while those still match."""
 
     def __init__(self, config: QuickstartConfig) -> None:
         self.config = config
         self.out = Path(config.output_dir)
         self.timings: dict[str, float] = {}
+        self.fingerprints: dict[str, str] = {}
 
     # ---- bookkeeping -------------------------------------------------------------------------------------------
+    def _changes(self, done: dict[str, Any], upstream: dict[str, str]) -> list[str]:
+        """Why a finished stage no longer matches this run (empty: it does)."""
+        if "fingerprint" not in done:
+            return ["made by an older quickstart that did not record its settings"]
+        changes = [f"{key} {old!r} -> {getattr(self.config, key)!r}" for key, old in done["settings"].items()
+                   if getattr(self.config, key) != old]
+        return changes + [f"{stage} redone" for stage, value in upstream.items() if done["upstream"].get(stage) != value]
+
     def _stage(self, name: str, run: Callable[[], Any]) -> None:
         marker = self.out / ".done" / name
+        upstream = {stage: self.fingerprints[stage] for stage in UPSTREAM[name] if stage in self.fingerprints}
         if marker.exists():
-            self.timings[name] = float(json.loads(marker.read_text())["seconds"])
-            print(f"[quickstart] {name}: done earlier, skipped", flush=True)
-            return
+            done = json.loads(marker.read_text())
+            changes = self._changes(done, upstream)
+            if not changes:
+                self.timings[name], self.fingerprints[name] = float(done["seconds"]), done["fingerprint"]
+                print(f"[quickstart] {name}: done earlier, skipped", flush=True)
+                return
+            print(f"[quickstart] {name}: redone ({'; '.join(changes)})", flush=True)
+            marker.unlink()
+            shutil.rmtree(self.out / OUTPUTS[name], ignore_errors=True)
         print(f"[quickstart] {name} …", flush=True)
+        recorder = _SettingsRead(self.config)
+        self.config = recorder  # type: ignore[assignment] - reads pass through to the real config
         start = time.perf_counter()
-        run()
+        try:
+            run()
+        finally:
+            self.config = recorder.config
         seconds = time.perf_counter() - start
         self.timings[name] = seconds
+        self.fingerprints[name] = _fingerprint(recorder.read, upstream)
         marker.parent.mkdir(parents=True, exist_ok=True)
-        marker.write_text(json.dumps({"seconds": seconds}))
+        marker.write_text(json.dumps({"seconds": seconds, "settings": recorder.read, "upstream": upstream,
+                                      "fingerprint": self.fingerprints[name]}, indent=1))
         print(f"[quickstart] {name}: {seconds:.1f} s", flush=True)
 
     @property
@@ -195,6 +262,8 @@ class Quickstart:
 
     def run(self) -> Path:
         self.out.mkdir(parents=True, exist_ok=True)
+        for name in REPORT_FILES:  # the report of an earlier run would sit next to this run's settings
+            (self.out / name).unlink(missing_ok=True)
         (self.out / "quickstart_config.json").write_text(json.dumps(self.config.summary(), indent=2))
         start = time.perf_counter()
         self._stage("synthesize", self.synthesize)

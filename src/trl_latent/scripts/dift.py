@@ -26,7 +26,9 @@ class LatentImageryScriptArguments(ScriptArguments):
     """``ScriptArguments`` where ``dataset_name`` is the DIFT data file, plus an optional evaluation file."""
 
     eval_dataset_name: str | None = field(
-        default=None, metadata={"help": "DIFT data file evaluated every `eval_steps` (same format as `dataset_name`)."}
+        default=None,
+        metadata={"help": "DIFT data evaluated every `eval_steps` (same formats as `dataset_name`; the split of a "
+                          "datasets folder is `dataset_test_split`)."},
     )
     check_media: bool = field(
         default=True, metadata={"help": "Open every image/video header at load time so unreadable files fail early."}
@@ -35,22 +37,23 @@ class LatentImageryScriptArguments(ScriptArguments):
 
 def main(argv: list[str] | None = None) -> int:
     script_args, training_args, model_args = parse_recipe(
-        LatentImageryScriptArguments, LatentImageryConfig, argv,
+        LatentImageryScriptArguments, LatentImageryConfig, argv, command="dift",
         dataset_help="the DIFT data file", model_help="a local Qwen2.5-VL checkpoint",
     )
     quantization = get_quantization_config(model_args)
     if quantization is not None:
         training_args.model_init_kwargs["quantization_config"] = quantization
 
-    def load(path: str):
+    def load(path: str, split: str):
         return load_records(path, "dift", skip_invalid=training_args.skip_invalid_samples,
-                            check_media=script_args.check_media)
+                            check_media=script_args.check_media, split=split, config=script_args.dataset_config)
 
     trainer = LatentImageryTrainer(
         model=model_args.model_name_or_path,
         args=training_args,
-        train_dataset=load(script_args.dataset_name),
-        eval_dataset=load(script_args.eval_dataset_name) if script_args.eval_dataset_name else None,
+        train_dataset=load(script_args.dataset_name, script_args.dataset_train_split),
+        eval_dataset=(load(script_args.eval_dataset_name, script_args.dataset_test_split)
+                      if script_args.eval_dataset_name else None),
         peft_config=get_peft_config(model_args),
     )
     train_and_save(trainer, training_args, "DIFT", script_args.dataset_name)

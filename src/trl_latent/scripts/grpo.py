@@ -24,14 +24,11 @@ from ._common import parse_recipe, train_and_save
 
 @dataclass
 class LatentGRPOScriptArguments(ScriptArguments):
-    """``ScriptArguments`` plus the reward functions and how to treat bad records."""
+    """``ScriptArguments`` plus the reward functions."""
 
     reward_funcs: list[str] = field(
         default_factory=lambda: ["trl_latent.rewards.accuracy", "trl_latent.rewards.format"],
         metadata={"help": "Reward functions as dotted import paths, e.g. `trl_latent.rewards.accuracy`."},
-    )
-    skip_invalid: bool = field(
-        default=False, metadata={"help": "Drop (and log) invalid records instead of stopping at the first one."}
     )
 
 
@@ -51,10 +48,11 @@ def resolve_reward(path: str) -> Callable:
 
 def main(argv: list[str] | None = None) -> int:
     script_args, training_args, model_args = parse_recipe(
-        LatentGRPOScriptArguments, LatentGRPOConfig, argv,
+        LatentGRPOScriptArguments, LatentGRPOConfig, argv, command="grpo",
         dataset_help="the 4DRL data file", model_help="the DIFT checkpoint",
     )
-    dataset = load_records(script_args.dataset_name, task="rl", skip_invalid=script_args.skip_invalid)
+    dataset = load_records(script_args.dataset_name, task="rl", skip_invalid=training_args.skip_invalid_samples,
+                           split=script_args.dataset_train_split, config=script_args.dataset_config)
     trainer = LatentGRPOTrainer(
         model=model_args.model_name_or_path,
         reward_funcs=[resolve_reward(path) for path in script_args.reward_funcs],

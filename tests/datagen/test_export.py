@@ -1,0 +1,54 @@
+"""The export loads straight into the trainers: README configurations and ``hf_dataset/<name>`` folders."""
+
+from pathlib import Path
+
+import pytest
+
+from datagen import DatagenConfig, run_pipeline
+from datagen.io import read_jsonl
+from trl_latent.data import load_records
+
+
+@pytest.fixture
+def export_dir(dataset, tmp_path) -> Path:
+    config = DatagenConfig.from_dict({"input_root": str(dataset), "output_dir": str(tmp_path / "out"),
+                                      "progress": False, "frames": {"fps": 2.0, "max_frames": 8},
+                                      "export": {"benchmark_fraction": 0.5}})
+    paths = run_pipeline(config)
+    assert paths["validation"].is_file() and paths["benchmark"].is_file()  # files load_dataset must not take as splits
+    return paths["dift"].parent
+
+
+def test_load_dataset_sees_only_the_named_configurations(export_dir):
+    import datasets
+
+    rl = read_jsonl(export_dir / "rl.jsonl")
+    default = datasets.load_dataset(str(export_dir))
+    assert list(default) == ["train"] and default["train"].num_rows == len(read_jsonl(export_dir / "dift.jsonl"))
+    assert datasets.load_dataset(str(export_dir), "rl")["train"]["answer"] == [r["answer"] for r in rl]
+    with pytest.raises(ValueError, match="Unknown config name 'validation'|BuilderConfig 'validation' not found"):
+        datasets.load_dataset(str(export_dir), "validation")
+
+
+@pytest.mark.parametrize("task", ["dift", "rl"])
+def test_both_dataset_forms_load_as_training_records(export_dir, task):
+    from_jsonl = load_records(export_dir / f"{task}.jsonl", task)
+    from_folder = load_records(export_dir, task, config=task)  # --dataset_name export --dataset_config <task>
+    from_saved = load_records(export_dir / "hf_dataset" / task, task)  # its `train` split; media paths resolve
+    for records in (from_folder, from_saved):
+        assert records["prompt"] == from_jsonl["prompt"] and records["frames"] == from_jsonl["frames"]
+    if task == "dift":
+        assert from_saved["image_output"] == from_jsonl["image_output"]
+
+
+@pytest.mark.slow
+def test_dift_trains_on_the_saved_export_folder(export_dir, tmp_path):
+    from trl_latent.scripts.dift import main
+    from trl_latent.testing import save_tiny_checkpoint
+
+    checkpoint, _ = save_tiny_checkpoint(tmp_path / "tiny")
+    code = main(["--model_name_or_path", str(checkpoint), "--dataset_name", str(export_dir / "hf_dataset" / "dift"),
+                 "--dataset_train_split", "train", "--output_dir", str(tmp_path / "run"), "--max_steps", "1",
+                 "--per_device_train_batch_size", "1", "--max_pixels", "3136", "--imagery_min_pixels", "3136", "--imagery_max_pixels", "3136",
+                 "--use_cpu", "true", "--bf16", "false", "--report_to", "none", "--save_strategy", "no"])
+    assert code == 0 and (tmp_path / "run" / "model.safetensors").is_file()
