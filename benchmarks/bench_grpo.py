@@ -48,7 +48,7 @@ def bench_steps(args, model, processor, folder: Path) -> tuple[float, float]:
     common = dict(
         use_cpu=args.device == "cpu", bf16=False, num_generations=2, per_device_train_batch_size=4,
         max_completion_length=args.new_tokens, max_steps=args.steps, logging_steps=1, report_to=[],
-        save_strategy="no", gradient_checkpointing=False, seed=0,
+        save_strategy="no", activation_checkpointing=False, seed=0,
     )
     processor.tokenizer.padding_side = "left"
     stock = GRPOTrainer(

@@ -186,7 +186,7 @@ class Quickstart:
             "--max_pixels", str(c.image_size * c.image_size),
             "--imagery_max_pixels", str(c.imagery_size * c.imagery_size),
             "--logging_steps", str(max(1, c.sft_steps // 50)), "--save_strategy", "no", "--report_to", "none",
-            "--gradient_checkpointing", "false", "--bf16", str(c.bf16).lower(), "--use_cpu", str(c.use_cpu).lower(),
+            "--activation_checkpointing", "false", "--bf16", str(c.bf16).lower(), "--use_cpu", str(c.use_cpu).lower(),
             "--seed", str(c.seed), "--disable_tqdm", str(not c.progress).lower(),
         ]
         if dift.main(argv):
@@ -210,7 +210,7 @@ class Quickstart:
             "--fps", str(c.fps), "--max_frames", str(c.num_frames),
             "--max_pixels", str(c.image_size * c.image_size),
             "--logging_steps", "1", "--save_strategy", "no", "--report_to", "none",
-            "--gradient_checkpointing", "false", "--bf16", str(c.bf16).lower(), "--use_cpu", str(c.use_cpu).lower(),
+            "--activation_checkpointing", "false", "--bf16", str(c.bf16).lower(), "--use_cpu", str(c.use_cpu).lower(),
             "--seed", str(c.seed), "--disable_tqdm", str(not c.progress).lower(),
         ]
         if grpo.main(argv):
