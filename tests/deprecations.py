@@ -4,8 +4,11 @@
 them. ``-W error::FutureWarning:trl_latent`` is not enough: a warning is attributed to the frame ``stacklevel`` points at,
 and transformers' ``deprecate_kwarg`` (``stacklevel=2``) points into its own modules when the deprecated argument is
 passed on by an outer model class. So this plugin wraps :func:`warnings.warn` and, for a FutureWarning or
-DeprecationWarning whose text announces a removal, looks at the whole call stack: when any frame belongs to one of our
-packages (or a benchmark script), the warning is ours and the running test fails, naming our innermost frame.
+DeprecationWarning whose text announces a removal, walks the call stack outward from the package that raised it,
+past that package's own frames and call plumbing (``torch.nn.Module.__call__``, accelerate hooks, dataclass
+``__init__``): the first frame left is the caller of the deprecated API. When it is ours (one of our packages or a
+benchmark script) the running test fails, naming it. A deprecated call that a dependency makes itself (TRL reading a
+renamed transformers attribute inside ``Trainer.train``) has that dependency as its caller and is left alone.
 Warnings that dependencies raise on their own (no frame of ours on the stack) are left alone, and a test that feeds a
 deprecated spelling on purpose (to check we still honour a user's old recipe) says so with
 ``@pytest.mark.user_deprecation``.
@@ -29,19 +32,29 @@ _found: list[str] = []
 _original_warn = warnings.warn
 
 
-def _our_frame(frame) -> str | None:
-    while frame is not None:
-        filename = frame.f_code.co_filename
-        if filename.startswith(_OURS):
-            return f"{Path(filename).relative_to(_REPO)}:{frame.f_lineno}"
+_PLUMBING = {"torch", "accelerate", "functools", "contextlib", "dataclasses"}
+
+
+def _package(frame) -> str:
+    return str(frame.f_globals.get("__name__", "")).split(".", 1)[0]
+
+
+def _caller_if_ours(frame) -> str | None:
+    """Our ``file:line`` when the first frame outside the raising package and call plumbing is ours, else None."""
+    raising = _package(frame)
+    while frame is not None and (
+        _package(frame) in _PLUMBING | {raising} or frame.f_code.co_filename.startswith("<")
+    ):
         frame = frame.f_back
+    if frame is not None and frame.f_code.co_filename.startswith(_OURS):
+        return f"{Path(frame.f_code.co_filename).relative_to(_REPO)}:{frame.f_lineno}"
     return None
 
 
 def _checked_warn(message, category=None, stacklevel=1, source=None, **kwargs):
     category = category or (message.__class__ if isinstance(message, Warning) else UserWarning)
     if issubclass(category, _CATEGORIES) and _REMOVAL.search(str(message)):
-        where = _our_frame(sys._getframe(1))
+        where = _caller_if_ours(sys._getframe(1))
         if where is not None:
             _found.append(f"{category.__name__} via {where}: {message}")
     return _original_warn(message, category, stacklevel + 1, source, **kwargs)
