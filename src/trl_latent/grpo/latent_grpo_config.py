@@ -6,7 +6,9 @@ from dataclasses import dataclass, field
 
 from trl import GRPOConfig
 
+from ..answers import PROMPT_SUFFIXES
 from ..data import VisualOptions
+from ..models import POSITION_RULES
 
 
 @dataclass
@@ -29,6 +31,18 @@ class LatentGRPOConfig(GRPOConfig):
             Smallest pixel count of an image or video frame (sides are multiples of 28).
         max_pixels (`int`, *optional*, defaults to `200704`):
             Largest pixel count of an image or video frame (`256 * 28 * 28`, as in the release).
+        mask_latent_start (`bool`, *optional*, defaults to `False`):
+            Also leave `<|latent_start|>` out of the policy loss, KL and entropy, as the release does (it masks all
+            three latent tokens). Off by default: the start token is sampled by the policy, it is the decision to
+            imagine, so its log-prob is the only handle the reward has on when the model imagines. The pads (fed-back
+            vectors) and the end (forced after K pads) are never scored.
+        mrope_position_rule (`str`, *optional*, defaults to `"reference"`):
+            3-D mRoPE rule for rollouts and every log-prob recomputation: `"reference"` (Qwen's, which Qwen2.5-VL and
+            the released checkpoints were trained with) or `"upstream"` (the installed transformers'). Installed in
+            the policy and reference models and saved in the checkpoint's config.
+        prompt_suffix (`str`, *optional*, defaults to `"think"`):
+            Instruction appended to each question: `"think"` (ours), `"release_rl"` (the release's 4DRL suffix, byte
+            for byte, to continue its checkpoints as they were trained) or `"release"` (its DIFT/eval suffix).
     """
 
     fps: float = field(default=1.0, metadata={"help": "Rate at which user videos are sampled (frames per second)."})
@@ -38,6 +52,17 @@ class LatentGRPOConfig(GRPOConfig):
     )
     min_pixels: int = field(default=28 * 28, metadata={"help": "Smallest pixel count of an image or frame."})
     max_pixels: int = field(default=256 * 28 * 28, metadata={"help": "Largest pixel count of an image or frame."})
+    mask_latent_start: bool = field(
+        default=False, metadata={"help": "Leave <|latent_start|> out of the policy loss too, as the release does."}
+    )
+    mrope_position_rule: str = field(
+        default="reference",
+        metadata={"help": "3-D mRoPE rule: Qwen's reference or the installed transformers'.", "choices": list(POSITION_RULES)},
+    )
+    prompt_suffix: str = field(
+        default="think",
+        metadata={"help": "Instruction appended to each question.", "choices": list(PROMPT_SUFFIXES)},
+    )
 
     def __post_init__(self) -> None:
         if self.use_vllm:
@@ -57,6 +82,10 @@ class LatentGRPOConfig(GRPOConfig):
                 f"LatentGRPOConfig: generation_kwargs {self.generation_kwargs} cannot be honoured by the latent "
                 "generation loop; use the temperature, top_k, top_p and repetition_penalty fields."
             )
+        if self.mrope_position_rule not in POSITION_RULES:
+            raise ValueError(f"mrope_position_rule must be one of {POSITION_RULES}, got {self.mrope_position_rule!r}")
+        if self.prompt_suffix not in PROMPT_SUFFIXES:
+            raise ValueError(f"prompt_suffix must be one of {sorted(PROMPT_SUFFIXES)}, got {self.prompt_suffix!r}")
         super().__post_init__()
         self.visual_options  # noqa: B018 - validates fps, frames and pixel budgets now, not at the first rollout
 
