@@ -206,9 +206,16 @@ def normalize_record(
         raise row
     if not isinstance(row, dict):
         raise DataRecordError(source, "<record>", f"expected a JSON object, got {type(row).__name__}")
-    if task == "rl" and "Question" in row and "text_input" not in row:
+    release = task == "rl" and "Question" in row and "text_input" not in row
+    if release:
         row = from_release_rl(row, source)
-    record = {"source": source, **_visual_fields(row, source, base, check_media)}
+    try:
+        record = {"source": source, **_visual_fields(row, source, base, check_media)}
+    except DataRecordError as error:
+        if not release:
+            raise
+        field = error.field.replace("image_input", "frame_paths").replace("video", "video_path")
+        raise DataRecordError(source, field, error.problem) from error
     record["prompt"] = build_prompt(_text(row, "text_input", source), PROMPT_SUFFIXES[prompt_suffix])
     if task == "dift":
         text_output = _text(row, "text_output", source)
