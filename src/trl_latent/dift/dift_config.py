@@ -6,9 +6,8 @@ from dataclasses import dataclass, field
 
 from trl import SFTConfig
 
-from ..answers import PROMPT_SUFFIXES
 from ..data import VisualOptions
-from ..models import POSITION_RULES
+from ..recipe_fields import check_recipe_fields, mrope_position_rule_field, prompt_suffix_field
 from ..tokens import COMPRESS_STRATEGIES
 
 DEFAULT_CE_WEIGHT, DEFAULT_SIM_WEIGHT = 0.1, 1.0
@@ -94,14 +93,8 @@ class LatentImageryConfig(SFTConfig):
     max_pixels: int = field(default=256 * 28 * 28, metadata={"help": "Most pixels per user image / video frame."})
     imagery_min_pixels: int = field(default=28 * 28, metadata={"help": "Least pixels per imagery image."})
     imagery_max_pixels: int = field(default=256 * 28 * 28, metadata={"help": "Most pixels per imagery image."})
-    mrope_position_rule: str = field(
-        default="reference",
-        metadata={"help": "3-D mRoPE rule: Qwen's reference or the installed transformers'.", "choices": list(POSITION_RULES)},
-    )
-    prompt_suffix: str = field(
-        default="think",
-        metadata={"help": "Instruction appended to each question.", "choices": list(PROMPT_SUFFIXES)},
-    )
+    mrope_position_rule: str = mrope_position_rule_field()
+    prompt_suffix: str = prompt_suffix_field()
     skip_invalid_samples: bool = field(
         default=False, metadata={"help": "Drop invalid records (logged and counted) instead of raising at load time."}
     )
@@ -121,10 +114,7 @@ class LatentImageryConfig(SFTConfig):
         self.dataset_kwargs = {"skip_prepare_dataset": True, **(self.dataset_kwargs or {})}
         if self.ce_weight is not None and self.sim_weight is not None:
             self.check_loss_weights()
-        if self.mrope_position_rule not in POSITION_RULES:
-            raise ValueError(f"mrope_position_rule must be one of {POSITION_RULES}, got {self.mrope_position_rule!r}")
-        if self.prompt_suffix not in PROMPT_SUFFIXES:
-            raise ValueError(f"prompt_suffix must be one of {sorted(PROMPT_SUFFIXES)}, got {self.prompt_suffix!r}")
+        check_recipe_fields(self)
         if self.imagery_max_pixels < self.latent_size * 28 * 28:
             raise ValueError(
                 f"imagery_max_pixels={self.imagery_max_pixels} gives fewer than latent_size={self.latent_size} "

@@ -6,9 +6,8 @@ from dataclasses import dataclass, field
 
 from trl import GRPOConfig
 
-from ..answers import PROMPT_SUFFIXES
 from ..data import VisualOptions
-from ..models import POSITION_RULES
+from ..recipe_fields import check_recipe_fields, mrope_position_rule_field, prompt_suffix_field
 
 
 @dataclass
@@ -55,14 +54,8 @@ class LatentGRPOConfig(GRPOConfig):
     mask_latent_start: bool = field(
         default=False, metadata={"help": "Leave <|latent_start|> out of the policy loss too, as the release does."}
     )
-    mrope_position_rule: str = field(
-        default="reference",
-        metadata={"help": "3-D mRoPE rule: Qwen's reference or the installed transformers'.", "choices": list(POSITION_RULES)},
-    )
-    prompt_suffix: str = field(
-        default="think",
-        metadata={"help": "Instruction appended to each question.", "choices": list(PROMPT_SUFFIXES)},
-    )
+    mrope_position_rule: str = mrope_position_rule_field()
+    prompt_suffix: str = prompt_suffix_field()
 
     def __post_init__(self) -> None:
         if self.use_vllm:
@@ -82,10 +75,7 @@ class LatentGRPOConfig(GRPOConfig):
                 f"LatentGRPOConfig: generation_kwargs {self.generation_kwargs} cannot be honoured by the latent "
                 "generation loop; use the temperature, top_k, top_p and repetition_penalty fields."
             )
-        if self.mrope_position_rule not in POSITION_RULES:
-            raise ValueError(f"mrope_position_rule must be one of {POSITION_RULES}, got {self.mrope_position_rule!r}")
-        if self.prompt_suffix not in PROMPT_SUFFIXES:
-            raise ValueError(f"prompt_suffix must be one of {sorted(PROMPT_SUFFIXES)}, got {self.prompt_suffix!r}")
+        check_recipe_fields(self)
         super().__post_init__()
         self.visual_options  # noqa: B018 - validates fps, frames and pixel budgets now, not at the first rollout
 
