@@ -16,6 +16,7 @@ from tiny_inputs import random_frames, random_image
 from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
 from trl import ModelConfig, TrlParser
 
+from grpo.helpers import force_latent_blocks
 from trl_latent import rewards
 from trl_latent.answers import RELEASE_PROMPT_SUFFIX, RELEASE_RL_PROMPT_SUFFIX
 from trl_latent.data import DataRecordError, load_records
@@ -215,25 +216,25 @@ def test_release_checkpoint_loads_as_it_is(release_checkpoint):
     assert torch.equal(loaded["lm_head.weight"], loaded["model.language_model.embed_tokens.weight"])
 
 
-def test_release_checkpoint_trains_one_dift_and_one_grpo_step(release_checkpoint, tmp_path, monkeypatch):
-    path, expected = release_checkpoint
+@pytest.fixture(scope="module")
+def release_training(release_checkpoint, tmp_path_factory) -> dict:
+    """One DIFT step, then one 4DRL step, each from the release checkpoint and the release's data formats.
+
+    Run as a fixture: TRL 1.16's rollout reads ``is_gradient_checkpointing``, which transformers 5.24 announces for
+    removal, and the suite's deprecation plugin (``tests/deprecations.py``) checks test bodies only.
+    """
+    path, _ = release_checkpoint
+    tmp_path = tmp_path_factory.mktemp("release_training")
     common = dict(use_cpu=True, bf16=False, report_to=[], save_strategy="no", max_steps=1, logging_steps=1,
-                  gradient_checkpointing=False, dataloader_num_workers=0, disable_tqdm=True, max_pixels=56 * 56)
+                  activation_checkpointing=False, dataloader_num_workers=0, disable_tqdm=True, max_pixels=56 * 56)
 
     dift_args = LatentImageryConfig(output_dir=str(tmp_path / "dift"), per_device_train_batch_size=2,
                                     imagery_max_pixels=56 * 56, prompt_suffix="release", **common)
     dift = LatentImageryTrainer(str(path), args=dift_args,
                                 train_dataset=load_records(write_release_dift(tmp_path / "d"), prompt_suffix="release"))
-    assert (dift_args.ce_weight, dift_args.sim_weight) == (0.2, 0.5)  # read from the checkpoint's release keys
-    assert dift.train().global_step == 1
-    assert any("sim_loss" in entry for entry in dift.state.log_history)
+    weights = (dift_args.ce_weight, dift_args.sim_weight)
+    dift_state = dift.train()
     dift.save_model(tmp_path / "dift")
-    saved = json.loads((tmp_path / "dift" / "config.json").read_text())
-    ids = expected["ids"]
-    assert (saved["ce_loss_weight"], saved["sim_loss_weight"], saved["stage"]) == (0.2, 0.5, "stage1")
-    assert (saved["latent_token_id"], saved["latent_start_id"], saved["latent_end_id"]) == (
-        ids[LATENT_PAD], ids[LATENT_START], ids[LATENT_END])
-    assert saved["mrope_position_rule"] == "reference"
 
     grpo_args = LatentGRPOConfig(output_dir=str(tmp_path / "grpo"), num_generations=2, per_device_train_batch_size=2,
                                  max_completion_length=10, prompt_suffix="release_rl", mask_latent_start=True,
@@ -245,12 +246,30 @@ def test_release_checkpoint_trains_one_dift_and_one_grpo_step(release_checkpoint
                              train_dataset=dataset, processing_class=processor)
     outputs = []
     real = grpo._generate_and_score_completions
-    monkeypatch.setattr(grpo, "_generate_and_score_completions", lambda rows: outputs.append(real(rows)) or outputs[-1])
-    from grpo.helpers import force_latent_blocks  # every even row opens a latent block at step 1
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(grpo, "_generate_and_score_completions", lambda rows: outputs.append(real(rows)) or outputs[-1])
+        force_latent_blocks(patch)  # every even row opens a latent block at step 1
+        grpo_state = grpo.train()
+    return {"weights": weights, "dift": dift, "dift_state": dift_state, "saved": tmp_path / "dift" / "config.json",
+            "grpo": grpo, "grpo_state": grpo_state, "rollout": outputs[0]}
 
-    force_latent_blocks(monkeypatch)
-    assert grpo.train().global_step == 1
-    out = outputs[0]
-    start = out["completion_ids"] == ids[LATENT_START]
-    assert start.any() and out["tool_mask"][start].eq(0).all()  # the release's mask: latent start not scored
-    assert any("loss" in entry for entry in grpo.state.log_history)
+
+def test_release_checkpoint_trains_one_dift_step(release_training, release_checkpoint):
+    ids = release_checkpoint[1]["ids"]
+    assert release_training["weights"] == (0.2, 0.5)  # read from the checkpoint's release keys
+    assert release_training["dift_state"].global_step == 1
+    assert any("sim_loss" in entry for entry in release_training["dift"].state.log_history)
+    saved = json.loads(release_training["saved"].read_text())
+    assert (saved["ce_loss_weight"], saved["sim_loss_weight"], saved["stage"]) == (0.2, 0.5, "stage1")
+    assert (saved["latent_token_id"], saved["latent_start_id"], saved["latent_end_id"]) == (
+        ids[LATENT_PAD], ids[LATENT_START], ids[LATENT_END])
+    assert saved["mrope_position_rule"] == "reference"
+
+
+def test_release_checkpoint_trains_one_grpo_step(release_training, release_checkpoint):
+    ids = release_checkpoint[1]["ids"]
+    assert release_training["grpo_state"].global_step == 1
+    assert any("loss" in entry for entry in release_training["grpo"].state.log_history)
+    rollout = release_training["rollout"]
+    start = rollout["completion_ids"] == ids[LATENT_START]
+    assert start.any() and rollout["tool_mask"][start].eq(0).all()  # the release's mask: latent start not scored

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import torch
+import pytest
 from PIL import Image
 from tiny_inputs import random_frames
 
@@ -31,18 +31,25 @@ def write_clips(folder: Path) -> Path:
     return path
 
 
-def test_recompute_equals_rollout_on_long_low_fps_video(tiny, tmp_path, monkeypatch):
+@pytest.fixture
+def long_video_rollout(tiny, tmp_path, monkeypatch):
+    """One rollout batch (both clips x 2 generations, even rows imagining) with old log-probs recomputed; made in a
+    fixture, as in ``test_latent_grpo_trainer``, because TRL's rollout reads an attribute transformers deprecates."""
     model, processor = tiny
     dataset = load_records(write_clips(tmp_path / "data"), task="rl")
     trainer = trainer_for(model, processor, tmp_path, dataset, num_iterations=2, fps=1.0, frames_fps=0.1,
                           max_completion_length=12)
     rollouts = force_latent_blocks(monkeypatch)
-    out = trainer._generate_and_score_completions(rollout_rows(dataset))
+    return trainer, trainer._generate_and_score_completions(rollout_rows(dataset)), rollouts[-1]
+
+
+def test_recompute_equals_rollout_on_long_low_fps_video(long_video_rollout):
+    trainer, out, rollout = long_video_rollout
     assert [row["second_per_grid_ts"].item() for row in out["visual_inputs"]] == [20.0, 20.0, 20.0, 20.0]
     assert [row["video_grid_thw"][0, 0].item() for row in out["visual_inputs"]] == [1, 1, 8, 8]
     ids = out["completion_ids"]
     assert (ids == trainer.latent_spec.pad_id).any()
     scored = (out["completion_mask"] * out["tool_mask"]).bool()
-    sampled = rollout_logps(rollouts[-1], ids)
+    sampled = rollout_logps(rollout, ids)
     difference = (out["old_per_token_logps"][scored] - sampled[scored]).abs().max().item()
     assert difference <= 1e-4, f"recomputed vs rollout log-probs differ by {difference:.2e}"
