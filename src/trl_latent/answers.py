@@ -37,6 +37,9 @@ RELEASE_RL_PROMPT_SUFFIX = (
     "e.g. </think> reasoning process (with mental imagery as needed) </think><answer> answer here </answer>."
 )
 
+PROMPT_SUFFIXES = {"think": THINK_PROMPT_SUFFIX, "release": RELEASE_PROMPT_SUFFIX, "release_rl": RELEASE_RL_PROMPT_SUFFIX}
+"""The instructions a recipe can pick by name (``prompt_suffix`` in the DIFT and 4DRL configs)."""
+
 MRA_THRESHOLDS: tuple[float, ...] = tuple(round(0.50 + 0.05 * i, 2) for i in range(10))  # 0.50, 0.55, …, 0.95
 
 _ANSWER_TAG = re.compile(r"<answer>(.*?)</answer>", re.DOTALL | re.IGNORECASE)

@@ -15,12 +15,16 @@ Normalised record (the columns of the returned ``Dataset``; paths are absolute):
     frames        list[str]        frame paths of the user video (``image_input`` list), or []
     image         str              a single user image (``image_input`` string), or ""
     video         str              a user video file (``video``), or ""
-    prompt        str              ``text_input`` with :data:`FOUR_D_PROMPT_SUFFIX` appended
+    prompt        str              ``text_input`` with the chosen suffix appended (``prompt_suffix``; default
+                                   :data:`FOUR_D_PROMPT_SUFFIX`)
     # DIFT only
     image_output  list[str]        imagery images, one per ``<output_image>``
     text_output   str              assistant text with ``<output_image>`` placeholders
     # 4DRL only
     answer        str              ground truth (numbers kept as their text), ``type`` str ("" when absent)
+
+4DRL records may also come in the release's own format (``video_path`` or ``frame_paths``, ``Question``, ``A``-``D``,
+``Correct``): :func:`from_release_rl` maps them onto the fields above.
 
 Visuals: :func:`load_visual` turns a record into what the Qwen2.5-VL processor takes (a PIL image, or ``uint8
 [T, H, W, 3]`` frames plus the fps they are sampled at, which the processor needs as ``video_metadata`` so temporal
@@ -40,7 +44,7 @@ from typing import Any, Literal
 import numpy as np
 from PIL import Image
 
-from .answers import THINK_PROMPT_SUFFIX
+from .answers import PROMPT_SUFFIXES, THINK_PROMPT_SUFFIX
 from .tokens import count_output_images
 
 logger = logging.getLogger(__name__)
@@ -64,7 +68,13 @@ class DataRecordError(ValueError):
 
 
 def build_prompt(question: str, suffix: str = FOUR_D_PROMPT_SUFFIX) -> str:
-    """The user text: the question, a newline, the 4D suffix (not added twice if the data already carries it)."""
+    """The user text: the question, a newline, the 4D suffix (not added twice if the data already carries it).
+
+    A suffix that starts with a newline (the release's, :data:`trl_latent.answers.PROMPT_SUFFIXES`) is appended to
+    the question as it is, which is how the release builds its prompts, so the text matches byte for byte.
+    """
+    if suffix.startswith("\n"):
+        return question if question.endswith(suffix) else question + suffix
     question = question.rstrip()
     return question if question.endswith(suffix) else f"{question}\n{suffix}"
 
@@ -195,15 +205,56 @@ def _checked_answer(answer: str, question: str, source: str) -> str:
     return answer
 
 
-def normalize_record(row: Any, source: str, base: Path, task: Task, check_media: bool = True) -> dict[str, Any]:
+RELEASE_RL_OPTIONS = ("A", "B", "C", "D")
+
+
+def from_release_rl(row: dict, source: str) -> dict:
+    """A record of the release's 4DRL JSONL (``video_path`` or ``frame_paths``, ``Question``, ``A``-``D``,
+    ``Correct``) in this module's schema. The question text is built as the release builds it: the question, a blank
+    line, then one ``"X. option"`` line per non-empty option."""
+    question = _text(row, "Question", source)
+    options = [f"{letter}. {row[letter]}" for letter in RELEASE_RL_OPTIONS if row.get(letter)]
+    correct = row.get("Correct")
+    if not isinstance(correct, str) or not correct.strip():
+        raise DataRecordError(source, "Correct", f"missing or not an option letter: {correct!r}")
+    present = [letter for letter in RELEASE_RL_OPTIONS if row.get(letter)]
+    if correct.strip().upper() not in present:
+        raise DataRecordError(source, "Correct", f"{correct!r} is not one of the given options ({', '.join(present)})")
+    converted = {"text_input": question + ("\n\n" + "\n".join(options) if options else ""),
+                 "answer": correct.strip().upper()}
+    if row.get("frame_paths") not in (None, "", []):
+        converted["image_input"] = row["frame_paths"]
+        if not isinstance(converted["image_input"], list):
+            raise DataRecordError(source, "frame_paths", "expected a list of frame paths")
+    elif row.get("video_path") not in (None, ""):
+        converted["video"] = row["video_path"]
+    else:
+        raise DataRecordError(source, "video_path/frame_paths", "give one of `video_path` and `frame_paths`")
+    return converted
+
+
+def normalize_record(
+    row: Any, source: str, base: Path, task: Task, check_media: bool = True, prompt_suffix: str = "think"
+) -> dict[str, Any]:
     """Validate one raw record and return its normalised form (see the module docstring); raise
-    :class:`DataRecordError` naming ``source`` and the field otherwise."""
+    :class:`DataRecordError` naming ``source`` and the field otherwise. ``prompt_suffix`` names the instruction
+    appended to the question (a key of :data:`trl_latent.answers.PROMPT_SUFFIXES`). For ``task="rl"`` a record in
+    the release's 4DRL format (with ``Question``) is accepted as it is."""
     if isinstance(row, Exception):
         raise row
     if not isinstance(row, dict):
         raise DataRecordError(source, "<record>", f"expected a JSON object, got {type(row).__name__}")
-    record = {"source": source, **_visual_fields(row, source, base, check_media)}
-    record["prompt"] = build_prompt(_text(row, "text_input", source))
+    release = task == "rl" and "Question" in row and "text_input" not in row
+    if release:
+        row = from_release_rl(row, source)
+    try:
+        record = {"source": source, **_visual_fields(row, source, base, check_media)}
+    except DataRecordError as error:
+        if not release:
+            raise
+        field = error.field.replace("image_input", "frame_paths").replace("video", "video_path")
+        raise DataRecordError(source, field, error.problem) from error
+    record["prompt"] = build_prompt(_text(row, "text_input", source), PROMPT_SUFFIXES[prompt_suffix])
     if task == "dift":
         text_output = _text(row, "text_output", source)
         outputs = row.get("image_output")
@@ -233,7 +284,7 @@ def normalize_record(row: Any, source: str, base: Path, task: Task, check_media:
 
 def load_records(
     path: str | Path, task: Task = "dift", *, skip_invalid: bool = False, check_media: bool = True,
-    split: str = "train", config: str | None = None,
+    split: str = "train", config: str | None = None, prompt_suffix: str = "think",
 ) -> datasets.Dataset:  # noqa: F821 - imported lazily
     """Load, validate and normalise every record of ``path`` into a ``datasets.Dataset``.
 
@@ -243,9 +294,13 @@ def load_records(
     data file (to the folder itself for a folder).
     ``check_media`` opens every image and video header, so unreadable files fail here rather than mid-training. A
     bad record raises :class:`DataRecordError`; with ``skip_invalid`` it is logged and dropped, and the total is
-    logged too. An empty result is always an error.
+    logged too. An empty result is always an error. ``prompt_suffix`` picks the instruction appended to every question
+    by name (``think``, ``release``, ``release_rl``).
     """
     import datasets
+
+    if prompt_suffix not in PROMPT_SUFFIXES:
+        raise ValueError(f"prompt_suffix must be one of {sorted(PROMPT_SUFFIXES)}, got {prompt_suffix!r}")
 
     path = Path(path).resolve()
     if not path.exists():
@@ -254,7 +309,7 @@ def load_records(
     records, errors = [], []
     for source, row in _raw_rows(path, split, config):
         try:
-            records.append(normalize_record(row, source, base, task, check_media))
+            records.append(normalize_record(row, source, base, task, check_media, prompt_suffix))
         except DataRecordError as error:
             if not skip_invalid:
                 raise

@@ -6,7 +6,10 @@ forced and text decoding resumes. Each row keeps its own state, so rows entering
 step never disturb each other, and a batch gives what its rows give one by one.
 
 ``generate`` of transformers cannot do this (it only ever feeds sampled token ids), so this is a small decode loop of
-its own on the backbone + LM head, with the KV cache and explicit 3-D mRoPE position ids.
+its own on the backbone + LM head, with the KV cache and explicit 3-D mRoPE position ids. Completion token ``t`` of a
+row sits at the row's next position (what a teacher-forced forward of prompt + completion gives it) plus ``t`` on all
+three axes, never at ``attention_mask.sum() + rope_deltas``: the two differ whenever a vision block reaches past the
+text after it (long, low-fps video under transformers' own rule), and only the former matches training and recompute.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from transformers.generation.logits_process import (
 )
 
 from .latents import inject_latents
+from .models import adapter_for, apply_position_rule, position_rule
 from .tokens import LatentSpec, _unwrap, get_latent_spec
 
 _MULTIMODAL_KEYS = (
@@ -66,36 +70,19 @@ def _as_id_list(value: int | Iterable[int] | None) -> list[int]:
     return [int(v) for v in value]
 
 
-def mm_token_type_ids_for(input_ids: torch.Tensor, config: Any) -> torch.Tensor:
-    """0 for text, 1 for image placeholders, 2 for video placeholders, as Qwen2.5-VL's mRoPE needs."""
-    types = torch.zeros_like(input_ids, dtype=torch.int)
-    types[input_ids == config.image_token_id] = 1
-    types[input_ids == config.video_token_id] = 2
-    return types
-
-
 def rope_positions(
-    backbone: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, multimodal: dict[str, Any]
+    model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, multimodal: dict[str, Any]
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """3-D mRoPE ``position_ids [3, B, L]`` and per-row ``rope_deltas [B, 1]`` for a (left-padded) sequence.
+    """3-D mRoPE ``position_ids [3, B, L]`` of a (padded) batch and each row's next position ``[B]``.
 
-    As in transformers, deltas are relative to the unpadded length: the ``n``-th attended token of row ``b`` sits at
-    ``n + rope_deltas[b]`` on all three axes once past the vision blocks.
+    The rule is the one the model's config records (:func:`trl_latent.models.position_rule`), so these are the
+    positions the model's own patched forward would use. The next position is where a text token appended to the row
+    sits in a teacher-forced forward of prompt + completion; the loop continues from there.
     """
     if multimodal.get("image_grid_thw") is not None or multimodal.get("video_grid_thw") is not None:
-        types = multimodal.get("mm_token_type_ids")
-        if types is None or types.shape != input_ids.shape:
-            types = mm_token_type_ids_for(input_ids, backbone.config)
-        return backbone.get_rope_index(
-            input_ids,
-            mm_token_type_ids=types,
-            image_grid_thw=multimodal.get("image_grid_thw"),
-            video_grid_thw=multimodal.get("video_grid_thw"),
-            second_per_grid_ts=multimodal.get("second_per_grid_ts"),
-            attention_mask=attention_mask,
-        )
+        return adapter_for(model).positions(input_ids, attention_mask, multimodal, position_rule(model))
     text = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
-    return text.unsqueeze(0).expand(3, -1, -1), torch.zeros_like(text[:, :1])
+    return text.unsqueeze(0).expand(3, -1, -1), attention_mask.long().sum(-1)
 
 
 class _Sampler:
@@ -207,8 +194,9 @@ def generate_with_latents(
     )
     eos = torch.tensor(eos_ids, device=device, dtype=torch.long)
 
-    positions, deltas = rope_positions(backbone, input_ids, attention_mask, multimodal)
-    next_position = attention_mask.long().sum(-1, keepdim=True) + deltas  # [B, 1]
+    apply_position_rule(base)  # the model's own forward (the teacher-forced reference) must use the same rule
+    positions, next_position = rope_positions(base, input_ids, attention_mask, multimodal)
+    next_position = next_position.unsqueeze(1)  # [B, 1]: where a teacher-forced completion starts, row by row
     hidden_size = embed.weight.shape[1]
     prompt_length = input_ids.shape[1]
     # prompt + completion in one buffer: the processors read a growing prefix of it without a copy per step

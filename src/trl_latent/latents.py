@@ -14,12 +14,13 @@ from typing import Any
 
 import torch
 
+from .models import adapter_for
 from .tokens import _unwrap
 
 
 def vision_backbone(model: Any) -> Any:
-    """``Qwen2_5_VLModel`` under PEFT / DDP / DeepSpeed wrappers (it owns ``visual`` and ``language_model``)."""
-    return _unwrap(model).model
+    """The backbone under PEFT / DDP / DeepSpeed wrappers (``Qwen2_5_VLModel``: vision tower + language model)."""
+    return adapter_for(model).backbone(model)
 
 
 def pool_latents(features: torch.Tensor, latent_size: int) -> torch.Tensor:
@@ -46,13 +47,14 @@ def compute_latent_targets(
     Returns ``[num_images, latent_size, hidden]`` in the language model's dtype. No gradient reaches the tower: the
     targets are what the language model must learn to imagine, not something to move towards it.
     """
-    backbone = vision_backbone(model)
-    was_training = backbone.visual.training
-    backbone.visual.eval()
+    adapter = adapter_for(model)
+    tower = adapter.vision_tower(model)
+    was_training = tower.training
+    tower.eval()
     try:
-        features = backbone.get_image_features(pixel_values, image_grid_thw, return_dict=True).pooler_output
+        features = adapter.image_features(model, pixel_values, image_grid_thw)
     finally:
-        backbone.visual.train(was_training)
+        tower.train(was_training)
     return torch.stack([pool_latents(per_image, latent_size) for per_image in features])
 
 

@@ -5,8 +5,11 @@ A latent block in a sequence is ``<|latent_start|>`` followed by ``latent_size``
 pooled vision features of an imagery image during DIFT, the model's own fed-back hidden states at inference).
 
 The settings live in ``model.config`` under the keys the released 4DThinker checkpoints use (``latent_size``,
-``latent_token_id``, ``latent_start_id``, ``latent_end_id``, ``compress_strategy``), so those checkpoints load as they
-are and ours round-trip through ``save_pretrained`` / ``from_pretrained`` with no custom config class.
+``latent_token_id``, ``latent_start_id``, ``latent_end_id``, ``compress_strategy``; DIFT adds the loss weights as
+``ce_loss_weight`` / ``sim_loss_weight``), so those checkpoints load as they are and ours round-trip through
+``save_pretrained`` / ``from_pretrained`` with no custom config class. The release adds the tokens in the order
+pad, start, end (ids 151665-151667 with the Qwen2.5 tokenizer) and this code in the order start, pad, end; nothing
+depends on the order, since every id is read from the config.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ OUTPUT_IMAGE = "<output_image>"
 
 _CONFIG_KEYS = ("latent_size", "latent_token_id", "latent_start_id", "latent_end_id", "compress_strategy")
 COMPRESS_STRATEGIES = ("average",)
+LOSS_WEIGHT_KEYS = ("ce_loss_weight", "sim_loss_weight")
+"""Config keys of the DIFT loss weights (text cross-entropy, latent similarity), named as in the release."""
 
 
 @dataclass(frozen=True)
@@ -89,6 +94,20 @@ def get_latent_spec(model_or_config: Any) -> LatentSpec | None:
     )
 
 
+def get_loss_weights(model_or_config: Any) -> tuple[float, float] | None:
+    """``(ce_loss_weight, sim_loss_weight)`` a checkpoint was DIFT-trained with (ours or the release's); ``None`` when
+    its config does not record them."""
+    config = _config_of(model_or_config)
+    values = [getattr(config, key, None) for key in LOSS_WEIGHT_KEYS]
+    return None if None in values else (float(values[0]), float(values[1]))
+
+
+def set_loss_weights(model: Any, ce_weight: float, sim_weight: float) -> None:
+    """Record the DIFT loss weights in the config under the release's keys (saved with the checkpoint)."""
+    config = _unwrap(model).config
+    config.ce_loss_weight, config.sim_loss_weight = float(ce_weight), float(sim_weight)
+
+
 def _tokenizer_of(processor: Any) -> Any:
     return getattr(processor, "tokenizer", processor)
 
@@ -96,8 +115,10 @@ def _tokenizer_of(processor: Any) -> Any:
 def _init_rows_to_mean(weight: torch.Tensor, rows: list[int], num_trained: int) -> None:
     """Set ``rows`` to the mean of the first ``num_trained`` rows.
 
-    Random rows destabilise bf16 training (the release does the same). Qwen checkpoints pad the vocabulary past the
-    tokenizer, so the new ids may land in existing but untrained rows: those are reset too.
+    Random rows destabilise bf16 training. The release means to do the same but does not: it first resizes the
+    151,936-row matrix down to ``len(tokenizer)``, so its count of new rows is negative and they keep the values of the
+    untrained padding rows they land in. Qwen checkpoints pad the vocabulary past the tokenizer, so here too the new ids
+    may land in existing but untrained rows: those are reset to the mean.
     """
     with torch.no_grad():
         weight[rows] = weight[:num_trained].float().mean(dim=0, keepdim=True).to(weight.dtype)

@@ -5,6 +5,10 @@ A checkpoint whose config carries latent settings (ours, or the released 4DThink
 hidden states instead of sampled tokens; a stock checkpoint uses ``model.generate``. Latent blocks stay visible in the
 returned text (start, K pads, end) so tasks can count them per sample; every other special token is dropped.
 
+Positions follow the checkpoint's recorded ``mrope_position_rule`` (Qwen's reference rule when it records none, as
+for stock and released checkpoints), installed in the model so ``model.generate`` and the latent loop agree; the
+``mrope_position_rule`` model arg overrides it (``upstream``: the installed transformers' rule).
+
 Usage: ``lmms-eval --model latent_qwen2_5_vl --model_args pretrained=/path/ckpt,dtype=bfloat16,max_frames=50 …``.
 Sampling: ``--gen_kwargs temperature=0.7,top_p=0.9,seed=1`` (greedy whenever temperature is 0). Videos given as a
 ``{"type": "video", "rule": …}`` dict are sampled by that protocol's frame rule (``lmms_eval_dsr.visuals.RULES``);
@@ -34,6 +38,7 @@ from lmms_eval_dsr.media import (
 )
 from lmms_eval_dsr.visuals import RULES, is_frame_video, is_ruled_video
 from trl_latent.generation import generate_with_latents
+from trl_latent.models import apply_position_rule
 from trl_latent.tokens import LatentSpec, get_latent_spec
 
 _DTYPES = {"bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "float32": torch.float32, "fp32": torch.float32,
@@ -73,6 +78,7 @@ class LatentQwen2_5_VL(lmms):
         min_pixels: int = 28 * 28,
         max_pixels: int = 256 * 28 * 28,
         system_prompt: str | None = None,
+        mrope_position_rule: str | None = None,
     ) -> None:
         super().__init__()
         if str(dtype) not in _DTYPES:
@@ -84,6 +90,7 @@ class LatentQwen2_5_VL(lmms):
         if attn_implementation:
             load_kwargs["attn_implementation"] = attn_implementation
         self.model = Qwen2_5_VLForConditionalGeneration.from_pretrained(pretrained, **load_kwargs).eval()
+        apply_position_rule(self.model, mrope_position_rule or None)
         self.processor = AutoProcessor.from_pretrained(pretrained)
         self.processor.tokenizer.padding_side = "left"
         self.spec: LatentSpec | None = get_latent_spec(self.model)

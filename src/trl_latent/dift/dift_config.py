@@ -8,7 +8,10 @@ from trl import SFTConfig
 
 from ..checkpointing_config import ActivationCheckpointingDefault
 from ..data import VisualOptions
+from ..recipe_fields import check_recipe_fields, mrope_position_rule_field, prompt_suffix_field
 from ..tokens import COMPRESS_STRATEGIES
+
+DEFAULT_CE_WEIGHT, DEFAULT_SIM_WEIGHT = 0.1, 1.0
 
 
 @dataclass
@@ -29,10 +32,13 @@ class LatentImageryConfig(ActivationCheckpointingDefault, SFTConfig):
             Number K of latent vectors per imagery image (`<|latent_pad|>` tokens per block).
         compress_strategy (`str`, *optional*, defaults to `"average"`):
             How an imagery image's merged vision tokens become K vectors: the mean of K contiguous groups.
-        ce_weight (`float`, *optional*, defaults to `0.1`):
+        ce_weight (`float` or `None`, *optional*, defaults to `None`):
             Weight of the next-token cross-entropy on the answer text (latent start/end included, pads excluded).
-        sim_weight (`float`, *optional*, defaults to `1.0`):
-            Weight of the latent similarity loss `1 - cos(h[t-1], target[t])` at the latent pad positions.
+            `None`: the checkpoint's `ce_loss_weight` (the release's config key) when it has one, else `0.1`. The
+            weights used are written back as `ce_loss_weight` / `sim_loss_weight` in the saved config.
+        sim_weight (`float` or `None`, *optional*, defaults to `None`):
+            Weight of the latent similarity loss `1 - cos(h[t-1], target[t])` at the latent pad positions. `None`:
+            the checkpoint's `sim_loss_weight`, else `1.0`.
         freeze_vision_tower (`bool`, *optional*, defaults to `True`):
             Freeze the vision tower and keep it in eval mode. It also produces the latent targets, which must not
             drift towards the language model's predictions.
@@ -53,6 +59,14 @@ class LatentImageryConfig(ActivationCheckpointingDefault, SFTConfig):
             Least pixels per imagery image.
         imagery_max_pixels (`int`, *optional*, defaults to `200704`):
             Most pixels per imagery image. It must give at least K merged vision tokens (K * 784 pixels).
+        mrope_position_rule (`str`, *optional*, defaults to `"reference"`):
+            3-D mRoPE positions: `"reference"` (Qwen's rule, which Qwen2.5-VL and the released checkpoints were
+            trained with: text after a vision block resumes after its largest id on any axis) or `"upstream"` (the
+            installed transformers' rule, which ignores the time axis there). Installed in the model and saved in
+            its config, so generation, 4DRL and evaluation use the same rule.
+        prompt_suffix (`str`, *optional*, defaults to `"think"`):
+            Instruction appended to each question: `"think"` (ours), `"release"` (the release's DIFT/eval suffix,
+            byte for byte, to continue a released checkpoint) or `"release_rl"` (its 4DRL suffix).
         skip_invalid_samples (`bool`, *optional*, defaults to `False`):
             Drop invalid records (logged one by one and counted) instead of stopping with an error naming `file:line`:
             at load time, and at step time for media that fail to decode (the run total is logged as
@@ -64,8 +78,14 @@ class LatentImageryConfig(ActivationCheckpointingDefault, SFTConfig):
         default="average",
         metadata={"help": "Pooling of an imagery image's vision tokens into K vectors.", "choices": list(COMPRESS_STRATEGIES)},
     )
-    ce_weight: float = field(default=0.1, metadata={"help": "Weight of the text cross-entropy loss."})
-    sim_weight: float = field(default=1.0, metadata={"help": "Weight of the latent cosine similarity loss."})
+    ce_weight: float | None = field(
+        default=None,
+        metadata={"help": "Weight of the text cross-entropy loss (None: the checkpoint's ce_loss_weight, else 0.1)."},
+    )
+    sim_weight: float | None = field(
+        default=None,
+        metadata={"help": "Weight of the latent cosine loss (None: the checkpoint's sim_loss_weight, else 1.0)."},
+    )
     freeze_vision_tower: bool = field(
         default=True, metadata={"help": "Freeze the vision tower (and keep it in eval mode); it also makes the targets."}
     )
@@ -76,6 +96,8 @@ class LatentImageryConfig(ActivationCheckpointingDefault, SFTConfig):
     max_pixels: int = field(default=256 * 28 * 28, metadata={"help": "Most pixels per user image / video frame."})
     imagery_min_pixels: int = field(default=28 * 28, metadata={"help": "Least pixels per imagery image."})
     imagery_max_pixels: int = field(default=256 * 28 * 28, metadata={"help": "Most pixels per imagery image."})
+    mrope_position_rule: str = mrope_position_rule_field()
+    prompt_suffix: str = prompt_suffix_field()
     skip_invalid_samples: bool = field(
         default=False,
         metadata={"help": "Skip invalid records and samples whose media fail to decode mid-run (logged, counted as "
@@ -95,14 +117,26 @@ class LatentImageryConfig(ActivationCheckpointingDefault, SFTConfig):
         super().__post_init__()  # parses dict fields given as JSON strings on the command line
         # records are decoded by the collator, never tokenized up front
         self.dataset_kwargs = {"skip_prepare_dataset": True, **(self.dataset_kwargs or {})}
-        if self.ce_weight < 0 or self.sim_weight < 0 or self.ce_weight + self.sim_weight == 0:
-            raise ValueError(f"need ce_weight, sim_weight >= 0 and not both 0, got {self.ce_weight}, {self.sim_weight}")
+        if self.ce_weight is not None and self.sim_weight is not None:
+            self.check_loss_weights()
+        check_recipe_fields(self)
         if self.imagery_max_pixels < self.latent_size * 28 * 28:
             raise ValueError(
                 f"imagery_max_pixels={self.imagery_max_pixels} gives fewer than latent_size={self.latent_size} "
                 "vision tokens per imagery image"
             )
         _ = self.visual_options  # validates fps / frames / pixel budgets now rather than at the first batch
+
+    def resolve_loss_weights(self, recorded: tuple[float, float] | None) -> None:
+        """Fill unset weights from a checkpoint's recorded ``(ce_loss_weight, sim_loss_weight)``, else the defaults."""
+        ce, sim = recorded or (DEFAULT_CE_WEIGHT, DEFAULT_SIM_WEIGHT)
+        self.ce_weight = ce if self.ce_weight is None else self.ce_weight
+        self.sim_weight = sim if self.sim_weight is None else self.sim_weight
+        self.check_loss_weights()
+
+    def check_loss_weights(self) -> None:
+        if self.ce_weight < 0 or self.sim_weight < 0 or self.ce_weight + self.sim_weight == 0:
+            raise ValueError(f"need ce_weight, sim_weight >= 0 and not both 0, got {self.ce_weight}, {self.sim_weight}")
 
     @property
     def visual_options(self) -> VisualOptions:

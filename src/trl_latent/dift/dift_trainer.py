@@ -23,8 +23,9 @@ from ..model_card import (
     latent_spec_details,
     training_data_details,
 )
+from ..models import apply_position_rule
 from ..skipping import SkippedSamplesMixin
-from ..tokens import LatentSpec, add_latent_tokens
+from ..tokens import LatentSpec, add_latent_tokens, get_loss_weights, set_loss_weights
 from .collator import DataCollatorForLatentImagery
 from .dift_config import LatentImageryConfig
 
@@ -93,6 +94,9 @@ class LatentImageryTrainer(SkippedSamplesMixin, LatentModelCardMixin, SFTTrainer
         self.latent_spec: LatentSpec = add_latent_tokens(
             model, processing_class, latent_size=args.latent_size, compress_strategy=args.compress_strategy
         )
+        args.resolve_loss_weights(get_loss_weights(model))
+        set_loss_weights(model, args.ce_weight, args.sim_weight)
+        apply_position_rule(model, args.mrope_position_rule)
         if args.freeze_vision_tower:
             visual = vision_backbone(model).visual
             visual.requires_grad_(False)

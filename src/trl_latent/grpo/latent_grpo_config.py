@@ -8,6 +8,7 @@ from trl import GRPOConfig
 
 from ..checkpointing_config import ActivationCheckpointingDefault
 from ..data import VisualOptions
+from ..recipe_fields import check_recipe_fields, mrope_position_rule_field, prompt_suffix_field
 
 
 @dataclass
@@ -34,6 +35,18 @@ class LatentGRPOConfig(ActivationCheckpointingDefault, GRPOConfig):
             Drop invalid records at load time and, at rollout time, mask out of the loss the rows of a prompt whose
             media fail to decode (logged, counted as `skipped_samples`), instead of stopping with an error naming
             `file:line`.
+        mask_latent_start (`bool`, *optional*, defaults to `False`):
+            Also leave `<|latent_start|>` out of the policy loss, KL and entropy, as the release does (it masks all
+            three latent tokens). Off by default: the start token is sampled by the policy, it is the decision to
+            imagine, so its log-prob is the only handle the reward has on when the model imagines. The pads (fed-back
+            vectors) and the end (forced after K pads) are never scored.
+        mrope_position_rule (`str`, *optional*, defaults to `"reference"`):
+            3-D mRoPE rule for rollouts and every log-prob recomputation: `"reference"` (Qwen's, which Qwen2.5-VL and
+            the released checkpoints were trained with) or `"upstream"` (the installed transformers'). Installed in
+            the policy and reference models and saved in the checkpoint's config.
+        prompt_suffix (`str`, *optional*, defaults to `"think"`):
+            Instruction appended to each question: `"think"` (ours), `"release_rl"` (the release's 4DRL suffix, byte
+            for byte, to continue its checkpoints as they were trained) or `"release"` (its DIFT/eval suffix).
     """
 
     fps: float = field(default=1.0, metadata={"help": "Rate at which user videos are sampled (frames per second)."})
@@ -48,6 +61,11 @@ class LatentGRPOConfig(ActivationCheckpointingDefault, GRPOConfig):
         metadata={"help": "Skip invalid records and prompts whose media fail to decode mid-run (logged, counted as "
                           "`skipped_samples`) instead of stopping with an error naming file:line."},
     )
+    mask_latent_start: bool = field(
+        default=False, metadata={"help": "Leave <|latent_start|> out of the policy loss too, as the release does."}
+    )
+    mrope_position_rule: str = mrope_position_rule_field()
+    prompt_suffix: str = prompt_suffix_field()
 
     def __post_init__(self) -> None:
         if self.use_vllm:
@@ -67,6 +85,7 @@ class LatentGRPOConfig(ActivationCheckpointingDefault, GRPOConfig):
                 f"LatentGRPOConfig: generation_kwargs {self.generation_kwargs} cannot be honoured by the latent "
                 "generation loop; use the temperature, top_k, top_p and repetition_penalty fields."
             )
+        check_recipe_fields(self)
         super().__post_init__()
         self.visual_options  # noqa: B018 - validates fps, frames and pixel budgets now, not at the first rollout
 

@@ -9,13 +9,17 @@ entropy, PEFT reference, gradient accumulation, DeepSpeed — is the parent's co
 * **Recomputation is exact.** Every log-prob forward (old, reference, policy) re-inserts those vectors with
   :func:`trl_latent.latents.inject_latents`, so the policy is optimised on the sequence it sampled — unlike the
   release, whose recomputation saw the learned pad embedding at latent positions.
+* **Positions.** The config's ``mrope_position_rule`` (Qwen's reference rule by default) is installed in the policy
+  and reference models; rollout and recompute compute positions with the same function, so each completion is scored
+  at the positions it was sampled at, long low-fps clips included.
 * **Video.** Rows carry their own processor tensors (``visual_inputs``, one dict per row) and
   :func:`~trl_latent.grpo.row_inputs.feed_row_inputs` hands them to each forward together with the rollout's mRoPE
   positions; frames are decoded at ``fps`` with their real rate (temporal mRoPE), images and frames fit the pixel
   budget (``trl_latent.data``).
 * **Loss mask.** Policy gradient, KL and entropy act on sampled tokens only, through TRL's ``tool_mask``: 0 at the
   ``<|latent_pad|>`` positions (vectors, never sampled) and at ``<|latent_end|>`` (forced by the loop after K pads);
-  ``<|latent_start|>`` is sampled by the policy — it is the decision to imagine — so it stays in the loss.
+  ``<|latent_start|>`` is sampled by the policy — it is the decision to imagine — so it stays in the loss, unless
+  ``mask_latent_start`` asks for the release's behaviour (all three latent tokens masked).
   ``num_items_in_batch`` is recomputed over the unmasked tokens, so the token-normalised losses (``dapo``, ``cispo``,
   ``vespo``) divide by what they sum.
 * **Completions for rewards** are decoded with the latent tokens kept (other special tokens skipped), so a format
@@ -48,6 +52,7 @@ from ..model_card import (
     latent_spec_details,
     training_data_details,
 )
+from ..models import apply_position_rule
 from ..skipping import SkippedSamplesMixin, skip_or_raise
 from ..tokens import LATENT_END, LATENT_PAD, LATENT_START, LatentSpec, get_latent_spec
 from .latent_grpo_config import LatentGRPOConfig
@@ -57,14 +62,14 @@ VISUAL_COLUMNS = ("image", "images", "frames", "video")
 """Dataset columns holding user visuals; the trainer decodes them itself, so the parent never sees them."""
 
 
-def latent_loss_mask(completion_ids: torch.Tensor, spec: LatentSpec | None) -> torch.Tensor:
+def latent_loss_mask(completion_ids: torch.Tensor, spec: LatentSpec | None, mask_start: bool = False) -> torch.Tensor:
     """``1`` where a completion token is scored (policy loss, KL, entropy), ``0`` at tokens the policy did not choose:
     ``<|latent_pad|>`` (a fed-back vector) and ``<|latent_end|>`` (forced after K pads). ``<|latent_start|>`` is sampled
-    and stays scored."""
+    and stays scored unless ``mask_start`` (the release masks it)."""
     if spec is None:
         return torch.ones_like(completion_ids, dtype=torch.long)
-    forced = torch.tensor([spec.pad_id, spec.end_id], device=completion_ids.device)
-    return (~torch.isin(completion_ids, forced)).long()
+    unscored = [spec.pad_id, spec.end_id] + ([spec.start_id] if mask_start else [])
+    return (~torch.isin(completion_ids, torch.tensor(unscored, device=completion_ids.device))).long()
 
 
 def decode_keeping_latents(tokenizer: Any, ids: list[int], spec: LatentSpec | None) -> str:
@@ -160,6 +165,9 @@ class LatentGRPOTrainer(SkippedSamplesMixin, LatentModelCardMixin, GRPOTrainer):
         if not self._is_vlm:
             raise TypeError("LatentGRPOTrainer needs a Qwen2.5-VL processor as processing_class, not a tokenizer")
         self.latent_spec = get_latent_spec(self.model)
+        for model_ in (self.model, self.ref_model):
+            if model_ is not None:
+                apply_position_rule(model_, args.mrope_position_rule)
         self.visual_options = args.visual_options
         self._vision_token_ids = [i for i in (self._image_pad_token_id, self._video_pad_token_id) if i is not None]
         self._pending_visuals: list[Visual | None] | None = None
@@ -171,7 +179,8 @@ class LatentGRPOTrainer(SkippedSamplesMixin, LatentModelCardMixin, GRPOTrainer):
                       "log-prob recomputation",
             **latent_spec_details(self.model),
             "Loss": f"{self.loss_type} (beta {self.beta}) on sampled tokens only: latent pads and the forced "
-                    "latent end are masked, the sampled latent start is kept",
+                    "latent end are masked, the sampled latent start is "
+                    + ("masked too (as the release)" if self.args.mask_latent_start else "kept"),
             "Rewards": " + ".join(f"{weight:g} × `{name}`"
                                   for name, weight in zip(self.reward_func_names, self.reward_weights.tolist(), strict=True)),
             **training_data_details(self.train_dataset, self.args.visual_options),
@@ -229,7 +238,7 @@ class LatentGRPOTrainer(SkippedSamplesMixin, LatentModelCardMixin, GRPOTrainer):
             self._pending_visuals = None
             self._row_batch = None
 
-        mask = latent_loss_mask(output["completion_ids"], self.latent_spec)
+        mask = latent_loss_mask(output["completion_ids"], self.latent_spec, self.args.mask_latent_start)
         if "tool_mask" in output:
             mask = mask * output["tool_mask"]
         mask[failed.to(mask.device)] = 0

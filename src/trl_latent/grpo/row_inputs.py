@@ -9,8 +9,10 @@ their completions whatever the shuffle and gradient-accumulation split.
 :func:`feed_row_inputs` hands those tensors to the Qwen2.5-VL backbone through a keyword forward pre-hook, in row order
 across forwards, exactly like :func:`trl_latent.latents.inject_latents` hands out latent vectors. TRL's chunked
 ``_get_per_token_logps_and_entropies`` therefore runs unchanged for images, videos and latents alike. The hook also
-sets the 3-D mRoPE ``position_ids`` with :func:`trl_latent.generation.rope_positions`, the function the rollout used,
-so a recomputed sequence sits at exactly the positions it was sampled at (temporal mRoPE spaced by the real fps).
+sets the 3-D mRoPE ``position_ids`` with :func:`trl_latent.generation.rope_positions`, the function the rollout used:
+prompt + completion recomputed as one teacher-forced sequence sits at the positions the loop sampled it at, because
+the loop continues each row where this function puts its first completion token (tested with 0.1 fps clips, whose
+temporal ids reach far past the text after them).
 """
 
 from __future__ import annotations
@@ -22,8 +24,9 @@ from typing import Any
 import torch
 
 from ..data import Visual
-from ..generation import mm_token_type_ids_for, rope_positions
+from ..generation import rope_positions
 from ..latents import vision_backbone
+from ..models import adapter_for, apply_position_rule
 
 VISUAL_KEYS = ("pixel_values", "image_grid_thw", "pixel_values_videos", "video_grid_thw", "second_per_grid_ts")
 
@@ -81,7 +84,7 @@ class _RowFeeder:
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
         multimodal = concat_rows(chunk, input_ids.device)
-        multimodal["mm_token_type_ids"] = mm_token_type_ids_for(input_ids, module.config)
+        multimodal["mm_token_type_ids"] = adapter_for(module).token_types(input_ids)
         positions, _ = rope_positions(module, input_ids, attention_mask, multimodal)
         return args, {**kwargs, **multimodal, "position_ids": positions}
 
@@ -95,6 +98,7 @@ def feed_row_inputs(model: Any, rows: Sequence[RowInputs], *, strict: bool = Tru
     were left unused, since a row/sequence mismatch would silently pair a completion with another row's video.
     """
     feeder = _RowFeeder(rows)
+    apply_position_rule(model)
     handle = vision_backbone(model).register_forward_pre_hook(feeder.hook, with_kwargs=True)
     try:
         yield feeder

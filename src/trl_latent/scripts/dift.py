@@ -46,7 +46,8 @@ def main(argv: list[str] | None = None) -> int:
 
     def load(path: str, split: str):
         return load_records(path, "dift", skip_invalid=training_args.skip_invalid_samples,
-                            check_media=script_args.check_media, split=split, config=script_args.dataset_config)
+                            check_media=script_args.check_media, split=split, config=script_args.dataset_config,
+                            prompt_suffix=training_args.prompt_suffix)
 
     trainer = LatentImageryTrainer(
         model=model_args.model_name_or_path,

@@ -4,7 +4,8 @@
     accelerate launch --config_file examples/accelerate/zero2.yaml -m trl_latent.scripts.grpo --config …
 
 ``dataset_name`` is a 4DRL data file (JSONL with ``image_input`` / ``video``, ``text_input``, ``answer``, optional
-``type``; paths relative to the file) or a ``datasets`` folder / parquet file with the same columns; it is validated
+``type``; or the release's rows with ``video_path`` / ``frame_paths``, ``Question``, ``A``-``D``, ``Correct``; paths
+relative to the file) or a ``datasets`` folder / parquet file with the same columns; it is validated
 up front by :func:`trl_latent.data.load_records`. ``reward_funcs`` are dotted import paths.
 """
 
@@ -52,7 +53,8 @@ def main(argv: list[str] | None = None) -> int:
         dataset_help="the 4DRL data file", model_help="the DIFT checkpoint",
     )
     dataset = load_records(script_args.dataset_name, task="rl", skip_invalid=training_args.skip_invalid_samples,
-                           split=script_args.dataset_train_split, config=script_args.dataset_config)
+                           split=script_args.dataset_train_split, config=script_args.dataset_config,
+                           prompt_suffix=training_args.prompt_suffix)
     trainer = LatentGRPOTrainer(
         model=model_args.model_name_or_path,
         reward_funcs=[resolve_reward(path) for path in script_args.reward_funcs],

@@ -1,0 +1,195 @@
+"""What trl-latent needs to know about Qwen2.5-VL: its 3-D mRoPE positions, its vision features, its modules.
+
+**Positions.** Qwen2.5-VL gives every token three position ids (time, height, width). Text tokens carry the same id on
+all three axes and count up by one. A vision block of ``t × h × w`` merged patches starting at ``s`` gets
+``(s + time(i), s + row, s + column)``, where ``time(i) = int(i × second_per_grid_ts × tokens_per_second)`` for video
+(``0`` for an image): frames are placed by real time, so a clip sampled at 0.1 fps spreads over far more temporal ids
+than it has frames. What happens *after* the block is where the two rules below differ:
+
+* ``"reference"`` — Qwen's own rule (the ``get_rope_index`` Qwen2.5-VL was pretrained with, the one in transformers 4.x
+  and in the 4DThinker release's vendored copy): the next text token sits at the block's largest id over all three
+  axes, plus one. Positions never go backwards.
+* ``"upstream"`` — transformers 5.x: the next text token sits at ``s + max(h, w)``, ignoring the time axis. For a video
+  whose temporal extent exceeds its spatial one, the text after it reuses ids the video already holds (transformers
+  issues 45381 and 45325).
+
+Both rules agree on images (``t`` is 0 there). ``"reference"`` is the default everywhere; ``"upstream"`` keeps the
+installed transformers' behaviour, for comparison or for checkpoints fine-tuned under it.
+
+:func:`mrope_positions` implements both and also returns each row's *next* position: where a text token appended to
+the sequence would go in a teacher-forced forward. The latent loop continues from there, so a sampled completion sits
+at exactly the positions DIFT trained on and the GRPO recompute scores.
+
+The patch (:meth:`Adapter.install_positions`) binds the chosen rule as the backbone's ``get_rope_index`` on the model
+instance, so the model's own forward (DIFT, ``model.generate``, any plain ``model(**batch)``) uses it too, with no
+change to the installed transformers.
+"""
+
+from __future__ import annotations
+
+import itertools
+import types
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+
+from ..tokens import _unwrap
+
+TEXT, IMAGE, VIDEO = 0, 1, 2
+POSITION_RULES = ("reference", "upstream")
+
+
+def _vision_block(
+    grid_thw: torch.Tensor, start: int, merge: int, seconds_per_grid: Any, tokens_per_second: int, rule: str
+) -> torch.Tensor:
+    """``[3, t*h*w]`` ids of one vision block starting at ``start``; ``seconds_per_grid`` is ``None`` for an image."""
+    t, h, w = (int(v) for v in grid_thw)
+    h, w = h // merge, w // merge
+    frames = torch.arange(t)
+    if seconds_per_grid is None:
+        time = frames * 0 if rule == "reference" else frames
+    elif rule == "reference":  # Qwen's order of operations, in float32: (index × seconds) × tokens per second
+        time = (frames * torch.as_tensor(seconds_per_grid, dtype=torch.float32) * tokens_per_second).long()
+    else:  # transformers 5.x: index × (tokens per second × seconds)
+        time = (frames * (tokens_per_second * torch.as_tensor(seconds_per_grid, dtype=torch.float32))).long()
+    grid = torch.meshgrid(time, torch.arange(h), torch.arange(w), indexing="ij")
+    return torch.stack(grid).reshape(3, -1) + start
+
+
+def mrope_positions(
+    token_types: torch.Tensor,
+    attention_mask: torch.Tensor | None = None,
+    image_grid_thw: torch.Tensor | None = None,
+    video_grid_thw: torch.Tensor | None = None,
+    second_per_grid_ts: torch.Tensor | None = None,
+    *,
+    spatial_merge_size: int,
+    tokens_per_second: int,
+    rule: str = "reference",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(position_ids [3, B, L], next_positions [B])`` for left- or right-padded rows.
+
+    ``token_types`` is ``0`` text, ``1`` image placeholder, ``2`` video placeholder (Qwen's ``mm_token_type_ids``).
+    Images and videos are consumed in order across rows, as the processor lays out ``image_grid_thw`` /
+    ``video_grid_thw``; a run of placeholders may hold several consecutive blocks. Padding gets position 0.
+    ``second_per_grid_ts`` missing means 1 s per temporal patch, as in both upstream implementations.
+    """
+    if rule not in POSITION_RULES:
+        raise ValueError(f"mrope position rule must be one of {POSITION_RULES}, got {rule!r}")
+    batch, length = token_types.shape
+    device = token_types.device
+    mask = torch.ones_like(token_types, dtype=torch.bool) if attention_mask is None else attention_mask.bool()
+    grids: dict[int, Iterator] = {
+        IMAGE: iter(image_grid_thw.tolist() if image_grid_thw is not None else []),
+        VIDEO: iter(video_grid_thw.tolist() if video_grid_thw is not None else []),
+    }
+    seconds = iter(second_per_grid_ts.tolist() if second_per_grid_ts is not None else itertools.repeat(1.0))
+    positions = torch.zeros(3, batch, length, dtype=torch.long)
+    next_positions = torch.zeros(batch, dtype=torch.long)
+    for row in range(batch):
+        kept = mask[row].cpu()
+        row_types = token_types[row].cpu()[kept].tolist()
+        pieces, current = [], 0
+        for kind, run in itertools.groupby(row_types):
+            count = len(list(run))
+            if kind == TEXT:
+                pieces.append(torch.arange(count).expand(3, -1) + current)
+                current += count
+                continue
+            while count > 0:
+                grid = next(grids[kind], None)
+                if grid is None:
+                    name = "image_grid_thw" if kind == IMAGE else "video_grid_thw"
+                    raise ValueError(f"row {row} has more {'image' if kind == IMAGE else 'video'} blocks than {name}")
+                size = grid[0] * (grid[1] // spatial_merge_size) * (grid[2] // spatial_merge_size)
+                if size > count:
+                    raise ValueError(f"row {row}: a vision block of grid {grid} needs {size} placeholders, found {count}")
+                block_seconds = next(seconds) if kind == VIDEO else None
+                block = _vision_block(
+                    torch.tensor(grid), current, spatial_merge_size, block_seconds, tokens_per_second, rule
+                )
+                pieces.append(block)
+                if rule == "reference":
+                    current = int(block.max()) + 1
+                else:
+                    current += max(grid[1], grid[2]) // spatial_merge_size
+                count -= size
+        if pieces:
+            positions[:, row, kept] = torch.cat(pieces, dim=1)
+        next_positions[row] = current
+    return positions.to(device), next_positions.to(device)
+
+
+class Adapter:
+    """Qwen2.5-VL (``model_type == "qwen2_5_vl"``). One instance per model config; see the module docstring."""
+
+    def __init__(self, config: Any) -> None:
+        self.config = config
+        self.spatial_merge_size = int(config.vision_config.spatial_merge_size)
+        self.tokens_per_second = int(config.vision_config.tokens_per_second)
+        self.image_token_id = int(config.image_token_id)
+        self.video_token_id = int(config.video_token_id)
+
+    # ----- modules --------------------------------------------------------------------------------------------
+    @staticmethod
+    def backbone(model: Any) -> Any:
+        """``Qwen2_5_VLModel`` (vision tower + language model, no LM head) under PEFT / DDP / DeepSpeed wrappers."""
+        return _unwrap(model).model
+
+    def vision_tower(self, model: Any) -> torch.nn.Module:
+        return self.backbone(model).visual
+
+    def image_features(self, model: Any, pixel_values: torch.Tensor, image_grid_thw: torch.Tensor) -> list[torch.Tensor]:
+        """Each image's merged vision tokens ``[N_i, hidden]``, in the language model's width (the latent targets)."""
+        return list(self.backbone(model).get_image_features(pixel_values, image_grid_thw, return_dict=True).pooler_output)
+
+    # ----- positions ------------------------------------------------------------------------------------------
+    def token_types(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """``mm_token_type_ids``: 0 text, 1 image placeholder, 2 video placeholder."""
+        types_ = torch.zeros_like(input_ids, dtype=torch.int)
+        types_[input_ids == self.image_token_id] = IMAGE
+        types_[input_ids == self.video_token_id] = VIDEO
+        return types_
+
+    def positions(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, multimodal: dict[str, Any], rule: str
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """:func:`mrope_positions` for a batch and the processor outputs that came with it."""
+        types_ = multimodal.get("mm_token_type_ids")
+        if types_ is None or types_.shape != input_ids.shape:
+            types_ = self.token_types(input_ids)
+        return mrope_positions(
+            types_, attention_mask, multimodal.get("image_grid_thw"), multimodal.get("video_grid_thw"),
+            multimodal.get("second_per_grid_ts"), spatial_merge_size=self.spatial_merge_size,
+            tokens_per_second=self.tokens_per_second, rule=rule,
+        )
+
+    def install_positions(self, model: Any, rule: str) -> None:
+        """Make the backbone's own ``get_rope_index`` follow ``rule`` on this model instance (``"upstream"``: the
+        installed transformers' method, unpatched)."""
+        backbone = self.backbone(model)
+        backbone.__dict__.pop("get_rope_index", None)
+        if rule == "reference":
+            backbone.get_rope_index = types.MethodType(_reference_get_rope_index, backbone)
+
+
+def _reference_get_rope_index(
+    self: Any,
+    input_ids: torch.Tensor,
+    mm_token_type_ids: torch.Tensor,
+    image_grid_thw: torch.Tensor | None = None,
+    video_grid_thw: torch.Tensor | None = None,
+    second_per_grid_ts: torch.Tensor | None = None,
+    attention_mask: torch.Tensor | None = None,
+    **kwargs: Any,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``Qwen2_5_VLModel.get_rope_index`` with Qwen's reference rule; same signature and return convention (deltas
+    are the next position minus the unpadded length, which cached decoding adds to its running text position)."""
+    positions, next_positions = mrope_positions(
+        mm_token_type_ids, attention_mask, image_grid_thw, video_grid_thw, second_per_grid_ts,
+        spatial_merge_size=self.config.vision_config.spatial_merge_size,
+        tokens_per_second=self.config.vision_config.tokens_per_second, rule="reference",
+    )
+    lengths = attention_mask.sum(-1) if attention_mask is not None else torch.full_like(next_positions, input_ids.shape[1])
+    return positions, (next_positions - lengths.to(next_positions.device)).unsqueeze(1)
