@@ -9,6 +9,7 @@ from pathlib import Path
 
 import yaml
 
+from .annotate.base import AnnotateConfig
 from .camera_qa import CameraQAConfig
 from .cot.api import CotConfig
 from .export import ExportConfig
@@ -18,7 +19,7 @@ from .object_qa import ObjectQAConfig
 from .segment.base import SegmentConfig
 
 
-STAGES = ("frames", "segment", "camera-qa", "object-qa", "imagery", "cot", "export", "validate")
+STAGES = ("annotate", "frames", "segment", "camera-qa", "object-qa", "imagery", "cot", "export", "validate")
 
 
 @dataclass
@@ -34,6 +35,7 @@ class DatagenConfig:
     stages: list[str] = field(default_factory=lambda: list(STAGES))
     """Stages ``run`` executes, in pipeline order."""
     progress: bool = True
+    annotate: AnnotateConfig = field(default_factory=AnnotateConfig)
     frames: FramesConfig = field(default_factory=FramesConfig)
     segment: SegmentConfig = field(default_factory=SegmentConfig)
     camera_qa: CameraQAConfig = field(default_factory=CameraQAConfig)

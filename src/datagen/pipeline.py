@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from .annotate import annotate_dataset
 from .camera_qa import camera_questions
 from .config import STAGES, DatagenConfig
 from .cot.api import ChatCoT
@@ -51,6 +52,10 @@ def clip_ids(config: DatagenConfig) -> list[str]:
 
 def _extracted(config: DatagenConfig) -> list[str]:
     return [c for c in clip_ids(config) if (config.out / "frames" / c / "clip.json").exists()]
+
+
+def run_annotate(config: DatagenConfig) -> StageResult:
+    return annotate_dataset(config, clip_ids(config))
 
 
 def run_frames(config: DatagenConfig) -> StageResult:
@@ -194,6 +199,7 @@ def run_validate(config: DatagenConfig) -> dict[str, dict]:
 
 
 STAGE_FUNCTIONS = {
+    "annotate": run_annotate,
     "frames": run_frames, "segment": run_segment, "camera-qa": run_camera_qa, "object-qa": run_object_qa,
     "imagery": run_imagery, "cot": run_cot, "export": run_export, "validate": run_validate,
 }

@@ -1,0 +1,168 @@
+"""The ``annotate`` stage: layout files from a reconstruction, failures counted, COLMAP on known and real motion."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from textured_scene import FX, HEIGHT, WIDTH, render, trajectory
+
+from datagen import DatagenConfig
+from datagen.annotate import ReconstructionFailed, SparseReconstruction, register_reconstructor
+from datagen.annotate.depth import densify_depth
+from datagen.io import read_jsonl
+from datagen.layout import read_metadata
+from datagen.pipeline import run_annotate, run_camera_qa, run_frames, run_pipeline
+from datagen.synthetic.video import encode_mp4
+
+
+FPS = 4.0
+
+
+def write_raw_dataset(root: Path, videos: dict[str, np.ndarray], fps: float = FPS) -> Path:
+    """A layout root with videos and metadata.csv only: no poses, intrinsics or depth."""
+    rows = []
+    for clip_id, frames in videos.items():
+        path = root / "videos" / "group_0000" / f"{clip_id}.mp4"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        encode_mp4(frames, path, fps, crf=12)
+        rows.append({"id": clip_id, "group_id": "0", "video_path": f"videos/group_0000/{clip_id}.mp4", "fps": fps,
+                     "num_frames": len(frames), "width": frames.shape[2], "height": frames.shape[1]})
+    with (root / "metadata.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return root
+
+
+def config(root: Path, out: Path, backend: str = "colmap", **annotate) -> DatagenConfig:
+    return DatagenConfig.from_dict({
+        "input_root": str(root), "output_dir": str(out), "progress": False,
+        "annotate": {"backend": backend, "fps": FPS, "num_threads": 2, **annotate},
+        "frames": {"fps": FPS, "max_frames": 16}, "export": {"benchmark_fraction": 0.0},
+    })
+
+
+def rotation_error_deg(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.degrees(np.arccos(np.clip((np.trace(a.T @ b) - 1) / 2, -1, 1))))
+
+
+def relative_errors(est_w2c: np.ndarray, true_w2c: np.ndarray) -> tuple[list[float], float]:
+    """Rotation error (degrees) of every frame relative to the first, and the angle between the estimated and true
+    directions of the camera's total displacement (seen from the first camera); scale-free, as SfM is."""
+    rot = [rotation_error_deg(e[:3, :3] @ est_w2c[0, :3, :3].T, t[:3, :3] @ true_w2c[0, :3, :3].T)
+           for e, t in zip(est_w2c, true_w2c)]
+
+    def displacement(w2c):
+        centres = -np.einsum("nji,nj->ni", w2c[:, :3, :3], w2c[:, :3, 3])
+        d = w2c[0, :3, :3] @ (centres[-1] - centres[0])
+        return d / np.linalg.norm(d)
+
+    return rot, float(np.degrees(np.arccos(np.clip(displacement(est_w2c) @ displacement(true_w2c), -1, 1))))
+
+
+def camera_labels(out: Path, clip_id: str) -> dict[str, set[str]]:
+    labels: dict[str, set[str]] = {}
+    for qa in json.loads((out / "qa" / "camera" / f"{clip_id}.json").read_text()):
+        labels.setdefault(qa["type"], set()).add(qa["label"])
+    return labels
+
+
+# --- depth interpolation -------------------------------------------------------------------------------------------
+
+def test_densify_depth_is_exact_on_a_plane_and_empty_outside_the_points():
+    rng = np.random.default_rng(0)
+    uv = rng.uniform([20, 10], [100, 70], size=(60, 2))
+    plane = lambda u, v: 2.0 + 0.01 * u + 0.02 * v  # noqa: E731
+    depth = densify_depth(uv, plane(uv[:, 0], uv[:, 1]), (60, 40), scale=2.0)  # map at half the resolution
+    v, u = np.mgrid[0:40, 0:60]
+    expected = plane((u + 0.5) * 2, (v + 0.5) * 2)
+    inside = depth > 0
+    assert inside[15:25, 20:40].all() and not inside[0, 0] and not inside[-1, -1]
+    np.testing.assert_allclose(depth[inside], expected[inside], rtol=1e-5)
+    assert not densify_depth(uv[:2], np.ones(2), (60, 40), 2.0).any()  # fewer than 3 points
+    line = np.stack([np.linspace(0, 100, 5), np.linspace(0, 50, 5)], 1)
+    assert not densify_depth(line, np.ones(5), (60, 40), 2.0).any()  # collinear: no triangle
+
+
+# --- layout writing and failure accounting, with a backend that replays known geometry --------------------------------
+
+TRUCK_PAN = trajectory(10, (-1.0, 0.0, 0.0), yaw_deg=12.0)
+
+
+@pytest.fixture(scope="module")
+def truck_pan_clip():
+    return render(TRUCK_PAN)
+
+
+class ReplayBackend:
+    """Returns the true poses, intrinsics and a grid of true depths, minus frame ``drop``; fails on uniform frames."""
+
+    def __init__(self, depth: np.ndarray, drop: int):
+        self.depth, self.drop = depth, drop
+
+    def reconstruct(self, images):
+        if np.ptp(np.asarray(images)) == 0:
+            raise ReconstructionFailed("no texture")
+        keep = [i for i in range(len(images)) if i != self.drop]
+        v, u = np.mgrid[4:HEIGHT:16, 4:WIDTH:16]
+        points = [(np.stack([u.ravel() + 0.5, v.ravel() + 0.5], 1), self.depth[i][v, u].ravel()) for i in keep]
+        k = np.array([[FX, 0, WIDTH / 2], [0, FX, HEIGHT / 2], [0, 0, 1]])
+        return SparseReconstruction(keep, np.linalg.inv(TRUCK_PAN[keep]), np.tile(k, (len(keep), 1, 1)), points,
+                                    num_points3d=1000, stats={"replayed": True})
+
+
+def test_layout_from_a_reconstruction_and_failures_counted(tmp_path, truck_pan_clip, monkeypatch):
+    rgb, depth = truck_pan_clip
+    root = write_raw_dataset(tmp_path / "data", {"moving": rgb, "blank": np.full_like(rgb, 128), "foreign": rgb})
+    register_reconstructor("replay")(lambda cfg: ReplayBackend(depth, drop=3))
+    (root / "depths" / "group_0000").mkdir(parents=True)
+    np.savez(root / "depths" / "group_0000" / "foreign.npz", depth=depth)  # someone else's depth: never overwritten
+    cfg = config(root, tmp_path / "out", backend="replay", median_depth=3.0)
+    result = run_annotate(cfg)
+    assert result.done == ["moving"]
+    assert "ReconstructionFailed: no texture" in result.failed["blank"]
+    assert "FileExistsError" in result.failed["foreign"] and "not written by annotate" in result.failed["foreign"]
+    assert not (root / "annotations" / "group_0000" / "blank").exists()
+
+    metas = {m.id: m for m in read_metadata(root)}
+    ann = metas["moving"].annotations()
+    assert ann.has_poses
+    np.testing.assert_array_equal(ann.frame_indexes, [0, 1, 2, 4, 5, 6, 7, 8, 9])  # frame 3 was not placed
+    np.testing.assert_allclose(ann.poses_c2w[0], np.eye(4), atol=1e-9)  # world = first annotated camera
+    true_w2c = np.linalg.inv(TRUCK_PAN[ann.frame_indexes])
+    rot, direction = relative_errors(ann.poses_w2c, true_w2c)
+    assert max(rot) < 1e-6 and direction < 1e-6
+    marker = json.loads((ann.dir / "annotate.json").read_text())
+    scale = marker["scale"]
+    sampled = depth[ann.frame_indexes][:, 4::16, 4::16]
+    assert scale == pytest.approx(3.0 / np.median(sampled))
+    np.testing.assert_allclose(ann.poses_c2w[-1, :3, 3], scale * TRUCK_PAN[-1, :3, 3], atol=1e-9)
+    np.testing.assert_allclose(ann.intrinsics[0], [FX / WIDTH, FX / HEIGHT, 0.5, 0.5])
+    written = ann.depth(np.arange(len(ann.frame_indexes)))
+    assert written.shape == (9, 192, 256)  # depth_max_side 256
+    rows, cols = ((np.arange(192) + 0.5) * HEIGHT / 192).astype(int), ((np.arange(256) + 0.5) * WIDTH / 256).astype(int)
+    true = scale * depth[ann.frame_indexes][:, rows][:, :, cols]
+    known = written > 0
+    assert known.mean() > 0.8 and np.median(np.abs(written[known] / true[known] - 1)) < 0.02
+    assert marker["source"] == "estimated" and marker["replayed"] and marker["frames_placed"] == 9
+
+    # the rest of the pipeline takes the clip like a SpatialVID one; the failed clip just gets no pose questions
+    cfg.stages = ["annotate", "frames", "camera-qa"]
+    run_pipeline(cfg)
+    labels = camera_labels(cfg.out, "moving")
+    assert labels["cam_dir"] == {"Truck Left"} and labels["cam_rot"] == {"Pan Right"}
+    assert labels["cam_mag"] == {"10 degrees"} and labels["cam_spd"] == {"steady"}
+    assert json.loads((cfg.out / "qa" / "camera" / "blank.json").read_text()) == []
+    statuses = {e["item"]: e for e in read_jsonl(cfg.out / "manifests" / "annotate.jsonl")}
+    assert statuses["moving"]["source"] == "estimated" and statuses["blank"]["status"] == "failed"
+
+    # a rerun skips the annotated clip, and a clip that came with poses is never handed to the backend
+    assert run_annotate(cfg).skipped == ["moving"]
+    from datagen import cli
+
+    assert cli.main(["annotate", "--input-root", str(root), "--output-dir", str(cfg.out),
+                     "--set", "annotate.backend=replay", "--set", "progress=false"]) == 1  # two clips still fail
