@@ -7,8 +7,9 @@ and the SpatialVID-style files are shared (:mod:`datagen.annotate.stage`).
 
 from .base import (RECONSTRUCTORS, AnnotateConfig, ReconstructionFailed, Reconstructor, SparseReconstruction,
                    get_reconstructor, register_reconstructor)
+from .index import index_videos
 from .stage import annotate_clip, annotate_dataset
 from . import colmap  # noqa: F401  (register the built-in backend)
 
 __all__ = ["RECONSTRUCTORS", "AnnotateConfig", "ReconstructionFailed", "Reconstructor", "SparseReconstruction",
-           "annotate_clip", "annotate_dataset", "get_reconstructor", "register_reconstructor"]
+           "annotate_clip", "annotate_dataset", "get_reconstructor", "index_videos", "register_reconstructor"]

@@ -51,8 +51,10 @@ class AnnotateConfig:
     init_min_tri_angle: float = 4.0
     """``colmap``: minimum triangulation angle (degrees) of the initial pair; COLMAP's 16 suits photo collections,
     not the short baselines of neighbouring video frames."""
-    num_threads: int = -1
-    """``colmap``: CPU threads (-1 = all)."""
+    num_threads: int = 1
+    """``colmap``: CPU threads per clip (-1 = all). With one thread a clip's reconstruction is deterministic; with
+    more, COLMAP's parallel matching and mapping vary from run to run (on a real clip: 750, 455 or 1 point). Run
+    clips in parallel instead."""
     seed: int = 0
     """``colmap``: random seed of RANSAC and the mapper."""
 
