@@ -92,6 +92,19 @@ def test_densify_depth_is_exact_on_a_plane_and_empty_outside_the_points():
     assert not densify_depth(line, np.ones(5), (60, 40), 2.0).any()  # collinear: no triangle
 
 
+def test_index_videos_writes_metadata_for_a_folder_of_raw_videos(tmp_path):
+    frames = np.zeros((3, 32, 48, 3), np.uint8)
+    for relative in ("videos/a.mp4", "videos/street/b.mp4"):
+        (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
+        encode_mp4(frames, tmp_path / relative, 5.0)
+    index_videos(tmp_path)
+    rows = {m.id: m for m in read_metadata(tmp_path)}
+    assert (rows["a"].group_id, rows["a"].num_frames, rows["a"].fps, rows["a"].width) == ("0", 3, 5.0, 48)
+    assert rows["b"].group_id == "street" and rows["b"].video_path == tmp_path / "videos/street/b.mp4"
+    with pytest.raises(FileExistsError, match="metadata.csv exists"):
+        index_videos(tmp_path)
+
+
 # --- layout writing and failure accounting, with a backend that replays known geometry --------------------------------
 
 TRUCK_PAN = trajectory(10, (-1.0, 0.0, 0.0), yaw_deg=12.0)

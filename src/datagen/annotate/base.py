@@ -89,6 +89,8 @@ class SparseReconstruction:
 
 
 class Reconstructor(Protocol):
+    """A backend; it may also have ``close()``, called once the stage is done (e.g. to end a worker process)."""
+
     def reconstruct(self, images: list[np.ndarray]) -> SparseReconstruction:
         """Reconstruct RGB uint8 frames (in video order, all the same size); raise :class:`ReconstructionFailed`."""
 

@@ -47,6 +47,11 @@ class ColmapReconstructor:
             self._pool = None  # the next clip gets a fresh process
             raise ReconstructionFailed("the COLMAP worker process died (native crash or out of memory)") from None
 
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
+
 
 def _options(pc, c: AnnotateConfig):
     reader = pc.ImageReaderOptions()

@@ -77,6 +77,8 @@ def write_annotations(meta: ClipMeta, rec: SparseReconstruction, video_frames: l
     width, height = size
     w2c = rec.w2c @ invert_se3(rec.w2c[0])  # world = first annotated camera
     all_depths = np.concatenate([d for _, d in rec.points])
+    if not len(all_depths):
+        raise ReconstructionFailed("no triangulated point in front of any placed camera")
     scale = config.median_depth / float(np.median(all_depths))
     w2c[:, :3, 3] *= scale
     poses = np.array([np.concatenate([m[:3, 3], rotation_to_quat(m[:3, :3])]) for m in w2c])
@@ -130,8 +132,13 @@ def annotate_dataset(config: DatagenConfig, clip_ids: list[str]) -> StageResult:
             state["backend"] = get_reconstructor(config.annotate)
         return annotate_clip(meta, config.annotate, state["backend"], config.frames.backend)
 
-    result = run_items("annotate", clip_ids, process, Manifest(config.out / "manifests" / "annotate.jsonl"),
-                       lambda c: metas[c].annotations().has_poses, config.progress)
+    try:
+        result = run_items("annotate", clip_ids, process, Manifest(config.out / "manifests" / "annotate.jsonl"),
+                           lambda c: metas[c].annotations().has_poses, config.progress)
+    finally:
+        close = getattr(state.get("backend"), "close", None)  # backends holding a worker process release it
+        if close is not None:
+            close()
     if result.failed:
         logger.warning("annotate: %d clip(s) not reconstructed; they get no camera or object questions:\n%s",
                        len(result.failed), "\n".join(f"  {c}: {e}" for c, e in result.failed.items()))
