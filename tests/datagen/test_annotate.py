@@ -177,8 +177,11 @@ def test_layout_from_a_reconstruction_and_failures_counted(tmp_path, truck_pan_c
     statuses = {e["item"]: e for e in read_jsonl(cfg.out / "manifests" / "annotate.jsonl")}
     assert statuses["moving"]["source"] == "estimated" and statuses["blank"]["status"] == "failed"
 
-    # a rerun skips the annotated clip, and a clip that came with poses is never handed to the backend
+    # a rerun skips the annotated clip; a clip that came with poses is not an item at all
     assert run_annotate(cfg).skipped == ["moving"]
+    (root / "annotations" / "group_0000" / "moving" / "annotate.json").unlink()  # now it looks like SpatialVID's
+    result = run_annotate(cfg)
+    assert "moving" not in result.done + result.skipped + list(result.failed)
     from datagen import cli
 
     assert cli.main(["annotate", "--input-root", str(root), "--output-dir", str(cfg.out),

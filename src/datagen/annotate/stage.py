@@ -11,8 +11,8 @@ layout SpatialVID provides (docs/architecture.md, section 5), so every later sta
 * ``annotate.json`` how the files were made (backend, frames sampled and placed, scale, diagnostics).
 
 ``poses.npy`` is written last, so a clip counts as annotated only when all of its files are complete. Clips that
-already have poses are left alone; files of another origin are never overwritten. A clip the backend cannot
-reconstruct is recorded as failed in ``manifests/annotate.jsonl`` with the reason and the run goes on.
+came with poses are not items of the stage; files of another origin are never overwritten. A clip the backend
+cannot reconstruct is recorded as failed in ``manifests/annotate.jsonl`` with the reason and the run goes on.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from PIL import Image
 
 from ..frames import choose_frames, decode_frames
 from ..geometry import invert_se3, rotation_to_quat
-from ..io import atomic_write, read_json, save_npz, write_json, write_text
+from ..io import atomic_write, save_npz, write_json, write_text
 from ..layout import ClipMeta, group_dir, read_metadata
 from ..manifest import Manifest, StageResult, run_items
 from .base import AnnotateConfig, ReconstructionFailed, Reconstructor, SparseReconstruction, get_reconstructor
@@ -118,22 +118,28 @@ def annotate_clip(meta: ClipMeta, config: AnnotateConfig, reconstructor: Reconst
     return {"source": "estimated", **info, "points3d": marker["points3d"]}
 
 
+def annotate_items(metas: dict[str, ClipMeta], clip_ids: list[str]) -> list[str]:
+    """The clips ``annotate`` works on: those without poses, and those whose files it wrote itself (so a change
+    of settings may redo them). Clips that came with poses are never items, so no resume logic that clears an
+    item's outputs before redoing it can ever touch their annotations."""
+    return [c for c in clip_ids if not metas[c].annotations().has_poses or clip_files(metas[c])["marker"].exists()]
+
+
 def annotate_dataset(config: DatagenConfig, clip_ids: list[str]) -> StageResult:
-    """Run ``annotate`` over ``clip_ids``: clips with poses are recorded as ``existing``, the others reconstructed."""
+    """Run ``annotate`` over the clips of ``clip_ids`` that need it (:func:`annotate_items`)."""
     metas = {m.id: m for m in read_metadata(config.input_root)}
+    items = annotate_items(metas, clip_ids)
+    if len(items) < len(clip_ids):
+        logger.info("annotate: %d clip(s) came with poses and are left alone", len(clip_ids) - len(items))
     state: dict = {}
 
     def process(clip_id: str) -> dict:
-        meta = metas[clip_id]
-        if meta.annotations().has_poses:
-            marker = clip_files(meta)["marker"]
-            return {"source": read_json(marker)["source"] if marker.exists() else "existing"}
-        if "backend" not in state:  # built on first need: a dataset with annotations never imports pycolmap
+        if "backend" not in state:  # built on first need: a dataset with annotations never starts pycolmap
             state["backend"] = get_reconstructor(config.annotate)
-        return annotate_clip(meta, config.annotate, state["backend"], config.frames.backend)
+        return annotate_clip(metas[clip_id], config.annotate, state["backend"], config.frames.backend)
 
     try:
-        result = run_items("annotate", clip_ids, process, Manifest(config.out / "manifests" / "annotate.jsonl"),
+        result = run_items("annotate", items, process, Manifest(config.out / "manifests" / "annotate.jsonl"),
                            lambda c: metas[c].annotations().has_poses, config.progress)
     finally:
         close = getattr(state.get("backend"), "close", None)  # backends holding a worker process release it
