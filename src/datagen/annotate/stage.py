@@ -52,6 +52,13 @@ def clip_files(meta: ClipMeta) -> dict[str, Path]:
     }
 
 
+def owned_outputs(meta: ClipMeta) -> list[Path]:
+    """The files of a clip that ``annotate`` may delete and rewrite, the one written last first: all of them once
+    its ``annotate.json`` is there, otherwise only ``poses.npy`` (absent for every clip that needs annotating)."""
+    files = clip_files(meta)
+    return list(reversed(files.values())) if files["marker"].exists() else [files["poses"]]
+
+
 def downscale(image: np.ndarray, max_side: int) -> np.ndarray:
     height, width = image.shape[:2]
     factor = max_side / max(height, width)
@@ -140,7 +147,7 @@ def annotate_dataset(config: DatagenConfig, clip_ids: list[str]) -> StageResult:
 
     try:
         result = run_items("annotate", items, process, Manifest(config.out / "manifests" / "annotate.jsonl"),
-                           lambda c: metas[c].annotations().has_poses, config.progress)
+                           lambda c: owned_outputs(metas[c])[0].exists(), config.progress)
     finally:
         close = getattr(state.get("backend"), "close", None)  # backends holding a worker process release it
         if close is not None:
