@@ -225,8 +225,7 @@ def visible_motion(frames: np.ndarray) -> tuple[float, float]:
     negative = the scene slides left, as when the camera moves or turns right) and the ratio of the 90th-percentile
     to the median absolute displacement (about 1 for a pan, whose flow barely depends on depth; well above 1 for a
     sideways translation, where near things slide faster than far ones)."""
-    import cv2
-
+    cv2 = pytest.importorskip("cv2")
     grey = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames]
     start = cv2.goodFeaturesToTrack(grey[0], 500, 0.01, 7)
     points, alive = start.copy(), np.ones(len(start), bool)

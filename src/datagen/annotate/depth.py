@@ -11,13 +11,14 @@ break the static-scene assumption), so their depth is that of the surrounding ba
 from __future__ import annotations
 
 import numpy as np
-from scipy.interpolate import LinearNDInterpolator
-from scipy.spatial import QhullError
 
 
 def densify_depth(uv: np.ndarray, depth: np.ndarray, size: tuple[int, int], scale: float) -> np.ndarray:
     """``(H, W)`` float32 depth for an ``size = (W, H)`` map from points at ``uv`` (pixels of an image ``scale``
     times larger; continuous coordinates, pixel ``i`` spans ``[i, i + 1)``)."""
+    from scipy.interpolate import LinearNDInterpolator  # scipy comes with the 'annotate' extra
+    from scipy.spatial import QhullError
+
     width, height = size
     out = np.zeros((height, width), dtype=np.float32)
     if len(uv) < 3:
