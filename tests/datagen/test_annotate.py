@@ -12,7 +12,8 @@ import pytest
 from textured_scene import FX, HEIGHT, WIDTH, render, trajectory
 
 from datagen import DatagenConfig
-from datagen.annotate import ReconstructionFailed, SparseReconstruction, register_reconstructor
+from datagen import cli
+from datagen.annotate import RECONSTRUCTORS, ReconstructionFailed, SparseReconstruction
 from datagen.annotate.depth import densify_depth
 from datagen.annotate.index import index_videos
 from datagen.io import read_jsonl
@@ -135,7 +136,7 @@ class ReplayBackend:
 def test_layout_from_a_reconstruction_and_failures_counted(tmp_path, truck_pan_clip, monkeypatch):
     rgb, depth = truck_pan_clip
     root = write_raw_dataset(tmp_path / "data", {"moving": rgb, "blank": np.full_like(rgb, 128), "foreign": rgb})
-    register_reconstructor("replay")(lambda cfg: ReplayBackend(depth, drop=3))
+    monkeypatch.setitem(RECONSTRUCTORS, "replay", lambda cfg: ReplayBackend(depth, drop=3))
     (root / "depths" / "group_0000").mkdir(parents=True)
     np.savez(root / "depths" / "group_0000" / "foreign.npz", depth=depth)  # someone else's depth: never overwritten
     cfg = config(root, tmp_path / "out", backend="replay", median_depth=3.0)
@@ -182,8 +183,6 @@ def test_layout_from_a_reconstruction_and_failures_counted(tmp_path, truck_pan_c
     (root / "annotations" / "group_0000" / "moving" / "annotate.json").unlink()  # now it looks like SpatialVID's
     result = run_annotate(cfg)
     assert "moving" not in result.done + result.skipped + list(result.failed)
-    from datagen import cli
-
     assert cli.main(["annotate", "--input-root", str(root), "--output-dir", str(cfg.out),
                      "--set", "annotate.backend=replay", "--set", "progress=false"]) == 1  # two clips still fail
 
