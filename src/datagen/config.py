@@ -16,6 +16,7 @@ from pathlib import Path
 
 import yaml
 
+from .annotate.base import RECONSTRUCTORS, AnnotateConfig
 from .camera_qa import CameraQAConfig
 from .cot.api import CotConfig
 from .cot.template import TEMPLATE_STYLES
@@ -28,7 +29,7 @@ from .segment.base import SegmentConfig
 from .validate import ValidateConfig
 
 
-STAGES = ("frames", "segment", "camera-qa", "object-qa", "imagery", "cot", "export", "validate")
+STAGES = ("annotate", "frames", "segment", "camera-qa", "object-qa", "imagery", "cot", "export", "validate")
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,11 @@ FRACTION, POSITIVE = Limit(0, 1), Limit(0, low_open=True)
 LIMITS: dict[str, Limit] = {
     "limit": Limit(1),
     "stages": Limit(choices=lambda: STAGES),
+    "annotate.backend": Limit(choices=lambda: RECONSTRUCTORS), "annotate.fps": POSITIVE,
+    "annotate.max_frames": Limit(3), "annotate.max_side": Limit(64), "annotate.median_depth": POSITIVE,
+    "annotate.min_registered": Limit(0, 1, low_open=True), "annotate.min_points": Limit(1),
+    "annotate.depth_max_side": Limit(1), "annotate.focal_length_factor": POSITIVE, "annotate.max_features": Limit(1),
+    "annotate.match_overlap": Limit(1), "annotate.init_min_tri_angle": Limit(0),
     "frames.fps": POSITIVE, "frames.max_frames": Limit(1), "frames.max_pixels": Limit(28 * 28),
     "frames.min_pixels": Limit(1), "frames.jpeg_quality": Limit(1, 100),
     "frames.backend": Limit(choices=lambda: ("auto", "decord", "av")),
@@ -98,6 +104,7 @@ class DatagenConfig:
     stages: list[str] = field(default_factory=lambda: list(STAGES))
     """Stages ``run`` executes, in pipeline order."""
     progress: bool = True
+    annotate: AnnotateConfig = field(default_factory=AnnotateConfig)
     frames: FramesConfig = field(default_factory=FramesConfig)
     segment: SegmentConfig = field(default_factory=SegmentConfig)
     camera_qa: CameraQAConfig = field(default_factory=CameraQAConfig)

@@ -17,11 +17,11 @@ from pathlib import Path
 from .layout import ClipMeta
 
 
-SECTIONS = {"frames": "frames", "segment": "segment", "camera-qa": "camera_qa", "object-qa": "object_qa",
+SECTIONS = {"annotate": "annotate", "frames": "frames", "segment": "segment", "camera-qa": "camera_qa", "object-qa": "object_qa",
             "imagery": "imagery", "cot": "cot"}
 """Config section each item stage reads."""
 
-UPSTREAM = {"frames": (), "segment": ("frames",), "camera-qa": ("frames",), "object-qa": ("frames", "segment"),
+UPSTREAM = {"annotate": (), "frames": (), "segment": ("frames",), "camera-qa": ("frames",), "object-qa": ("frames", "segment"),
             "imagery": ("frames", "segment", "camera-qa", "object-qa"), "cot": ("imagery",)}
 """Stages whose per-clip outputs each item stage reads (``cot`` reaches the questions through ``imagery``)."""
 
@@ -58,10 +58,11 @@ def clip_input_identity(meta: ClipMeta) -> dict:
     if meta.annotation_dir.is_dir():
         files += sorted(p for p in meta.annotation_dir.rglob("*") if p.is_file())
     row = {k: v for k, v in dataclasses.asdict(meta).items() if k != "root"}
-    return {"row": row, "files": {str(p): _stat(p) for p in files}}
+    return {"row": row, "files": {str(p): file_identity(p) for p in files}}
 
 
-def _stat(path: Path) -> list[int] | None:
+def file_identity(path: Path) -> list[int] | None:
+    """Size and modification time of ``path`` (None when it does not exist), as ``datasets`` keys local files."""
     try:
         info = path.stat()
     except FileNotFoundError:

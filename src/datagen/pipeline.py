@@ -17,12 +17,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from .annotate import annotate_clip, annotate_items, get_reconstructor, owned_outputs
 from .camera_qa import camera_questions
 from .config import STAGES, DatagenConfig
 from .cot.api import ChatCoT, require_api_key
 from .cot.template import template_cot
 from .export import export, is_held_out
-from .fingerprint import UPSTREAM, clip_input_identity, fingerprint, stage_settings
+from .fingerprint import UPSTREAM, clip_input_identity, file_identity, fingerprint, stage_settings
 from .frames import extract_clip, load_clip_record
 from .imagery import render_question
 from .io import read_json, write_json, write_text
@@ -86,6 +87,20 @@ def _fingerprints(config: DatagenConfig, stage: str, clip_of: Callable[[str], st
         return fingerprint(stage, settings, {name: m.version(clip) for name, m in upstream.items()}, inputs(item))
 
     return item_fingerprint
+
+
+def plan_annotate(config: DatagenConfig, backend: dict) -> StagePlan:
+    """Structure from motion for the clips without poses (:mod:`datagen.annotate`). The reconstructor is built in
+    ``setup`` (only when a clip needs it) and kept in ``backend`` so the caller can release its worker. An item's
+    fingerprint reads the video, not the annotation files: those are what the stage itself writes."""
+    metas = {m.id: m for m in read_metadata(config.input_root)}
+    return StagePlan(
+        "annotate", annotate_items(metas, clip_ids(config)),
+        lambda c: annotate_clip(metas[c], config.annotate, backend["reconstructor"], config.frames.backend),
+        lambda c: owned_outputs(metas[c]),
+        _fingerprints(config, "annotate", inputs=lambda c: file_identity(metas[c].video_path)),
+        setup=lambda: backend.update(reconstructor=get_reconstructor(config.annotate)),
+    )
 
 
 def plan_frames(config: DatagenConfig) -> StagePlan:
@@ -239,6 +254,20 @@ PLANS = {"frames": plan_frames, "segment": plan_segment, "camera-qa": plan_camer
          "imagery": plan_imagery, "cot": plan_cot}
 
 
+def run_annotate(config: DatagenConfig) -> StageResult:
+    backend: dict = {}
+    try:
+        result = plan_annotate(config, backend).run(config)
+    finally:
+        close = getattr(backend.get("reconstructor"), "close", None)  # a backend holding a worker process releases it
+        if close is not None:
+            close()
+    if result.failed:
+        logger.warning("annotate: %d clip(s) not reconstructed; they get no camera or object questions",
+                       len(result.failed))
+    return result
+
+
 def run_frames(config: DatagenConfig) -> StageResult:
     return plan_frames(config).run(config)
 
@@ -328,6 +357,7 @@ def validation_result(reports: dict[str, dict], details: str, outputs: dict[str,
 
 
 STAGE_FUNCTIONS = {
+    "annotate": run_annotate,
     "frames": run_frames, "segment": run_segment, "camera-qa": run_camera_qa, "object-qa": run_object_qa,
     "imagery": run_imagery, "cot": run_cot, "export": run_export, "validate": run_validate,
 }
