@@ -182,7 +182,7 @@ def test_layout_from_a_reconstruction_and_failures_counted(tmp_path, truck_pan_c
     assert run_annotate(cfg).reused == ["moving"]
     (root / "annotations" / "group_0000" / "moving" / "annotate.json").unlink()  # now it looks like SpatialVID's
     result = run_annotate(cfg)
-    assert "moving" not in result.done + result.skipped + list(result.failed)
+    assert "moving" not in result.done + result.reused + list(result.failed)
     assert cli.main(["annotate", "--input-root", str(root), "--output-dir", str(cfg.out),
                      "--set", "annotate.backend=replay", "--set", "progress=false"]) == 1  # two clips still fail
 

@@ -14,6 +14,8 @@ from typing import Protocol
 
 import numpy as np
 
+from ..registry import Registry
+
 
 @dataclass
 class AnnotateConfig:
@@ -86,20 +88,7 @@ class Reconstructor(Protocol):
         """Reconstruct RGB uint8 frames (in video order, all the same size); raise :class:`ReconstructionFailed`."""
 
 
-RECONSTRUCTORS: dict[str, Callable[[AnnotateConfig], Reconstructor]] = {}
-
-
-def register_reconstructor(name: str):
-    """Class decorator: make a backend selectable as ``annotate.backend: <name>``."""
-
-    def wrap(factory):
-        RECONSTRUCTORS[name] = factory
-        return factory
-
-    return wrap
-
-
-def get_reconstructor(config: AnnotateConfig) -> Reconstructor:
-    if config.backend not in RECONSTRUCTORS:
-        raise ValueError(f"annotate.backend={config.backend!r} unknown; choose one of {sorted(RECONSTRUCTORS)}")
-    return RECONSTRUCTORS[config.backend](config)
+RECONSTRUCTORS = Registry("annotate")
+"""``annotate.backend`` name → factory taking the :class:`AnnotateConfig`, returning a :class:`Reconstructor`."""
+register_reconstructor = RECONSTRUCTORS.register
+get_reconstructor: Callable[[AnnotateConfig], Reconstructor] = RECONSTRUCTORS.build

@@ -12,6 +12,7 @@ import numpy as np
 from PIL import Image
 
 from ..io import save_npz
+from ..registry import Registry
 
 
 @dataclass
@@ -46,23 +47,10 @@ class Segmenter(Protocol):
         """Return ``(T, H, W)`` uint8 instance ids and ``[{"obj_id": int, "name": str}, ...]``."""
 
 
-SEGMENTERS: dict[str, Callable[[SegmentConfig], Segmenter]] = {}
-
-
-def register_segmenter(name: str):
-    """Class decorator: make a segmenter selectable as ``segment.backend: <name>``."""
-
-    def wrap(factory):
-        SEGMENTERS[name] = factory
-        return factory
-
-    return wrap
-
-
-def get_segmenter(config: SegmentConfig) -> Segmenter:
-    if config.backend not in SEGMENTERS:
-        raise ValueError(f"segment.backend={config.backend!r} unknown; choose one of {sorted(SEGMENTERS)}")
-    return SEGMENTERS[config.backend](config)
+SEGMENTERS = Registry("segment")
+"""``segment.backend`` name → factory taking the :class:`SegmentConfig`, returning a :class:`Segmenter`."""
+register_segmenter = SEGMENTERS.register
+get_segmenter: Callable[[SegmentConfig], Segmenter] = SEGMENTERS.build
 
 
 def resolve_device(device: str) -> str:
