@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -23,7 +25,7 @@ def test_similarity_loss_matches_a_loop():
     per_image = [(2 - cosines[2 * n] - cosines[2 * n + 1]) / 2 for n in range(3)]
     assert loss.item() == pytest.approx(sum(per_image).item() / 3, abs=1e-6)
     assert cosine.item() == pytest.approx(sum(cosines).item() / 6, abs=1e-6)
-    with pytest.raises(ValueError, match="6 <|latent_pad|> positions but 2 imagery images"):
+    with pytest.raises(ValueError, match=re.escape("6 <|latent_pad|> positions but 4 target vectors (2 imagery images")):
         latent_similarity_loss(hidden, input_ids, targets[:2], pad_id=9)
 
 
