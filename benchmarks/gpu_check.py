@@ -7,9 +7,10 @@
 It measures, and writes to ``--out`` as ``gpu_check.json`` and ``gpu_check.md`` (a markdown table):
 
 - **dift**: one `LatentImageryTrainer` training step (forward, backward, AdamW) on a video DIFT sample, in each
-  `latent_feedback` mode: median step time, model FLOPs utilisation (MFU) and peak memory;
-- **zero2**: the same step under DeepSpeed ZeRO-2 in a single process (run in a child process, as `accelerate launch`
-  would, because a DeepSpeed config changes the process-wide accelerate state);
+  `latent_feedback` mode (`teacher`, `self`): median step time, model FLOPs utilisation (MFU), peak memory, the
+  fed-back norm ratio, and the self / teacher step-time ratio;
+- **zero2**: the same step of each mode under DeepSpeed ZeRO-2 in a single process (run in a child process, as
+  `accelerate launch` would, because a DeepSpeed config changes the process-wide accelerate state);
 - **generate**: `generate_with_latents` tokens/s (one latent block per row) against `model.generate` at batch 1 and 16;
 - **grpo**: `LatentGRPOTrainer` step time against a stock `GRPOTrainer` on the same model and prompts.
 
@@ -47,6 +48,7 @@ from dift_data import dift_record, write_jsonl  # noqa: E402
 from trl_latent.testing import QWEN2_5_VL_3B_TEXT, QWEN2_5_VL_3B_VISION, build_tiny_qwen2_5_vl  # noqa: E402
 
 CHECKS = ("dift", "zero2", "generate", "grpo")
+FEEDBACK = ("teacher", "self")  # the DIFT latent_feedback modes, both timed
 # dense bf16 tensor-core peak, TFLOP/s (vendor datasheets, SXM parts)
 PEAK_BF16_TFLOPS = {"H200": 989.0, "GH200": 989.0, "H100": 989.0, "A100": 312.0, "B200": 2250.0}
 # per size: frames and side of the DIFT video sample, new tokens per rollout, timed steps
@@ -139,10 +141,10 @@ def check_dift(model, processor, size: str, device: torch.device, peak: float | 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         records = dift_records(root, size)
-        for mode in ("teacher",):
+        for mode in FEEDBACK:
             trainer = LatentImageryTrainer(
                 copy.deepcopy(model), processing_class=processor, train_dataset=records,
-                args=dift_args(root, size, device),
+                args=dift_args(root, size, device, latent_feedback=mode),
             )
             batch = trainer.data_collator([records[0]])
             seconds, memory = time_steps(trainer, batch, shape["steps"], shape["warmup"])
@@ -150,28 +152,31 @@ def check_dift(model, processor, size: str, device: torch.device, peak: float | 
             results[mode] = dict(
                 step_s=seconds, tokens=int(batch["attention_mask"].sum()), step_tflop=flops / 1e12,
                 tflops=flops / seconds / 1e12, mfu=flops / seconds / (peak * 1e12) if peak else None,
-                peak_memory_mib=memory,
+                peak_memory_mib=memory, fed_back_norm_ratio=trainer._metrics["train"]["latent_norm_ratio"][-1],
             )
             del trainer
             free(device)
     return results
 
 
-def check_zero2(args: argparse.Namespace, device: torch.device) -> dict:
-    """Run the ZeRO-2 step in a child process (a single-rank DeepSpeed world) and read back its JSON."""
+def check_zero2(size: str) -> dict:
+    """Run the ZeRO-2 step of each feedback mode in a child process (a single-rank DeepSpeed world); read its JSON."""
+    results = {}
     with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "zero2.json"
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
-        env = dict(os.environ, RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", LOCAL_WORLD_SIZE="1",
-                   MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-        command = [sys.executable, __file__, "--size", args.size, "--zero2_child", str(out)]
-        subprocess.run(command, env=env, check=True)
-        return json.loads(out.read_text())
+        for mode in FEEDBACK:
+            out = Path(tmp) / f"zero2_{mode}.json"
+            with socket.socket() as probe:
+                probe.bind(("127.0.0.1", 0))
+                port = probe.getsockname()[1]
+            env = dict(os.environ, RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", LOCAL_WORLD_SIZE="1",
+                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+            command = [sys.executable, __file__, "--size", size, "--zero2_child", str(out), "--latent_feedback", mode]
+            subprocess.run(command, env=env, check=True)
+            results[mode] = json.loads(out.read_text())
+    return results
 
 
-def zero2_child(size: str, out: Path) -> None:
+def zero2_child(size: str, mode: str, out: Path) -> None:
     from transformers import TrainerCallback
 
     from trl_latent.dift import LatentImageryTrainer
@@ -206,7 +211,7 @@ def zero2_child(size: str, out: Path) -> None:
         trainer = LatentImageryTrainer(
             model, processing_class=processor, train_dataset=records, callbacks=[timer],
             args=dift_args(root, size, device, deepspeed=deepspeed, max_steps=shape["warmup"] + shape["steps"],
-                           logging_steps=1),
+                           logging_steps=1, latent_feedback=mode),
         )
         trainer.train()
     timed = sorted(timer.times[shape["warmup"]:])
@@ -254,11 +259,14 @@ def markdown(results: dict) -> str:
             (f"DIFT step ({mode})", "tokens / model TFLOP per step", f"{dift['tokens']} / {number(dift['step_tflop'])}"),
             (f"DIFT step ({mode})", "achieved TFLOP/s / MFU", f"{number(dift['tflops'])} / {number(dift['mfu'])}"),
             (f"DIFT step ({mode})", "peak memory (MiB)", number(dift["peak_memory_mib"], 6)),
+            (f"DIFT step ({mode})", "fed-back ‖h‖/‖target‖", number(dift["fed_back_norm_ratio"])),
         ]
-    if "zero2" in results:
-        zero2 = results["zero2"]
-        rows += [("DIFT step, DeepSpeed ZeRO-2 (1 process)", "step time (s)", number(zero2["step_s"])),
-                 ("DIFT step, DeepSpeed ZeRO-2 (1 process)", "peak memory (MiB)", number(zero2["peak_memory_mib"], 6))]
+    if "dift_self_over_teacher" in results:
+        rows.append(("DIFT step", "self / teacher step time", f"{number(results['dift_self_over_teacher'])}x"))
+    for mode, zero2 in results.get("zero2", {}).items():
+        label = f"DIFT step ({mode}), DeepSpeed ZeRO-2 (1 process)"
+        rows += [(label, "step time (s)", number(zero2["step_s"])),
+                 (label, "peak memory (MiB)", number(zero2["peak_memory_mib"], 6))]
     for batch, gen in results.get("generate", {}).items():
         label = f"rollout, {batch.replace('_', ' ')}"
         rows += [(label, "HF generate (tok/s)", number(gen["hf_tokens_per_s"], 4)),
@@ -281,12 +289,13 @@ def main() -> int:
     parser.add_argument("--skip", default="", help=f"comma-separated checks to leave out, among {', '.join(CHECKS)}")
     parser.add_argument("--peak_tflops", type=float, default=None, help="dense bf16 peak of an unlisted GPU")
     parser.add_argument("--zero2_child", type=Path, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--latent_feedback", choices=FEEDBACK, default="teacher", help=argparse.SUPPRESS)
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     args.size = args.size or ("3b" if device.type == "cuda" else "tiny")
     if args.zero2_child is not None:
-        zero2_child(args.size, args.zero2_child)
+        zero2_child(args.size, args.latent_feedback, args.zero2_child)
         return 0
     skip = {name for name in args.skip.split(",") if name}
     if skip - set(CHECKS):
@@ -302,6 +311,7 @@ def main() -> int:
         model, processor = build_model(args.size, device, 4, attn)
         if "dift" not in skip:
             results["dift"] = check_dift(model, processor, args.size, device, peak_tflops(device, args.peak_tflops))
+            results["dift_self_over_teacher"] = results["dift"]["self"]["step_s"] / results["dift"]["teacher"]["step_s"]
         if "generate" not in skip:
             results["generate"] = check_generate(model, processor, args.size, device)
         del model
@@ -309,7 +319,7 @@ def main() -> int:
     if "grpo" not in skip:
         results["grpo"] = check_grpo(args.size, device, attn)
     if "zero2" not in skip:
-        results["zero2"] = check_zero2(args, device)
+        results["zero2"] = check_zero2(args.size)
     results["wall_s"] = time.perf_counter() - start
 
     args.out.mkdir(parents=True, exist_ok=True)

@@ -29,9 +29,15 @@ def positive(value) -> bool:
 def test_tiny_check_writes_every_measure(tmp_path):
     results, table = run_check(tmp_path, "--skip", "zero2")
     assert results["size"] == "tiny" and results["attention"] == "sdpa" and "zero2" not in results
-    dift = results["dift"]["teacher"]
-    assert positive(dift["step_s"]) and positive(dift["step_tflop"]) and positive(dift["peak_memory_mib"])
-    assert dift["tokens"] > 0 and dift["mfu"] is None  # no known peak on a CPU: left empty, not guessed
+    for mode in ("teacher", "self"):
+        dift = results["dift"][mode]
+        assert positive(dift["step_s"]) and positive(dift["step_tflop"]) and positive(dift["peak_memory_mib"])
+        assert dift["tokens"] > 0 and dift["mfu"] is None  # no known peak on a CPU: left empty, not guessed
+        assert positive(dift["fed_back_norm_ratio"])
+    assert results["dift"]["self"]["step_tflop"] == results["dift"]["teacher"]["step_tflop"]  # the same model math
+    assert results["dift_self_over_teacher"] == pytest.approx(
+        results["dift"]["self"]["step_s"] / results["dift"]["teacher"]["step_s"]
+    )
     assert set(results["generate"]) == {"batch_1", "batch_4"}
     for gen in results["generate"].values():
         assert positive(gen["hf_tokens_per_s"]) and positive(gen["latent_tokens_per_s"])
@@ -42,7 +48,7 @@ def test_tiny_check_writes_every_measure(tmp_path):
     assert lines[0].startswith("Device: cpu") and "size tiny" in lines[0]
     rows = [line for line in lines if line.startswith("| ")][1:]  # the header row dropped
     checks = {row.split(" | ")[0].lstrip("| ") for row in rows}
-    assert checks == {"DIFT step (teacher)", "rollout, batch 1", "rollout, batch 4", "GRPO step"}
+    assert checks == {"DIFT step (teacher)", "DIFT step (self)", "DIFT step", "rollout, batch 1", "rollout, batch 4", "GRPO step"}
     assert f"| DIFT step (teacher) | step time (s) | {results['dift']['teacher']['step_s']:.3g} |" in table
     assert "/ – |" in table  # the MFU cell on CPU
 
@@ -51,7 +57,8 @@ def test_tiny_check_writes_every_measure(tmp_path):
 def test_zero2_step_runs_under_deepspeed(tmp_path):
     """The ZeRO-2 check alone (its first run on a machine compiles DeepSpeed's CPU communication op, ~1 min)."""
     results, table = run_check(tmp_path, "--skip", "dift,generate,grpo")
-    zero2 = results["zero2"]
-    assert zero2["engine"] == "DeepSpeedEngine" and zero2["steps"] == 3
-    assert positive(zero2["step_s"]) and positive(zero2["peak_memory_mib"]) and math.isfinite(zero2["first_loss"])
-    assert "| DIFT step, DeepSpeed ZeRO-2 (1 process) | step time (s) |" in table
+    for mode in ("teacher", "self"):  # self mode: the block-by-block forward under a DeepSpeedEngine
+        zero2 = results["zero2"][mode]
+        assert zero2["engine"] == "DeepSpeedEngine" and zero2["steps"] == 3
+        assert positive(zero2["step_s"]) and positive(zero2["peak_memory_mib"]) and math.isfinite(zero2["first_loss"])
+        assert f"| DIFT step ({mode}), DeepSpeed ZeRO-2 (1 process) | step time (s) |" in table

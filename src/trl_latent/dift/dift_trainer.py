@@ -98,8 +98,10 @@ def feed_back_latents(model: Any, pad_mask: torch.Tensor) -> Iterator[list[torch
     own = "forward" in vars(language_model)
     fed_back: list[torch.Tensor] = []
 
-    def forward(*, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor | None, position_ids: torch.Tensor,
-                cache: Any = None, use_cache: bool | None = None, **kwargs: Any) -> BaseModelOutputWithPast:
+    def forward(*, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                position_ids: torch.Tensor | None = None, cache: Any = None, use_cache: bool | None = None,
+                **kwargs: Any) -> BaseModelOutputWithPast:
+        del use_cache  # the pieces always run through the cache; the caller's (training) forward keeps none
         if cache is not None or inputs_embeds.shape[:2] != pad_mask.shape:
             raise ValueError("self-fed latents run whole training sequences, without a cache of their own")
         mask = pad_mask.to(inputs_embeds.device)
@@ -119,7 +121,8 @@ def feed_back_latents(model: Any, pad_mask: torch.Tensor) -> Iterator[list[torch
             out = original(
                 inputs_embeds=embeds,
                 attention_mask=None if attention_mask is None else attention_mask[:, :end],
-                position_ids=position_ids[..., start:end],
+                # None (text-only, no mRoPE): the model counts from the cache length, i.e. the whole-sequence arange
+                position_ids=None if position_ids is None else position_ids[..., start:end],
                 cache=cache,
                 use_cache=True,
                 **kwargs,
