@@ -31,7 +31,9 @@ class ForceText(LogitsProcessor):
 @pytest.fixture
 def records(tmp_path):
     """An image prompt with two imagery blocks and a short (4-frame) video prompt with one, of different lengths."""
-    rows = [dift_record(tmp_path, 0, num_imagery=2, num_frames=1), dift_record(tmp_path, 1, num_imagery=1)]
+    image = dift_record(tmp_path, 0, num_imagery=2, num_frames=1)
+    image["image_input"] = image["image_input"][0]  # a path, not a list of frames: an image prompt
+    rows = [image, dift_record(tmp_path, 1, num_imagery=1)]
     return load_records(write_jsonl(tmp_path / "train.jsonl", rows))
 
 
@@ -53,6 +55,7 @@ def test_training_forward_equals_the_inference_loop_teacher_forced(tiny, records
     model, spec = trainer.model, trainer.latent_spec
     batch = trainer.data_collator([records[0], records[1]])  # right-padded, rows of different lengths
     assert batch["input_ids"].shape[0] == 2 and not bool(batch["attention_mask"].all())
+    assert "pixel_values" in batch and "pixel_values_videos" in batch
     model.eval()
     with torch.no_grad(), pytest.warns(FutureWarning):  # SFTTrainer's logits for compute_metrics: a second forward
         _, outputs = trainer.compute_loss(model, dict(batch), return_outputs=True)
