@@ -101,7 +101,7 @@ def main() -> int:
         rows = [dift_record(root, i, num_imagery=2, num_frames=options.num_frames) for i in range(options.batch_size)]
         records = load_records(write_jsonl(root / "train.jsonl", rows))
         common = dict(output_dir=str(root / "out"), report_to=[], use_cpu=not cuda, bf16=cuda,
-                      gradient_checkpointing=False, per_device_train_batch_size=options.batch_size)
+                      activation_checkpointing=False, per_device_train_batch_size=options.batch_size)
         dift, dift_self = (
             LatentImageryTrainer(
                 copy.deepcopy(model), processing_class=processor, train_dataset=records,

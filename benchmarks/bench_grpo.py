@@ -52,7 +52,7 @@ def bench_steps(
     common = dict(
         use_cpu=device == "cpu", bf16=bf16, num_generations=2, per_device_train_batch_size=4,
         max_completion_length=new_tokens, max_steps=steps, logging_steps=1, report_to=[],
-        save_strategy="no", gradient_checkpointing=False, seed=0,
+        save_strategy="no", activation_checkpointing=False, seed=0,
     )
     processor.tokenizer.padding_side = "left"
     stock = GRPOTrainer(

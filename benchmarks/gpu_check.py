@@ -93,7 +93,7 @@ def dift_args(root: Path, size: str, device: torch.device, **overrides):
     pixels = SIZES[size]["frame_size"] ** 2
     settings = dict(
         output_dir=str(root / "out"), report_to=[], save_strategy="no", use_cpu=device.type == "cpu",
-        bf16=device.type == "cuda", gradient_checkpointing=False, per_device_train_batch_size=1,
+        bf16=device.type == "cuda", activation_checkpointing=False, per_device_train_batch_size=1,
         min_pixels=pixels, max_pixels=pixels, imagery_min_pixels=pixels, imagery_max_pixels=pixels,
         disable_tqdm=True, dataloader_num_workers=0,
     )

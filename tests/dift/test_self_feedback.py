@@ -45,7 +45,7 @@ def self_fed_trainer(tiny, records, tmp_path, **overrides):
 
 def test_self_mode_needs_gradient_checkpointing_off(tmp_path):
     with pytest.raises(ValueError, match="gradient checkpointing"):
-        LatentImageryConfig(str(tmp_path), latent_feedback="self", gradient_checkpointing=True, use_cpu=True)
+        LatentImageryConfig(str(tmp_path), latent_feedback="self", activation_checkpointing=True, use_cpu=True)
     with pytest.raises(ValueError, match="latent_feedback must be one of"):
         LatentImageryConfig(str(tmp_path), latent_feedback="teacher-forced", use_cpu=True)
 

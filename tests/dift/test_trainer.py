@@ -100,7 +100,7 @@ def test_lora_with_gradient_checkpointing_trains_the_latent_rows(stock_tiny, dif
 
     model, processor = stock_tiny  # no latent tokens yet: the trainer adds them
     trainer = LatentImageryTrainer(
-        model, args=tiny_config(tmp_path, gradient_checkpointing=True, learning_rate=1e-2),
+        model, args=tiny_config(tmp_path, activation_checkpointing=True, learning_rate=1e-2),
         train_dataset=dift_records.select([0, 1]), processing_class=processor,
         peft_config=LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]),
     )

@@ -37,7 +37,7 @@ class LatentImageryConfig(SFTConfig):
         latent_feedback (`str`, *optional*, defaults to `"teacher"`):
             What the latent pad positions receive as input: `"teacher"`, the imagery target vectors (one parallel
             forward); `"self"`, the model's own previous last-layer hidden state, as at inference (the sequence runs
-            block by block with the KV cache; needs `gradient_checkpointing=False`). Both supervise the hidden state
+            block by block with the KV cache; needs `activation_checkpointing=False`). Both supervise the hidden state
             before each pad against the target.
         freeze_vision_tower (`bool`, *optional*, defaults to `True`):
             Freeze the vision tower and keep it in eval mode. It also produces the latent targets, which must not
@@ -109,7 +109,7 @@ class LatentImageryConfig(SFTConfig):
         if self.latent_feedback == "self" and self.activation_checkpointing:
             raise ValueError(
                 "latent_feedback='self' runs the sequence block by block through the KV cache, which transformers "
-                "drops under gradient checkpointing: set gradient_checkpointing (activation_checkpointing) to false"
+                "drops under gradient checkpointing: set activation_checkpointing (gradient_checkpointing) to false"
             )
         if self.imagery_max_pixels < self.latent_size * 28 * 28:
             raise ValueError(
