@@ -63,83 +63,6 @@ def latent_similarity_loss(
     return (1.0 - cosine).mean(dim=1).mean(), cosine.mean()
 
 
-@torch.no_grad()
-def latent_norm_ratio(
-    hidden_states: torch.Tensor, input_ids: torch.Tensor, targets: torch.Tensor, pad_id: int
-) -> torch.Tensor:
-    """Mean over pad positions of ``||h[t-1]|| / ||target[t]||``.
-
-    ``h[t-1]`` is what inference feeds back at pad ``t`` (and what ``self`` mode feeds back in training). The cosine
-    loss trains its direction only, so this ratio shows how far its magnitude is from the vectors the model saw as
-    teacher-forced inputs.
-    """
-    flat = targets.reshape(-1, targets.shape[-1]).float()
-    predictions = _latent_predictions(hidden_states, input_ids, pad_id, flat.shape[0]).float()
-    return (predictions.norm(dim=-1) / flat.norm(dim=-1).clamp(min=1e-12)).mean()
-
-
-@contextmanager
-def feed_back_latents(model: Any, pad_mask: torch.Tensor) -> Iterator[list[torch.Tensor]]:
-    """Run the language model of every forward inside the block block by block, as the inference loop does.
-
-    ``pad_mask [B, L]`` marks the ``<|latent_pad|>`` positions of the batch. Each forward over a ``[B, L]`` sequence is
-    cut before every column holding a pad of some row; the pieces run in order through the language model with one KV
-    cache, and a row's pad input becomes the last-layer hidden state of the position before it (post final norm, as
-    :func:`trl_latent.generation.generate_with_latents` feeds it), with its gradient. Positions are the ones the
-    backbone computed for the whole sequence (``get_rope_index``), sliced per piece, so they equal a teacher-forced
-    forward's. The pieces' hidden states are concatenated, so callers (the fused LM head, the hidden-state hook) see
-    one ordinary output. Yields the list the fed-back vectors are appended to, in order of the cut columns, one
-    ``[rows with a pad there, H]`` tensor per column.
-
-    Gradient checkpointing cannot be on: transformers drops the cache of a checkpointed layer.
-    """
-    language_model = vision_backbone(model).language_model
-    original = language_model.forward
-    own = "forward" in vars(language_model)
-    fed_back: list[torch.Tensor] = []
-
-    def forward(*, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                position_ids: torch.Tensor | None = None, cache: Any = None, use_cache: bool | None = None,
-                **kwargs: Any) -> BaseModelOutputWithPast:
-        del use_cache  # the pieces always run through the cache; the caller's (training) forward keeps none
-        if cache is not None or inputs_embeds.shape[:2] != pad_mask.shape:
-            raise ValueError("self-fed latents run whole training sequences, without a cache of their own")
-        mask = pad_mask.to(inputs_embeds.device)
-        columns = mask.any(0).nonzero().flatten().tolist()
-        if columns and columns[0] == 0:
-            raise ValueError("a sequence starts with <|latent_pad|>: there is no hidden state to feed back")
-        bounds = [0, *columns, mask.shape[1]]
-        cache = DynamicCache(config=language_model.config)
-        pieces: list[torch.Tensor] = []
-        for start, end in zip(bounds[:-1], bounds[1:]):
-            embeds = inputs_embeds[:, start:end]
-            if pieces:  # every piece but the first starts at a pad column
-                rows = mask[:, start]
-                fed_back.append(pieces[-1][rows, -1])
-                first = embeds[:, 0].masked_scatter(rows[:, None], fed_back[-1].to(embeds.dtype))
-                embeds = torch.cat([first[:, None], embeds[:, 1:]], dim=1)
-            out = original(
-                inputs_embeds=embeds,
-                attention_mask=None if attention_mask is None else attention_mask[:, :end],
-                # None (text-only, no mRoPE): the model counts from the cache length, i.e. the whole-sequence arange
-                position_ids=None if position_ids is None else position_ids[..., start:end],
-                cache=cache,
-                use_cache=True,
-                **kwargs,
-            )
-            pieces.append(out.last_hidden_state)
-        return BaseModelOutputWithPast(last_hidden_state=torch.cat(pieces, dim=1))
-
-    language_model.forward = forward
-    try:
-        yield fed_back
-    finally:
-        if own:
-            language_model.forward = original
-        else:
-            del language_model.forward
-
-
 class LatentImageryTrainer(LatentModelCardMixin, SFTTrainer):
     """[`~trl.SFTTrainer`] for DIFT. ``model`` is a model id / local path or a loaded Qwen2.5-VL; the latent tokens
     are added when it lacks them, and a [`DataCollatorForLatentImagery`] is built when no collator is given. The
@@ -303,3 +226,80 @@ def _make_latent_rows_trainable(peft_config: Any, spec: LatentSpec) -> None:
         peft_config.trainable_token_indices = sorted({*indices, *ids})
     else:
         indices["embed_tokens"] = sorted({*indices.get("embed_tokens", []), *ids})
+
+
+@torch.no_grad()
+def latent_norm_ratio(
+    hidden_states: torch.Tensor, input_ids: torch.Tensor, targets: torch.Tensor, pad_id: int
+) -> torch.Tensor:
+    """Mean over pad positions of ``||h[t-1]|| / ||target[t]||``.
+
+    ``h[t-1]`` is what inference feeds back at pad ``t`` (and what ``self`` mode feeds back in training). The cosine
+    loss trains its direction only, so this ratio shows how far its magnitude is from the vectors the model saw as
+    teacher-forced inputs.
+    """
+    flat = targets.reshape(-1, targets.shape[-1]).float()
+    predictions = _latent_predictions(hidden_states, input_ids, pad_id, flat.shape[0]).float()
+    return (predictions.norm(dim=-1) / flat.norm(dim=-1).clamp(min=1e-12)).mean()
+
+
+@contextmanager
+def feed_back_latents(model: Any, pad_mask: torch.Tensor) -> Iterator[list[torch.Tensor]]:
+    """Run the language model of every forward inside the block block by block, as the inference loop does.
+
+    ``pad_mask [B, L]`` marks the ``<|latent_pad|>`` positions of the batch. Each forward over a ``[B, L]`` sequence is
+    cut before every column holding a pad of some row; the pieces run in order through the language model with one KV
+    cache, and a row's pad input becomes the last-layer hidden state of the position before it (post final norm, as
+    :func:`trl_latent.generation.generate_with_latents` feeds it), with its gradient. Positions are the ones the
+    backbone computed for the whole sequence (``get_rope_index``), sliced per piece, so they equal a teacher-forced
+    forward's. The pieces' hidden states are concatenated, so callers (the fused LM head, the hidden-state hook) see
+    one ordinary output. Yields the list the fed-back vectors are appended to, in order of the cut columns, one
+    ``[rows with a pad there, H]`` tensor per column.
+
+    Gradient checkpointing cannot be on: transformers drops the cache of a checkpointed layer.
+    """
+    language_model = vision_backbone(model).language_model
+    original = language_model.forward
+    own = "forward" in vars(language_model)
+    fed_back: list[torch.Tensor] = []
+
+    def forward(*, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                position_ids: torch.Tensor | None = None, cache: Any = None, use_cache: bool | None = None,
+                **kwargs: Any) -> BaseModelOutputWithPast:
+        del use_cache  # the pieces always run through the cache; the caller's (training) forward keeps none
+        if cache is not None or inputs_embeds.shape[:2] != pad_mask.shape:
+            raise ValueError("self-fed latents run whole training sequences, without a cache of their own")
+        mask = pad_mask.to(inputs_embeds.device)
+        columns = mask.any(0).nonzero().flatten().tolist()
+        if columns and columns[0] == 0:
+            raise ValueError("a sequence starts with <|latent_pad|>: there is no hidden state to feed back")
+        bounds = [0, *columns, mask.shape[1]]
+        cache = DynamicCache(config=language_model.config)
+        pieces: list[torch.Tensor] = []
+        for start, end in zip(bounds[:-1], bounds[1:]):
+            embeds = inputs_embeds[:, start:end]
+            if pieces:  # every piece but the first starts at a pad column
+                rows = mask[:, start]
+                fed_back.append(pieces[-1][rows, -1])
+                first = embeds[:, 0].masked_scatter(rows[:, None], fed_back[-1].to(embeds.dtype))
+                embeds = torch.cat([first[:, None], embeds[:, 1:]], dim=1)
+            out = original(
+                inputs_embeds=embeds,
+                attention_mask=None if attention_mask is None else attention_mask[:, :end],
+                # None (text-only, no mRoPE): the model counts from the cache length, i.e. the whole-sequence arange
+                position_ids=None if position_ids is None else position_ids[..., start:end],
+                cache=cache,
+                use_cache=True,
+                **kwargs,
+            )
+            pieces.append(out.last_hidden_state)
+        return BaseModelOutputWithPast(last_hidden_state=torch.cat(pieces, dim=1))
+
+    language_model.forward = forward
+    try:
+        yield fed_back
+    finally:
+        if own:
+            language_model.forward = original
+        else:
+            del language_model.forward
