@@ -57,10 +57,17 @@ def test_training_forward_equals_the_inference_loop_teacher_forced(tiny, records
     assert batch["input_ids"].shape[0] == 2 and not bool(batch["attention_mask"].all())
     assert "pixel_values" in batch and "pixel_values_videos" in batch
     model.eval()
-    with torch.no_grad(), pytest.warns(FutureWarning):  # SFTTrainer's logits for compute_metrics: a second forward
-        _, outputs = trainer.compute_loss(model, dict(batch), return_outputs=True)
+    captured = []  # the hidden states of the loss forward itself (TRL's fused head returns no logits)
+    handle = model.model.register_forward_hook(lambda module, args, out: captured.append(out.last_hidden_state))
+    try:
+        with torch.no_grad():
+            trainer.compute_loss(model, dict(batch))
+    finally:
+        handle.remove()
+    logits = model.lm_head(captured[0])
     with torch.no_grad(), feed_back_latents(model, batch["input_ids"] == spec.pad_id) as fed_back:
-        model(**{k: v for k, v in batch.items() if k not in LATENT_KEYS and k != "labels"})
+        plain = model(**{k: v for k, v in batch.items() if k not in LATENT_KEYS and k != "labels"}).logits
+    torch.testing.assert_close(plain, logits)  # the context alone gives the same forward as compute_loss
     fed_back = torch.cat(fed_back)  # in order of the pad columns: compared as sets of rows below
 
     compared_blocks = 0
@@ -78,7 +85,7 @@ def test_training_forward_equals_the_inference_loop_teacher_forced(tiny, records
         )
         assert torch.equal(out.completion_ids[0], completion)  # the loop ran the same latent blocks
         length = len(ids)
-        torch.testing.assert_close(outputs.logits[row, answer - 1 : length - 1], out.logits[0], atol=1e-4, rtol=0)
+        torch.testing.assert_close(logits[row, answer - 1 : length - 1], out.logits[0], atol=1e-4, rtol=0)
         loop_vectors = out.latent_embeds[0][out.latent_mask[0]]
         for vector in loop_vectors:  # each fed-back vector of the loop was fed back in training too
             assert (fed_back - vector).abs().amax(-1).min() <= 1e-4
