@@ -34,14 +34,14 @@ class LatentImageryConfig(SFTConfig):
             Weight of the next-token cross-entropy on the answer text (latent start/end included, pads excluded).
         sim_weight (`float`, *optional*, defaults to `1.0`):
             Weight of the latent similarity loss `1 - cos(h[t-1], target[t])` at the latent pad positions.
+        freeze_vision_tower (`bool`, *optional*, defaults to `True`):
+            Freeze the vision tower and keep it in eval mode. It also produces the latent targets, which must not
+            drift towards the language model's predictions.
         latent_feedback (`str`, *optional*, defaults to `"teacher"`):
             What the latent pad positions receive as input: `"teacher"`, the imagery target vectors (one parallel
             forward); `"self"`, the model's own previous last-layer hidden state, as at inference (the sequence runs
             block by block with the KV cache; needs `activation_checkpointing=False`). Both supervise the hidden state
             before each pad against the target.
-        freeze_vision_tower (`bool`, *optional*, defaults to `True`):
-            Freeze the vision tower and keep it in eval mode. It also produces the latent targets, which must not
-            drift towards the language model's predictions.
 
         > Visual inputs
 
@@ -70,13 +70,13 @@ class LatentImageryConfig(SFTConfig):
     )
     ce_weight: float = field(default=0.1, metadata={"help": "Weight of the text cross-entropy loss."})
     sim_weight: float = field(default=1.0, metadata={"help": "Weight of the latent cosine similarity loss."})
+    freeze_vision_tower: bool = field(
+        default=True, metadata={"help": "Freeze the vision tower (and keep it in eval mode); it also makes the targets."}
+    )
     latent_feedback: str = field(
         default="teacher",
         metadata={"help": "Input at the latent pads: the targets (teacher) or the model's own hidden state (self).",
                   "choices": list(LATENT_FEEDBACK)},
-    )
-    freeze_vision_tower: bool = field(
-        default=True, metadata={"help": "Freeze the vision tower (and keep it in eval mode); it also makes the targets."}
     )
     fps: float = field(default=1.0, metadata={"help": "Frame rate the user video is sampled at."})
     frames_fps: float = field(default=1.0, metadata={"help": "Frame rate an `image_input` frame list was extracted at."})
@@ -104,17 +104,17 @@ class LatentImageryConfig(SFTConfig):
         self.dataset_kwargs = {"skip_prepare_dataset": True, **(self.dataset_kwargs or {})}
         if self.ce_weight < 0 or self.sim_weight < 0 or self.ce_weight + self.sim_weight == 0:
             raise ValueError(f"need ce_weight, sim_weight >= 0 and not both 0, got {self.ce_weight}, {self.sim_weight}")
+        if self.imagery_max_pixels < self.latent_size * 28 * 28:
+            raise ValueError(
+                f"imagery_max_pixels={self.imagery_max_pixels} gives fewer than latent_size={self.latent_size} "
+                "vision tokens per imagery image"
+            )
         if self.latent_feedback not in LATENT_FEEDBACK:
             raise ValueError(f"latent_feedback must be one of {LATENT_FEEDBACK}, got {self.latent_feedback!r}")
         if self.latent_feedback == "self" and self.activation_checkpointing:
             raise ValueError(
                 "latent_feedback='self' runs the sequence block by block through the KV cache, which transformers "
                 "drops under gradient checkpointing: set activation_checkpointing (gradient_checkpointing) to false"
-            )
-        if self.imagery_max_pixels < self.latent_size * 28 * 28:
-            raise ValueError(
-                f"imagery_max_pixels={self.imagery_max_pixels} gives fewer than latent_size={self.latent_size} "
-                "vision tokens per imagery image"
             )
         _ = self.visual_options  # validates fps / frames / pixel budgets now rather than at the first batch
 
