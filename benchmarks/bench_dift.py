@@ -1,4 +1,5 @@
-"""Step time and peak memory of LatentImageryTrainer vs a stock SFTTrainer on the same model and batch.
+"""Step time and peak memory of LatentImageryTrainer vs a stock SFTTrainer on the same model and batch, and of
+DIFT's self-fed latents (``latent_feedback: self``) vs its teacher forcing.
 
 Not a test: run it by hand and read the ratios (target: DIFT <= 1.10x the SFT step time).
 
@@ -8,7 +9,9 @@ Not a test: run it by hand and read the ratios (target: DIFT <= 1.10x the SFT st
 Both trainers see the same collated batch (the DIFT collator's output; the stock trainer gets it without the
 imagery keys, so its sequence still holds the latent blocks, with the learned pad embedding instead of injected
 vectors). The difference is therefore exactly what DIFT adds: encoding the imagery images, the injection hook, the
-hidden-state hook and the cosine loss.
+hidden-state hook and the cosine loss. The self-fed row trains the same batch with the language model run block by
+block through the KV cache (one piece per latent pad column), so its ratio to the teacher row is the price of
+feeding back the model's own hidden states.
 """
 
 from __future__ import annotations
@@ -99,9 +102,13 @@ def main() -> int:
         records = load_records(write_jsonl(root / "train.jsonl", rows))
         common = dict(output_dir=str(root / "out"), report_to=[], use_cpu=not cuda, bf16=cuda,
                       activation_checkpointing=False, per_device_train_batch_size=options.batch_size)
-        dift = LatentImageryTrainer(
-            copy.deepcopy(model), processing_class=processor, train_dataset=records,
-            args=LatentImageryConfig(max_pixels=max(pixels, 784), imagery_max_pixels=max(pixels, 4 * 784), **common),
+        dift, dift_self = (
+            LatentImageryTrainer(
+                copy.deepcopy(model), processing_class=processor, train_dataset=records,
+                args=LatentImageryConfig(max_pixels=max(pixels, 784), imagery_max_pixels=max(pixels, 4 * 784),
+                                         latent_feedback=feedback, **common),
+            )
+            for feedback in ("teacher", "self")
         )
         batch = dift.data_collator([records[i] for i in range(options.batch_size)])
         stock_batch = {k: v for k, v in batch.items() if not k.startswith("latent_")}
@@ -113,6 +120,7 @@ def main() -> int:
         # stock first: on CPU the peak RSS only grows, so the DIFT figure includes the stock one
         sft_time, sft_mem = time_steps(stock, stock_batch, options.steps, options.warmup)
         dift_time, dift_mem = time_steps(dift, batch, options.steps, options.warmup)
+        self_time, self_mem = time_steps(dift_self, batch, options.steps, options.warmup)
 
     device = torch.cuda.get_device_name(0) if cuda else "cpu"
     print(f"device: {device}  size: {options.size}  batch: {options.batch_size} x {batch['input_ids'].shape[1]} tokens, "
@@ -121,6 +129,9 @@ def main() -> int:
     print(f"{'SFT':8}{sft_time:10.4f}{sft_mem:12.1f}")
     print(f"{'DIFT':8}{dift_time:10.4f}{dift_mem:12.1f}")
     print(f"ratio   {dift_time / sft_time:10.3f}x{dift_mem / sft_mem:11.3f}x   (target time <= 1.10x)")
+    print(f"{'DIFT self':8}{self_time:10.4f}{self_mem:12.1f}")
+    print(f"self / teacher step time {self_time / dift_time:.3f}x   (latent_feedback: self vs teacher; "
+          f"{int((batch['input_ids'] == dift.latent_spec.pad_id).any(0).sum()) + 1} pieces per forward)")
     return 0
 
 

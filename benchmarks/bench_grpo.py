@@ -43,11 +43,15 @@ def step_times(trainer) -> list[float]:
     return [entry["step_time"] for entry in trainer.state.log_history if "step_time" in entry]
 
 
-def bench_steps(args, model, processor, folder: Path) -> tuple[float, float]:
+def bench_steps(
+    model, processor, folder: Path, *, device: str, new_tokens: int, steps: int, bf16: bool = False
+) -> tuple[float, float]:
+    """Mean step time of stock ``GRPOTrainer`` and ``LatentGRPOTrainer`` (first step dropped), batch 4 = 2 prompts x
+    2 generations of ``new_tokens`` tokens on one image prompt."""
     random_image(0).save(folder / "image.png")
     common = dict(
-        use_cpu=args.device == "cpu", bf16=False, num_generations=2, per_device_train_batch_size=4,
-        max_completion_length=args.new_tokens, max_steps=args.steps, logging_steps=1, report_to=[],
+        use_cpu=device == "cpu", bf16=bf16, num_generations=2, per_device_train_batch_size=4,
+        max_completion_length=new_tokens, max_steps=steps, logging_steps=1, report_to=[],
         save_strategy="no", activation_checkpointing=False, seed=0,
     )
     processor.tokenizer.padding_side = "left"
@@ -56,12 +60,14 @@ def bench_steps(args, model, processor, folder: Path) -> tuple[float, float]:
         args=GRPOConfig(output_dir=str(folder / "stock"), **common),
         train_dataset=Dataset.from_list([{"prompt": [{"role": "user", "content": QUESTION}], "image": random_image(0)}] * 8),
     )
+    stock_step = statistics.mean(step_times(stock)[1:])
+    del stock  # one copy of the model at a time (the 3B shape on GPU)
     ours = LatentGRPOTrainer(
         copy.deepcopy(model), reward_funcs=length_reward, processing_class=copy.deepcopy(processor),
         args=LatentGRPOConfig(output_dir=str(folder / "ours"), **common),
         train_dataset=Dataset.from_list([{"prompt": QUESTION, "image": str(folder / "image.png")}] * 8),
     )
-    return statistics.mean(step_times(stock)[1:]), statistics.mean(step_times(ours)[1:])
+    return stock_step, statistics.mean(step_times(ours)[1:])
 
 
 class OpenBlockAtStep(LogitsProcessor):
@@ -77,30 +83,39 @@ class OpenBlockAtStep(LogitsProcessor):
         return scores
 
 
-def bench_rollout(args, model, processor) -> tuple[float, float]:
-    inputs = image_prompts(processor, [QUESTION] * 4)
-    inputs = {k: v.to(args.device) for k, v in inputs.items()}
+def bench_rollout(model, processor, *, device: str, new_tokens: int, batch_size: int = 4) -> tuple[float, float]:
+    """Tokens/s of HF ``generate`` and of ``generate_with_latents`` (one latent block per row) on ``batch_size``
+    image prompts, ``new_tokens`` tokens each, after one warm-up call of each."""
+    inputs = image_prompts(processor, [QUESTION] * batch_size)
+    inputs = {k: v.to(device) for k, v in inputs.items()}
     prompt_length = inputs["input_ids"].shape[1]
-    spec_model = model.to(args.device)
-    kwargs = dict(max_new_tokens=args.new_tokens, do_sample=True, eos_token_id=[], pad_token_id=processor.tokenizer.pad_token_id)
+    model = model.to(device)
+    kwargs = dict(max_new_tokens=new_tokens, do_sample=True, eos_token_id=[], pad_token_id=processor.tokenizer.pad_token_id)
 
     def timed(fn) -> float:
         fn()  # warm-up
+        synchronize(device)
         start = time.perf_counter()
         tokens = fn()
+        synchronize(device)
         return tokens / (time.perf_counter() - start)
 
     def plain() -> int:
-        out = spec_model.generate(**inputs, min_new_tokens=args.new_tokens, **kwargs)
+        out = model.generate(**inputs, min_new_tokens=new_tokens, **kwargs)
         return (out.shape[1] - prompt_length) * out.shape[0]
 
     def latent() -> int:
-        forcing = LogitsProcessorList([OpenBlockAtStep(spec_model.config.latent_start_id, prompt_length)])
-        out = generate_with_latents(spec_model, logits_processor=forcing, **inputs, **kwargs)
+        forcing = LogitsProcessorList([OpenBlockAtStep(model.config.latent_start_id, prompt_length)])
+        out = generate_with_latents(model, logits_processor=forcing, **inputs, **kwargs)
         assert bool(out.latent_mask.any(-1).all()), "every row should have run a latent block"
         return out.completion_ids.numel()
 
     return timed(plain), timed(latent)
+
+
+def synchronize(device: str | torch.device) -> None:
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
 
 
 def main() -> None:
@@ -116,13 +131,16 @@ def main() -> None:
 
     stock_model, processor = build_tiny_qwen2_5_vl(latent_size=None, dtype=dtype, **shape)
     with tempfile.TemporaryDirectory() as folder:
-        stock_step, ours_step = bench_steps(args, stock_model, processor, Path(folder))
+        stock_step, ours_step = bench_steps(
+            stock_model, processor, Path(folder), device=args.device, new_tokens=args.new_tokens, steps=args.steps,
+            bf16=args.device != "cpu",
+        )
     print(f"GRPO step time ({args.size}, {args.device}, batch 4 = 2 prompts x 2 generations, {args.new_tokens} tokens):")
     print(f"  stock GRPOTrainer   {stock_step:.3f} s")
     print(f"  LatentGRPOTrainer   {ours_step:.3f} s   ratio {ours_step / stock_step:.2f}x (target <= 1.2x)")
 
     latent_model, processor = build_tiny_qwen2_5_vl(latent_size=4, dtype=dtype, **shape)
-    plain_tps, latent_tps = bench_rollout(args, latent_model, processor)
+    plain_tps, latent_tps = bench_rollout(latent_model, processor, device=args.device, new_tokens=args.new_tokens)
     print(f"Rollout tokens/s (batch 4, {args.new_tokens} new tokens, one latent block per row):")
     print(f"  HF generate             {plain_tps:.1f} tok/s")
     print(f"  generate_with_latents   {latent_tps:.1f} tok/s   ratio {latent_tps / plain_tps:.2f}x")

@@ -21,7 +21,7 @@ def tiny_config(output_dir, **overrides) -> LatentImageryConfig:
     settings = dict(
         output_dir=str(output_dir), use_cpu=True, bf16=False, report_to=[], save_strategy="no", logging_steps=1,
         max_pixels=56 * 56, imagery_max_pixels=56 * 56, per_device_train_batch_size=2, max_steps=2,
-        gradient_checkpointing=False, dataloader_num_workers=0, disable_tqdm=True,
+        activation_checkpointing=False, dataloader_num_workers=0, disable_tqdm=True,
     )
     settings.update(overrides)
     return LatentImageryConfig(**settings)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -23,7 +25,7 @@ def test_similarity_loss_matches_a_loop():
     per_image = [(2 - cosines[2 * n] - cosines[2 * n + 1]) / 2 for n in range(3)]
     assert loss.item() == pytest.approx(sum(per_image).item() / 3, abs=1e-6)
     assert cosine.item() == pytest.approx(sum(cosines).item() / 6, abs=1e-6)
-    with pytest.raises(ValueError, match="6 <|latent_pad|> positions but 2 imagery images"):
+    with pytest.raises(ValueError, match=re.escape("6 <|latent_pad|> positions but 4 target vectors (2 imagery images")):
         latent_similarity_loss(hidden, input_ids, targets[:2], pad_id=9)
 
 
@@ -98,7 +100,7 @@ def test_lora_with_gradient_checkpointing_trains_the_latent_rows(stock_tiny, dif
 
     model, processor = stock_tiny  # no latent tokens yet: the trainer adds them
     trainer = LatentImageryTrainer(
-        model, args=tiny_config(tmp_path, gradient_checkpointing=True, learning_rate=1e-2),
+        model, args=tiny_config(tmp_path, activation_checkpointing=True, learning_rate=1e-2),
         train_dataset=dift_records.select([0, 1]), processing_class=processor,
         peft_config=LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]),
     )

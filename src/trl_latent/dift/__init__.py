@@ -2,6 +2,13 @@
 
 from .collator import DataCollatorForLatentImagery
 from .dift_config import LatentImageryConfig
-from .dift_trainer import LatentImageryTrainer, latent_similarity_loss
+from .dift_trainer import LatentImageryTrainer, feed_back_latents, latent_norm_ratio, latent_similarity_loss
 
-__all__ = ["DataCollatorForLatentImagery", "LatentImageryConfig", "LatentImageryTrainer", "latent_similarity_loss"]
+__all__ = [
+    "DataCollatorForLatentImagery",
+    "LatentImageryConfig",
+    "LatentImageryTrainer",
+    "feed_back_latents",
+    "latent_norm_ratio",
+    "latent_similarity_loss",
+]

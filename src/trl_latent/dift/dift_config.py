@@ -12,6 +12,7 @@ from ..recipe_fields import check_recipe_fields, mrope_position_rule_field, prom
 from ..tokens import COMPRESS_STRATEGIES
 
 DEFAULT_CE_WEIGHT, DEFAULT_SIM_WEIGHT = 0.1, 1.0
+LATENT_FEEDBACK = ("teacher", "self")
 
 
 @dataclass
@@ -42,6 +43,11 @@ class LatentImageryConfig(ActivationCheckpointingDefault, SFTConfig):
         freeze_vision_tower (`bool`, *optional*, defaults to `True`):
             Freeze the vision tower and keep it in eval mode. It also produces the latent targets, which must not
             drift towards the language model's predictions.
+        latent_feedback (`str`, *optional*, defaults to `"teacher"`):
+            What the latent pad positions receive as input: `"teacher"`, the imagery target vectors (one parallel
+            forward); `"self"`, the model's own previous last-layer hidden state, as at inference (the sequence runs
+            block by block with the KV cache; needs `activation_checkpointing=False`). Both supervise the hidden state
+            before each pad against the target.
 
         > Visual inputs
 
@@ -89,6 +95,11 @@ class LatentImageryConfig(ActivationCheckpointingDefault, SFTConfig):
     freeze_vision_tower: bool = field(
         default=True, metadata={"help": "Freeze the vision tower (and keep it in eval mode); it also makes the targets."}
     )
+    latent_feedback: str = field(
+        default="teacher",
+        metadata={"help": "Input at the latent pads: the targets (teacher) or the model's own hidden state (self).",
+                  "choices": list(LATENT_FEEDBACK)},
+    )
     fps: float = field(default=1.0, metadata={"help": "Frame rate the user video is sampled at."})
     frames_fps: float = field(default=1.0, metadata={"help": "Frame rate an `image_input` frame list was extracted at."})
     max_frames: int = field(default=50, metadata={"help": "Most frames per video (thinned uniformly beyond)."})
@@ -124,6 +135,13 @@ class LatentImageryConfig(ActivationCheckpointingDefault, SFTConfig):
             raise ValueError(
                 f"imagery_max_pixels={self.imagery_max_pixels} gives fewer than latent_size={self.latent_size} "
                 "vision tokens per imagery image"
+            )
+        if self.latent_feedback not in LATENT_FEEDBACK:
+            raise ValueError(f"latent_feedback must be one of {LATENT_FEEDBACK}, got {self.latent_feedback!r}")
+        if self.latent_feedback == "self" and self.activation_checkpointing:
+            raise ValueError(
+                "latent_feedback='self' runs the sequence block by block through the KV cache, which transformers "
+                "drops under gradient checkpointing: set activation_checkpointing (gradient_checkpointing) to false"
             )
         _ = self.visual_options  # validates fps / frames / pixel budgets now rather than at the first batch
 

@@ -1,19 +1,24 @@
 """Dynamic-Imagery Fine-Tuning: SFT on text interleaved with latent imagery, plus a next-embedding loss.
 
-Each imagery image of an answer is encoded by the frozen vision tower and pooled into K vectors. Those vectors are
-written at the block's ``<|latent_pad|>`` positions (teacher forcing) and are the targets of a cosine loss on the
-hidden state one position earlier, so at inference the model's own hidden state can stand in for the image.
+Each imagery image of an answer is encoded by the frozen vision tower and pooled into K vectors, the targets of a
+cosine loss on the hidden state one position before each ``<|latent_pad|>``, so that at inference the model's own
+hidden state can stand in for the image. What the pad positions receive as input is ``latent_feedback``: the target
+vectors (``teacher`` forcing, one parallel forward) or, as at inference, the model's own previous last-layer hidden
+state (``self``: the language model runs block by block with the KV cache, see :func:`feed_back_latents`).
 Everything else is ``SFTTrainer``: the fused LM head computes the text cross-entropy, and a forward hook on the
 backbone captures the hidden states it never returns.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from transformers import AutoProcessor
+from transformers import AutoProcessor, DynamicCache
+from transformers.modeling_outputs import BaseModelOutputWithPast
 from trl import SFTTrainer
 from trl.trainer.utils import create_model_from_path
 
@@ -32,6 +37,14 @@ from .dift_config import LatentImageryConfig
 LATENT_BATCH_KEYS = ("latent_pixel_values", "latent_image_grid_thw")
 
 
+def _latent_predictions(hidden_states: torch.Tensor, input_ids: torch.Tensor, pad_id: int, count: int) -> torch.Tensor:
+    """``h[t-1]`` for every pad position ``t``, in row-major order: ``[count, H]``, or an error naming both counts."""
+    predictions = hidden_states[:, :-1][input_ids[:, 1:] == pad_id]
+    if predictions.shape[0] != count:
+        raise ValueError(f"the batch has {predictions.shape[0]} <|latent_pad|> positions but {count} target vectors")
+    return predictions
+
+
 def latent_similarity_loss(
     hidden_states: torch.Tensor, input_ids: torch.Tensor, targets: torch.Tensor, pad_id: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -43,12 +56,10 @@ def latent_similarity_loss(
     2k-dim vectors are too coarse for a loss that ends near zero).
     """
     num_images, latent_size, hidden = targets.shape
-    predictions = hidden_states[:, :-1][input_ids[:, 1:] == pad_id]
-    if predictions.shape[0] != num_images * latent_size:
-        raise ValueError(
-            f"the batch has {predictions.shape[0]} <|latent_pad|> positions but {num_images} imagery images x "
-            f"K={latent_size} targets"
-        )
+    try:
+        predictions = _latent_predictions(hidden_states, input_ids, pad_id, num_images * latent_size)
+    except ValueError as error:
+        raise ValueError(f"{error} ({num_images} imagery images x K={latent_size})") from None
     predictions = F.normalize(predictions.float(), dim=-1).view(num_images, latent_size, hidden)
     cosine = (predictions * F.normalize(targets.float(), dim=-1)).sum(-1)
     return (1.0 - cosine).mean(dim=1).mean(), cosine.mean()
@@ -152,18 +163,22 @@ class LatentImageryTrainer(SkippedSamplesMixin, LatentModelCardMixin, SFTTrainer
             captured.setdefault("hidden", output.last_hidden_state)  # the first forward is the loss one (see below)
 
         handle = backbone.register_forward_hook(keep_hidden_states)
-        vectors = targets.flatten(0, 1)
-        if return_outputs:  # SFTTrainer then runs a second, logits-only forward that needs the vectors too
-            vectors = torch.cat([vectors, vectors])
+        pad_id = self.latent_spec.pad_id
+        if self.args.latent_feedback == "self":
+            feeding = feed_back_latents(model, inputs["input_ids"] == pad_id)
+        else:
+            vectors = targets.flatten(0, 1)
+            if return_outputs:  # SFTTrainer then runs a second, logits-only forward that needs the vectors too
+                vectors = torch.cat([vectors, vectors])
+            feeding = inject_latents(model, pad_id, vectors)
         try:
-            with inject_latents(model, self.latent_spec.pad_id, vectors):
+            with feeding:
                 result = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         finally:
             handle.remove()
         ce_loss = result[0] if return_outputs else result
-        sim_loss, cosine = latent_similarity_loss(
-            captured["hidden"], inputs["input_ids"], targets, self.latent_spec.pad_id
-        )
+        sim_loss, cosine = latent_similarity_loss(captured["hidden"], inputs["input_ids"], targets, pad_id)
+        norm_ratio = latent_norm_ratio(captured["hidden"], inputs["input_ids"], targets, pad_id)
         # As TRL does for its MoE aux loss: with a token count over the accumulation window, the CE is already
         # normalised for gradient accumulation while this per-micro-batch mean is not
         steps = self.current_gradient_accumulation_steps if num_items_in_batch is not None else 1
@@ -173,13 +188,17 @@ class LatentImageryTrainer(SkippedSamplesMixin, LatentModelCardMixin, SFTTrainer
         self._metrics[mode]["ce_loss"].append(gather(ce_loss.detach()).mean().item())
         self._metrics[mode]["sim_loss"].append(gather(sim_loss.detach()).mean().item())
         self._metrics[mode]["cos_sim"].append(gather(cosine.detach()).mean().item())
+        self._metrics[mode]["latent_norm_ratio"].append(gather(norm_ratio).mean().item())
         num_imagery = torch.tensor(float(targets.shape[0]), device=ce_loss.device)
         self._metrics[mode]["num_imagery"].append(gather(num_imagery).sum().item())
         return (loss, result[1]) if return_outputs else loss
 
     def latent_card_details(self) -> dict[str, str]:
         return {
-            "Method": "DIFT (Dynamic-Imagery Fine-Tuning): text interleaved with latent imagery, teacher-forced",
+            "Method": "DIFT (Dynamic-Imagery Fine-Tuning): text interleaved with latent imagery, " + (
+                "self-fed (the model's own hidden states at the latent positions)"
+                if self.args.latent_feedback == "self" else "teacher-forced"
+            ),
             **latent_spec_details(self.model),
             "Loss": (
                 f"{self.args.ce_weight} × CE(text; latent start/end supervised, pads excluded) + "
@@ -217,3 +236,80 @@ def _make_latent_rows_trainable(peft_config: Any, spec: LatentSpec) -> None:
         peft_config.trainable_token_indices = sorted({*indices, *ids})
     else:
         indices["embed_tokens"] = sorted({*indices.get("embed_tokens", []), *ids})
+
+
+@torch.no_grad()
+def latent_norm_ratio(
+    hidden_states: torch.Tensor, input_ids: torch.Tensor, targets: torch.Tensor, pad_id: int
+) -> torch.Tensor:
+    """Mean over pad positions of ``||h[t-1]|| / ||target[t]||``.
+
+    ``h[t-1]`` is what inference feeds back at pad ``t`` (and what ``self`` mode feeds back in training). The cosine
+    loss trains its direction only, so this ratio shows how far its magnitude is from the vectors the model saw as
+    teacher-forced inputs.
+    """
+    flat = targets.reshape(-1, targets.shape[-1]).float()
+    predictions = _latent_predictions(hidden_states, input_ids, pad_id, flat.shape[0]).float()
+    return (predictions.norm(dim=-1) / flat.norm(dim=-1).clamp(min=1e-12)).mean()
+
+
+@contextmanager
+def feed_back_latents(model: Any, pad_mask: torch.Tensor) -> Iterator[list[torch.Tensor]]:
+    """Run the language model of every forward inside the block block by block, as the inference loop does.
+
+    ``pad_mask [B, L]`` marks the ``<|latent_pad|>`` positions of the batch. Each forward over a ``[B, L]`` sequence is
+    cut before every column holding a pad of some row; the pieces run in order through the language model with one KV
+    cache, and a row's pad input becomes the last-layer hidden state of the position before it (post final norm, as
+    :func:`trl_latent.generation.generate_with_latents` feeds it), with its gradient. Positions are the ones the
+    backbone computed for the whole sequence (``get_rope_index``), sliced per piece, so they equal a teacher-forced
+    forward's. The pieces' hidden states are concatenated, so callers (the fused LM head, the hidden-state hook) see
+    one ordinary output. Yields the list the fed-back vectors are appended to, in order of the cut columns, one
+    ``[rows with a pad there, H]`` tensor per column.
+
+    Gradient checkpointing cannot be on: transformers drops the cache of a checkpointed layer.
+    """
+    language_model = vision_backbone(model).language_model
+    original = language_model.forward
+    own = "forward" in vars(language_model)
+    fed_back: list[torch.Tensor] = []
+
+    def forward(*, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                position_ids: torch.Tensor | None = None, cache: Any = None, use_cache: bool | None = None,
+                **kwargs: Any) -> BaseModelOutputWithPast:
+        del use_cache  # the pieces always run through the cache; the caller's (training) forward keeps none
+        if cache is not None or inputs_embeds.shape[:2] != pad_mask.shape:
+            raise ValueError("self-fed latents run whole training sequences, without a cache of their own")
+        mask = pad_mask.to(inputs_embeds.device)
+        columns = mask.any(0).nonzero().flatten().tolist()
+        if columns and columns[0] == 0:
+            raise ValueError("a sequence starts with <|latent_pad|>: there is no hidden state to feed back")
+        bounds = [0, *columns, mask.shape[1]]
+        cache = DynamicCache(config=language_model.config)
+        pieces: list[torch.Tensor] = []
+        for start, end in zip(bounds[:-1], bounds[1:]):
+            embeds = inputs_embeds[:, start:end]
+            if pieces:  # every piece but the first starts at a pad column
+                rows = mask[:, start]
+                fed_back.append(pieces[-1][rows, -1])
+                first = embeds[:, 0].masked_scatter(rows[:, None], fed_back[-1].to(embeds.dtype))
+                embeds = torch.cat([first[:, None], embeds[:, 1:]], dim=1)
+            out = original(
+                inputs_embeds=embeds,
+                attention_mask=None if attention_mask is None else attention_mask[:, :end],
+                # None (text-only, no mRoPE): the model counts from the cache length, i.e. the whole-sequence arange
+                position_ids=None if position_ids is None else position_ids[..., start:end],
+                cache=cache,
+                use_cache=True,
+                **kwargs,
+            )
+            pieces.append(out.last_hidden_state)
+        return BaseModelOutputWithPast(last_hidden_state=torch.cat(pieces, dim=1))
+
+    language_model.forward = forward
+    try:
+        yield fed_back
+    finally:
+        if own:
+            language_model.forward = original
+        else:
+            del language_model.forward

@@ -1,0 +1,64 @@
+"""benchmarks/gpu_check.py at tiny size on CPU: it runs end to end and writes a consistent JSON and markdown table."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_check(out: Path, *extra: str) -> tuple[dict, str]:
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT / "src"), str(ROOT / "tests")]), HF_HUB_OFFLINE="1")
+    command = [sys.executable, str(ROOT / "benchmarks" / "gpu_check.py"), "--size", "tiny", "--out", str(out), *extra]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-4000:]
+    return json.loads((out / "gpu_check.json").read_text()), (out / "gpu_check.md").read_text()
+
+
+def positive(value) -> bool:
+    return isinstance(value, float) and math.isfinite(value) and value > 0
+
+
+def test_tiny_check_writes_every_measure(tmp_path):
+    results, table = run_check(tmp_path, "--skip", "zero2")
+    assert results["size"] == "tiny" and results["attention"] == "sdpa" and "zero2" not in results
+    for mode in ("teacher", "self"):
+        dift = results["dift"][mode]
+        assert positive(dift["step_s"]) and positive(dift["step_tflop"]) and positive(dift["peak_memory_mib"])
+        assert dift["tokens"] > 0 and dift["mfu"] is None  # no known peak on a CPU: left empty, not guessed
+        assert positive(dift["fed_back_norm_ratio"])
+    assert results["dift"]["self"]["step_tflop"] == results["dift"]["teacher"]["step_tflop"]  # the same model math
+    assert results["dift_self_over_teacher"] == pytest.approx(
+        results["dift"]["self"]["step_s"] / results["dift"]["teacher"]["step_s"]
+    )
+    assert set(results["generate"]) == {"batch_1", "batch_4"}
+    for gen in results["generate"].values():
+        assert positive(gen["hf_tokens_per_s"]) and positive(gen["latent_tokens_per_s"])
+        assert gen["ratio"] == pytest.approx(gen["latent_tokens_per_s"] / gen["hf_tokens_per_s"])
+    assert positive(results["grpo"]["stock_step_s"]) and positive(results["grpo"]["latent_step_s"])
+
+    lines = table.splitlines()
+    assert lines[0].startswith("Device: cpu") and "size tiny" in lines[0]
+    rows = [line for line in lines if line.startswith("| ")][1:]  # the header row dropped
+    checks = {row.split(" | ")[0].lstrip("| ") for row in rows}
+    assert checks == {"DIFT step (teacher)", "DIFT step (self)", "DIFT step", "rollout, batch 1", "rollout, batch 4", "GRPO step"}
+    assert f"| DIFT step (teacher) | step time (s) | {results['dift']['teacher']['step_s']:.3g} |" in table
+    assert "/ – |" in table  # the MFU cell on CPU
+
+
+@pytest.mark.slow
+def test_zero2_step_runs_under_deepspeed(tmp_path):
+    """The ZeRO-2 check alone (its first run on a machine compiles DeepSpeed's CPU communication op, ~1 min)."""
+    results, table = run_check(tmp_path, "--skip", "dift,generate,grpo")
+    for mode in ("teacher", "self"):  # self mode: the block-by-block forward under a DeepSpeedEngine
+        zero2 = results["zero2"][mode]
+        assert zero2["engine"] == "DeepSpeedEngine" and zero2["steps"] == 3
+        assert positive(zero2["step_s"]) and positive(zero2["peak_memory_mib"]) and math.isfinite(zero2["first_loss"])
+        assert f"| DIFT step ({mode}), DeepSpeed ZeRO-2 (1 process) | step time (s) |" in table
