@@ -1,0 +1,83 @@
+"""The pipeline on a local 2-worker Ray instance: the local run's outputs, byte for byte, and resuming after a worker
+died mid-stage. Skipped without the ``ray`` extra."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from dg_world import SPECS, write_dataset
+from test_pipeline import _config, _tree
+
+import datagen.pipeline as pipeline
+from datagen import run_pipeline
+from datagen.io import read_jsonl
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False)  # one start for the module: Ray start-up is the slow part
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> tuple[Path, Path]:
+    """A dataset and its single-process run (the reference every Ray run must match)."""
+    root = tmp_path_factory.mktemp("world")
+    dataset = write_dataset(root / "data", SPECS)
+    run_pipeline(_config(dataset, root / "local"))
+    return dataset, root / "local"
+
+
+def _ray_config(dataset, out, **ray):
+    return _config(dataset, out, ray={"enabled": True, **ray})
+
+
+def test_ray_run_matches_the_local_run(local_ray, world, tmp_path):
+    dataset, local = world
+    result = run_pipeline(_ray_config(dataset, tmp_path / "ray"))
+    assert not result.failed
+    assert _tree(tmp_path / "ray") == _tree(local)
+    for stage in ("frames", "segment", "imagery", "cot"):  # the driver recorded each item once
+        items = [r["item"] for r in read_jsonl(tmp_path / "ray" / "manifests" / f"{stage}.jsonl")]
+        assert len(items) == len(set(items)) > 0
+
+
+def test_killed_worker_resumes_to_the_local_outputs(local_ray, world, tmp_path, monkeypatch):
+    dataset, local = world
+    marker, original = tmp_path / "crashed", pipeline.render_question
+
+    def crash_once(qa, *args, **kwargs):  # pickled by value into the workers, monkeypatched global included
+        if qa["qa_id"].startswith("pan-") and not marker.exists():
+            marker.touch()
+            os._exit(1)  # the worker process dies in the middle of the imagery stage
+        return original(qa, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "render_question", crash_once)
+    out = tmp_path / "ray"
+    result = run_pipeline(_ray_config(dataset, out, max_retries=0))
+    assert marker.exists() and list(result.stages["imagery"].failed) == ["pan"]
+    assert "pan" not in result.stages["imagery"].done and len(result.stages["imagery"].done) == 2
+    result = run_pipeline(_ray_config(dataset, out, max_retries=0))
+    assert not result.failed and result.stages["imagery"].done == ["pan"]
+    assert sorted(result.stages["imagery"].reused) == ["forward", "truck"]
+    assert _tree(out) == _tree(local)
+    for stage in ("frames", "segment", "camera-qa", "object-qa"):  # nothing upstream ran twice
+        items = [r["item"] for r in read_jsonl(out / "manifests" / f"{stage}.jsonl")]
+        assert len(items) == len(set(items)) == 3
+    imagery = [(r["item"], r["status"]) for r in read_jsonl(out / "manifests" / "imagery.jsonl")]
+    assert sorted(imagery) == [("forward", "done"), ("pan", "done"), ("pan", "failed"), ("truck", "done")]
+    ids = [r["id"] for r in read_jsonl(out / "export" / "dift.jsonl")]
+    assert len(ids) == len(set(ids))
+
+
+def test_ray_without_ray_installed_names_the_extra(dataset, tmp_path):
+    """``--ray`` where ``ray`` cannot be imported: one line naming the extra, before any stage runs."""
+    code = ("import sys; sys.modules['ray'] = None\nfrom datagen.cli import main\n"
+            f"main(['run', '--input_root', {str(dataset)!r}, '--output_dir', {str(tmp_path / 'out')!r}, '--ray'])")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=os.environ)
+    assert proc.returncode != 0 and "pip install 'trl-latent[ray]'" in proc.stderr
+    assert not (tmp_path / "out" / "manifests").exists()
