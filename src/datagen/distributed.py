@@ -13,6 +13,7 @@ a shared filesystem on a cluster) and import this package.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -25,6 +26,8 @@ if TYPE_CHECKING:
     from .config import DatagenConfig
     from .pipeline import StagePlan
 
+
+logger = logging.getLogger(__name__)
 
 MISSING = "running datagen on Ray needs the ray package: pip install 'trl-latent[ray]'"
 
@@ -48,6 +51,9 @@ class RayConfig:
     """GPUs each ``segment`` actor reserves: 1 for a model on GPU (Ray then places the actors on GPU workers)."""
     annotate_actors: int = 1
     """Actors of the ``annotate`` stage, each holding one structure-from-motion backend."""
+    items_per_task: int | None = None
+    """Items of a CPU stage each task runs: a task costs milliseconds of scheduling, more than a small item (a
+    template CoT) takes. None: automatic, about four tasks per CPU slot and at most 32 items each."""
     max_retries: int = 1
     """Times Ray reruns an item whose worker died (crash, OOM kill, lost node) before it is recorded failed (a later
     run retries it, as any failed item)."""
@@ -74,12 +80,16 @@ def connect(config: DatagenConfig):
     return ray
 
 
-def _attempt(run: Callable[[str], object], item: str) -> tuple[object, Exception | None]:
-    """``run(item)`` on a worker; an exception comes back as a value so the driver records it as a local run does."""
-    try:
-        return run(item), None
-    except Exception as e:  # noqa: BLE001 - one bad clip must not stop a 10k-clip run
-        return None, e
+def _attempt(run: Callable[[str], object], batch: list[str]) -> list[tuple[object, Exception | None]]:
+    """``run(item)`` for each item of ``batch`` on a worker; an exception comes back as a value, so the driver
+    records it as a local run does."""
+    outcomes = []
+    for item in batch:
+        try:
+            outcomes.append((run(item), None))
+        except Exception as e:  # noqa: BLE001 - one bad clip must not stop a 10k-clip run
+            outcomes.append((None, e))
+    return outcomes
 
 
 class ItemWorker:
@@ -94,8 +104,8 @@ class ItemWorker:
     def ready(self) -> bool:
         return True
 
-    def process(self, item: str) -> tuple[object, Exception | None]:
-        return _attempt(self.run, item)
+    def process(self, batch: list[str]) -> list[tuple[object, Exception | None]]:
+        return _attempt(self.run, batch)
 
     def close(self) -> None:
         if self.teardown is not None:
@@ -126,7 +136,8 @@ def ray_executor(config: DatagenConfig, plan: StagePlan) -> Execute:
             task = ray.remote(_attempt).options(num_cpus=config.ray.task_cpus, max_retries=retries)
             run_ref = ray.put(run)
             slots = max(1, int(ray.cluster_resources().get("CPU", 1) / config.ray.task_cpus))
-            yield from _drive(ray, items, 2 * slots, lambda item, _: task.remote(run_ref, item))
+            size = config.ray.items_per_task or max(1, min(32, len(items) // (4 * slots)))
+            yield from _drive(ray, items, size, 2 * slots, lambda batch, _: task.remote(run_ref, batch))
             return
         count, options = _actor_layout(config, plan)
         worker = ray.remote(ItemWorker).options(max_restarts=retries, max_task_retries=retries, **options)
@@ -137,9 +148,12 @@ def ray_executor(config: DatagenConfig, plan: StagePlan) -> Execute:
             except ray.exceptions.RayError as e:  # setup failed: stop the stage before any item, as locally
                 raise RuntimeError(f"{plan.stage}: its Ray workers could not start: {e}") from None
             per_actor = options.get("max_concurrency", 1)
-            yield from _drive(ray, items, 2 * count * per_actor,
-                              lambda item, n: actors[n % count].process.remote(item))
-            ray.get([actor.close.remote() for actor in actors])
+            yield from _drive(ray, items, 1, 2 * count * per_actor,
+                              lambda batch, n: actors[n % count].process.remote(batch))
+            try:
+                ray.get([actor.close.remote() for actor in actors])
+            except ray.exceptions.RayError as e:  # an actor that died for good holds nothing to release
+                logger.warning("%s: a Ray worker could not be closed: %s", plan.stage, e)
         finally:
             for actor in actors:
                 ray.kill(actor)
@@ -147,15 +161,18 @@ def ray_executor(config: DatagenConfig, plan: StagePlan) -> Execute:
     return execute
 
 
-def _drive(ray, items: list[str], window: int, submit: Callable[[str, int], object]) -> Iterator[Outcome]:
-    """Submit ``items`` keeping at most ``window`` in flight; yield each outcome as it arrives. A worker that died
-    with its item (after Ray's retries) makes that item's outcome a failure, not the stage's."""
-    queue, in_flight, submitted = iter(items), {}, 0
+def _drive(ray, items: list[str], size: int, window: int,
+           submit: Callable[[list[str], int], object]) -> Iterator[Outcome]:
+    """Submit ``items`` in batches of ``size``, at most ``window`` batches in flight; yield each item's outcome as its
+    batch returns. A worker that died with its batch (after Ray's retries) makes that batch's items fail, not the
+    stage."""
+    batches = iter([items[i:i + size] for i in range(0, len(items), size)])
+    in_flight, submitted = {}, 0
 
     def refill() -> None:
         nonlocal submitted
-        for item in queue:
-            in_flight[submit(item, submitted)] = item
+        for batch in batches:
+            in_flight[submit(batch, submitted)] = batch
             submitted += 1
             if len(in_flight) >= window:
                 return
@@ -164,12 +181,13 @@ def _drive(ray, items: list[str], window: int, submit: Callable[[str, int], obje
     try:
         while in_flight:
             (ref,), _ = ray.wait(list(in_flight), num_returns=1)
-            item = in_flight.pop(ref)
+            batch = in_flight.pop(ref)
             try:
-                outcome, error = ray.get(ref)
+                outcomes = ray.get(ref)
             except ray.exceptions.RayError as e:  # the worker died (crash, OOM kill, lost node)
-                outcome, error = None, e
-            yield item, outcome, error
+                outcomes = [(None, e)] * len(batch)
+            for item, (outcome, error) in zip(batch, outcomes):
+                yield item, outcome, error
             refill()
     finally:  # an interrupted driver leaves nothing running
         for ref in in_flight:

@@ -32,8 +32,8 @@ def world(tmp_path_factory) -> tuple[Path, Path]:
     return dataset, root / "local"
 
 
-def _ray_config(dataset, out, **ray):
-    return _config(dataset, out, ray={"enabled": True, **ray})
+def _ray_config(dataset, out, stages=None, **ray):
+    return _config(dataset, out, ray={"enabled": True, **ray}, **({"stages": stages} if stages else {}))
 
 
 def test_ray_run_matches_the_local_run(local_ray, world, tmp_path):
@@ -72,6 +72,25 @@ def test_killed_worker_resumes_to_the_local_outputs(local_ray, world, tmp_path, 
     assert sorted(imagery) == [("forward", "done"), ("pan", "done"), ("pan", "failed"), ("truck", "done")]
     ids = [r["id"] for r in read_jsonl(out / "export" / "dift.jsonl")]
     assert len(ids) == len(set(ids))
+
+
+def test_segment_actor_restarts_after_its_worker_died(local_ray, world, tmp_path, monkeypatch):
+    """An actor whose process died is restarted (its model loaded again) and the item retried, in the same run."""
+    dataset, local = world
+    marker, original = tmp_path / "crashed", pipeline.segment_clip
+
+    def crash_once(clip, *args, **kwargs):
+        if clip["clip_id"] == "truck" and not marker.exists():
+            marker.touch()
+            os._exit(1)
+        return original(clip, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "segment_clip", crash_once)
+    out = tmp_path / "ray"
+    result = run_pipeline(_ray_config(dataset, out, stages=["frames", "segment"], max_retries=1, segment_actors=2))
+    assert marker.exists() and not result.failed and sorted(result.stages["segment"].done) == ["forward", "pan", "truck"]
+    assert all((out / "masks" / f"{c}.npz").read_bytes() == (local / "masks" / f"{c}.npz").read_bytes()
+               for c in SPECS)
 
 
 def test_ray_without_ray_installed_names_the_extra(dataset, tmp_path):
