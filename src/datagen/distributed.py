@@ -69,12 +69,14 @@ def require_ray():
 
 
 def connect(config: DatagenConfig):
-    """Ray, initialised once per process: the configured cluster, or a local instance."""
+    """Ray, initialised once per process: the configured cluster, the one a ``ray job submit`` entrypoint runs in
+    (``$RAY_ADDRESS``), or a local instance."""
     ray = require_ray()
     if not ray.is_initialized():
         settings = config.ray
-        if settings.address:
-            ray.init(address=settings.address)
+        address = settings.address or os.environ.get("RAY_ADDRESS")
+        if address:
+            ray.init(address=address)
         else:
             ray.init(num_cpus=settings.num_cpus, num_gpus=settings.num_gpus, include_dashboard=False)
     return ray
@@ -97,9 +99,8 @@ class ItemWorker:
 
     def __init__(self, work: tuple):
         # setup, run and teardown come in one tuple, so one pickle: they share the state setup fills
-        self.setup, self.run, self.teardown = work
-        if self.setup is not None:
-            self.setup()
+        setup, self.run, self.teardown = work
+        setup()
 
     def ready(self) -> bool:
         return True
@@ -115,15 +116,16 @@ class ItemWorker:
 def _actor_layout(config: DatagenConfig, plan: StagePlan) -> tuple[int, dict]:
     """How many actors serve ``plan`` and the Ray options of each."""
     settings = config.ray
+    key = os.environ.get(config.cot.api_key_env)  # actors that call the chat API get its key from the driver
+    api_key = {"runtime_env": {"env_vars": {config.cot.api_key_env: key}}} if key else {}
     if plan.stage == "segment":
-        return settings.segment_actors, {"num_cpus": settings.task_cpus, "num_gpus": settings.segment_gpus}
+        return settings.segment_actors, {"num_cpus": settings.task_cpus, "num_gpus": settings.segment_gpus,
+                                         **(api_key if config.segment.prompts_from == "api" else {})}
     if plan.stage == "annotate":
         return settings.annotate_actors, {"num_cpus": settings.task_cpus}
     # the API CoT stage: one I/O-bound actor (no CPU reserved) serving plan.workers (= cot.concurrency) requests at
-    # a time, the global limit; it writes the response cache and the usage log alone; the key travels with it
-    key = os.environ.get(config.cot.api_key_env)
-    env = {"runtime_env": {"env_vars": {config.cot.api_key_env: key}}} if key else {}
-    return 1, {"num_cpus": 0, "max_concurrency": plan.workers, **env}
+    # a time, the global limit; it writes the response cache and the usage log alone
+    return 1, {"num_cpus": 0, "max_concurrency": plan.workers, **api_key}
 
 
 def ray_executor(config: DatagenConfig, plan: StagePlan) -> Execute:

@@ -11,7 +11,8 @@ from dg_world import SPECS, write_dataset
 from test_pipeline import _config, _tree
 
 import datagen.pipeline as pipeline
-from datagen import run_pipeline
+from datagen import DatagenConfig, run_pipeline
+from datagen.cli import _config as cli_config, build_parser
 from datagen.io import read_jsonl
 
 
@@ -44,6 +45,8 @@ def test_ray_run_matches_the_local_run(local_ray, world, tmp_path):
     for stage in ("frames", "segment", "imagery", "cot"):  # the driver recorded each item once
         items = [r["item"] for r in read_jsonl(tmp_path / "ray" / "manifests" / f"{stage}.jsonl")]
         assert len(items) == len(set(items)) > 0
+    local_rerun = run_pipeline(_config(dataset, tmp_path / "ray"))  # the ray section is no part of the fingerprints
+    assert all(not r.done for name, r in local_rerun.stages.items() if name not in ("export", "validate"))
 
 
 def test_killed_worker_resumes_to_the_local_outputs(local_ray, world, tmp_path, monkeypatch):
@@ -100,3 +103,14 @@ def test_ray_without_ray_installed_names_the_extra(dataset, tmp_path):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=os.environ)
     assert proc.returncode != 0 and "pip install 'trl-latent[ray]'" in proc.stderr
     assert not (tmp_path / "out" / "manifests").exists()
+
+
+def test_ray_flag_and_section_are_checked(dataset, tmp_path):
+    base = ["run", "--input_root", str(dataset), "--output_dir", str(tmp_path)]
+    config = cli_config(build_parser().parse_args([*base, "--ray", "ray://head:10001"]))
+    assert config.ray.enabled and config.ray.address == "ray://head:10001"
+    config = cli_config(build_parser().parse_args([*base, "--ray", "--set", "ray.segment_gpus=1"]))
+    assert config.ray.enabled and config.ray.address is None and config.ray.segment_gpus == 1.0
+    assert not cli_config(build_parser().parse_args(base)).ray.enabled
+    with pytest.raises(ValueError, match=r"ray\.segment_actors=0: expected a value >= 1"):
+        DatagenConfig.from_dict({"input_root": str(dataset), "output_dir": str(tmp_path), "ray": {"segment_actors": 0}})
