@@ -96,6 +96,21 @@ def test_segment_actor_restarts_after_its_worker_died(local_ray, world, tmp_path
                for c in SPECS)
 
 
+def test_failed_actor_setup_stops_the_stage(local_ray, world, tmp_path, monkeypatch):
+    """A model that cannot load stops the stage before any item, as locally (no clip recorded failed)."""
+    dataset, _ = world
+
+    def no_model(config):
+        raise OSError("no checkpoint")
+
+    monkeypatch.setattr(pipeline, "get_segmenter", no_model)
+    config = _ray_config(dataset, tmp_path / "ray", stages=["frames", "segment"])
+    pipeline.run_frames(config)
+    with pytest.raises(RuntimeError, match="(?s)segment: its Ray workers could not start: .*OSError: no checkpoint"):
+        pipeline.run_segment(config)
+    assert not (tmp_path / "ray" / "manifests" / "segment.jsonl").exists()
+
+
 def test_ray_without_ray_installed_names_the_extra(dataset, tmp_path):
     """``--ray`` where ``ray`` cannot be imported: one line naming the extra, before any stage runs."""
     code = ("import sys; sys.modules['ray'] = None\nfrom datagen.cli import main\n"
