@@ -33,6 +33,8 @@ def _config(args: argparse.Namespace) -> DatagenConfig:
     for key in ("input_root", "output_dir", "limit"):
         if getattr(args, key) is not None:
             data[key] = getattr(args, key)
+    if args.ray is not None:  # --ray [ADDRESS]
+        data.setdefault("ray", {}).update(enabled=True, **({"address": args.ray} if args.ray else {}))
     if getattr(args, "decode", False):
         data.setdefault("validate", {})["decode"] = True
     for assignment in args.set or []:  # --set cot.backend=api
@@ -56,6 +58,9 @@ def _add_config_args(parser: argparse.ArgumentParser) -> None:
     _flag(parser, "limit", type=int, help="only the first N clips of metadata.csv")
     _flag(parser, "set", action="append", metavar="SECTION.FIELD=VALUE",
           help="override one config field, value parsed as YAML and checked like the config file's (repeatable)")
+    _flag(parser, "ray", nargs="?", const="", metavar="ADDRESS",
+          help="run the per-clip stages on Ray: a local instance, or the cluster at ADDRESS (auto, ray://head:10001); "
+               "needs pip install 'trl-latent[ray]'")
     _flag(parser, "allow_partial", action="store_true",
           help="exit with status 0 even when clips, questions or records failed (the summary still lists them)")
 

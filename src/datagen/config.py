@@ -20,6 +20,7 @@ from .annotate.base import RECONSTRUCTORS, AnnotateConfig
 from .camera_qa import CameraQAConfig
 from .cot.api import CotConfig
 from .cot.template import TEMPLATE_STYLES
+from .distributed import RayConfig
 from .export import ExportConfig
 from .frames import FramesConfig
 from .imagery import ImageryConfig
@@ -87,6 +88,9 @@ LIMITS: dict[str, Limit] = {
     "cot.max_backoff": Limit(0), "cot.max_attempts": Limit(1), "cot.min_think_chars": Limit(0),
     "cot.price_prompt_per_1k": Limit(0), "cot.price_completion_per_1k": Limit(0),
     "export.benchmark_fraction": FRACTION,
+    "ray.num_cpus": Limit(1), "ray.num_gpus": Limit(0), "ray.task_cpus": POSITIVE, "ray.segment_actors": Limit(1),
+    "ray.segment_gpus": Limit(0), "ray.annotate_actors": Limit(1), "ray.items_per_task": Limit(1),
+    "ray.max_retries": Limit(0),
 }
 """Ranges and choices by dotted key (``section.field``; a list field's limit applies to each element)."""
 
@@ -113,6 +117,8 @@ class DatagenConfig:
     cot: CotConfig = field(default_factory=CotConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
     validate: ValidateConfig = field(default_factory=ValidateConfig)
+    ray: RayConfig = field(default_factory=RayConfig)
+    """Where the per-clip stages run: in this process (default), or on Ray (see docs/datagen.md)."""
 
     def __post_init__(self):
         _check_fields(self, "")

@@ -18,8 +18,9 @@ import shutil
 import time
 import traceback
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from tqdm.auto import tqdm
@@ -114,6 +115,14 @@ def remove(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
+Outcome = tuple[str, object, Exception | None]
+"""``(item, what process returned, the exception it raised)``: one of them is ``None``."""
+
+Execute = Callable[[list[str], Callable[[str], object], Callable[[], None] | None], Iterable[Outcome]]
+"""``execute(items, run, setup)`` runs ``setup`` (where ``run`` will run) and then ``run(item)`` for every item, and
+yields each item's :data:`Outcome` as it completes."""
+
+
 def run_items(
     stage: str,
     items: Iterable[str],
@@ -124,6 +133,7 @@ def run_items(
     progress: bool = True,
     workers: int = 1,
     setup: Callable[[], None] | None = None,
+    execute: Execute | None = None,
 ) -> StageResult:
     """Run ``process(item)`` for every item not yet done; record each outcome in ``manifest``.
 
@@ -134,7 +144,8 @@ def run_items(
     the loop goes on; ``KeyboardInterrupt`` / ``SystemExit`` stop the loop at once, and everything already recorded
     stays valid. ``setup()`` runs once before the first pending item (loading a model, probing an API): when it
     raises, the stage stops before any item is tried. With ``workers > 1`` items run in threads (for I/O-bound
-    work such as API calls); the manifest is only written from the calling thread.
+    work such as API calls). ``execute`` runs the pending items elsewhere instead (:mod:`datagen.distributed`, on
+    Ray); either way the manifest is only written from the calling thread, as items complete.
     """
     result = StageResult(stage, details=str(manifest.path))
     pending, fingerprints = [], {}
@@ -144,8 +155,6 @@ def run_items(
             result.reused.append(item)
         else:
             pending.append(item)
-    if pending and setup is not None:
-        setup()
 
     def run(item: str) -> object:
         for path in outputs(item):
@@ -165,24 +174,33 @@ def run_items(
         result.failed[item] = message
 
     bar = tqdm(total=len(pending), desc=stage, disable=not progress, leave=False)
-    if workers <= 1:
-        for item in pending:
-            try:
-                outcome, error = run(item), None
-            except Exception as e:  # noqa: BLE001 - one bad clip must not stop a 10k-clip run
-                outcome, error = None, e
+    if pending:
+        execute = execute or partial(run_locally, workers=workers)
+        for item, outcome, error in execute(pending, run, setup):
             record(item, outcome, error)
             bar.update()
-    else:
-        pool = ThreadPoolExecutor(max_workers=workers)
-        try:
-            futures = {pool.submit(run, item): item for item in pending}
-            for future in as_completed(futures):
-                error = future.exception()
-                record(futures[future], None if error else future.result(), error)
-                bar.update()
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
     bar.close()
     logger.info(result.summary())
     return result
+
+
+def run_locally(items: list[str], run: Callable[[str], object], setup: Callable[[], None] | None,
+                workers: int = 1) -> Iterator[Outcome]:
+    """The in-process :data:`Execute`: in order, or in ``workers`` threads."""
+    if setup is not None:
+        setup()
+    if workers <= 1:
+        for item in items:
+            try:
+                yield item, run(item), None
+            except Exception as e:  # noqa: BLE001 - one bad clip must not stop a 10k-clip run
+                yield item, None, e
+        return
+    pool = ThreadPoolExecutor(max_workers=workers)
+    try:
+        futures = {pool.submit(run, item): item for item in items}
+        for future in as_completed(futures):
+            error = future.exception()
+            yield futures[future], None if error else future.result(), error
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)

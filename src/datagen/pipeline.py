@@ -22,6 +22,7 @@ from .camera_qa import camera_questions
 from .config import STAGES, DatagenConfig
 from .cot.api import ChatCoT, require_api_key
 from .cot.template import template_cot
+from .distributed import ray_executor, require_ray
 from .export import export, is_held_out
 from .fingerprint import UPSTREAM, clip_input_identity, file_identity, fingerprint, stage_settings
 from .frames import extract_clip, load_clip_record
@@ -69,11 +70,19 @@ class StagePlan:
     """The item's outputs, the file written last first (its presence marks the item complete)."""
     fingerprint: Callable[[str], str]
     setup: Callable[[], None] | None = None
+    """Loads what every item needs (a model, a client), where the items run: once locally, once per Ray actor."""
     workers: int = 1
+    teardown: Callable[[], None] | None = None
+    """Releases what ``setup`` holds, once the stage is done, where it ran."""
 
     def run(self, config: DatagenConfig) -> StageResult:
-        return run_items(self.stage, self.items, self.process, _manifest(config, self.stage), self.outputs,
-                         self.fingerprint, config.progress, self.workers, self.setup)
+        execute = ray_executor(config, self) if config.ray.enabled else None
+        try:
+            return run_items(self.stage, self.items, self.process, _manifest(config, self.stage), self.outputs,
+                             self.fingerprint, config.progress, self.workers, self.setup, execute)
+        finally:
+            if self.teardown is not None and execute is None:
+                self.teardown()
 
 
 def _fingerprints(config: DatagenConfig, stage: str, clip_of: Callable[[str], str] = lambda item: item,
@@ -89,17 +98,24 @@ def _fingerprints(config: DatagenConfig, stage: str, clip_of: Callable[[str], st
     return item_fingerprint
 
 
-def plan_annotate(config: DatagenConfig, backend: dict) -> StagePlan:
+def plan_annotate(config: DatagenConfig) -> StagePlan:
     """Structure from motion for the clips without poses (:mod:`datagen.annotate`). The reconstructor is built in
-    ``setup`` (only when a clip needs it) and kept in ``backend`` so the caller can release its worker. An item's
-    fingerprint reads the video, not the annotation files: those are what the stage itself writes."""
+    ``setup`` (only when a clip needs it) and released in ``teardown`` (a backend holding a worker process ends it).
+    An item's fingerprint reads the video, not the annotation files: those are what the stage itself writes."""
     metas = {m.id: m for m in read_metadata(config.input_root)}
+    backend: dict = {}
+
+    def teardown() -> None:
+        close = getattr(backend.get("reconstructor"), "close", None)
+        if close is not None:
+            close()
+
     return StagePlan(
         "annotate", annotate_items(metas, clip_ids(config)),
         lambda c: annotate_clip(metas[c], config.annotate, backend["reconstructor"], config.frames.backend),
         lambda c: owned_outputs(metas[c]),
         _fingerprints(config, "annotate", inputs=lambda c: file_identity(metas[c].video_path)),
-        setup=lambda: backend.update(reconstructor=get_reconstructor(config.annotate)),
+        setup=lambda: backend.update(reconstructor=get_reconstructor(config.annotate)), teardown=teardown,
     )
 
 
@@ -228,8 +244,7 @@ def plan_cot(config: DatagenConfig) -> StagePlan:
     state: dict = {}
 
     def setup() -> None:
-        if config.cot.backend == "api":
-            state["chat"] = _chat(config)
+        state["chat"] = _chat(config)
 
     def process(qa_id: str):
         clip_id, qa, imagery = jobs[qa_id]
@@ -245,9 +260,10 @@ def plan_cot(config: DatagenConfig) -> StagePlan:
                                                "attempts": attempts})
         return {"attempts": attempts}
 
-    workers = config.cot.concurrency if config.cot.backend == "api" else 1
+    api = config.cot.backend == "api"
     return StagePlan("cot", list(jobs), process, lambda q: [cot_dir / f"{q}.json"],
-                     _fingerprints(config, "cot", clip_of=lambda q: jobs[q][0]), setup, workers)
+                     _fingerprints(config, "cot", clip_of=lambda q: jobs[q][0]), setup if api else None,
+                     config.cot.concurrency if api else 1)
 
 
 PLANS = {"frames": plan_frames, "segment": plan_segment, "camera-qa": plan_camera_qa, "object-qa": plan_object_qa,
@@ -255,13 +271,7 @@ PLANS = {"frames": plan_frames, "segment": plan_segment, "camera-qa": plan_camer
 
 
 def run_annotate(config: DatagenConfig) -> StageResult:
-    backend: dict = {}
-    try:
-        result = plan_annotate(config, backend).run(config)
-    finally:
-        close = getattr(backend.get("reconstructor"), "close", None)  # a backend holding a worker process releases it
-        if close is not None:
-            close()
+    result = plan_annotate(config).run(config)
     if result.failed:
         logger.warning("annotate: %d clip(s) not reconstructed; they get no camera or object questions",
                        len(result.failed))
@@ -381,6 +391,8 @@ def preflight(config: DatagenConfig) -> None:
     if ("cot" in config.stages and config.cot.backend == "api") or (
             "segment" in config.stages and config.segment.prompts_from == "api"):
         require_api_key(config.cot)
+    if config.ray.enabled:
+        require_ray()
 
 
 def save_config(config: DatagenConfig) -> Path:
