@@ -3,7 +3,7 @@
 #                      on CUDA; e.g. "torch torchvision" to take your own)
 #   UV_VERSION         the uv used to install (pinned so a fresh machine resolves the same way CI did)
 torch_spec="${TRL_LATENT_TORCH:-torch==2.14.1 torchvision==0.29.1}"
-extras="eval,datagen,deepspeed,annotate,dev"
+extras="eval,datagen,deepspeed,annotate,ray,dev"
 uv_version="${UV_VERSION:-0.13.9}"
 
 # uv does not read pip's configuration. Where pip is set up to find packages elsewhere too (a wheel folder, a mirror,
