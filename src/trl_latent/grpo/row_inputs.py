@@ -29,7 +29,6 @@ from contextlib import contextmanager
 from typing import Any
 
 import torch
-
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from ..data import Visual
@@ -123,17 +122,12 @@ class _RowFeeder:
         attention_mask = kwargs.get("attention_mask")
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
-        if self.share_vision:
-            pixel_keys = {pixel_key for pixel_key, _, _ in ENCODED}
-            multimodal = concat_rows([{k: v for k, v in row.items() if k not in pixel_keys} for row in chunk], input_ids.device)
-        else:
-            multimodal = concat_rows(chunk, input_ids.device)
+        pixels = {pixel_key for pixel_key, _, _ in ENCODED} if self.share_vision else set()
+        multimodal = concat_rows([{k: v for k, v in row.items() if k not in pixels} for row in chunk], input_ids.device)
         multimodal["mm_token_type_ids"] = adapter_for(module).token_types(input_ids)
         positions, _ = rope_positions(module, input_ids, attention_mask, multimodal)
-        if self.share_vision:
-            encoder_outputs = encode_once(module, chunk, input_ids.device)
-            if encoder_outputs:
-                multimodal["mm_encoder_outputs"] = encoder_outputs
+        if self.share_vision and (encoded := encode_once(module, chunk, input_ids.device)):
+            multimodal["mm_encoder_outputs"] = encoded
         return args, {**kwargs, **multimodal, "position_ids": positions}
 
 
