@@ -44,6 +44,11 @@ class LatentGRPOConfig(ActivationCheckpointingDefault, GRPOConfig):
             3-D mRoPE rule for rollouts and every log-prob recomputation: `"reference"` (Qwen's, which Qwen2.5-VL and
             the released checkpoints were trained with) or `"upstream"` (the installed transformers'). Installed in
             the policy and reference models and saved in the checkpoint's config.
+        vision_once_per_prompt (`bool`, *optional*, defaults to `True`):
+            In every log-prob pass (old, reference, policy), run the vision tower once per prompt in each chunk and
+            reuse its features for all the prompt's rollouts, instead of once per rollout row (`num_generations`
+            times the vision compute and activations). Same log-probs and gradients: a trainable tower gets, through
+            the shared features, the sum of the rows' gradients. Off only to compare (`benchmarks/bench_grpo.py`).
         prompt_suffix (`str`, *optional*, defaults to `"think"`):
             Instruction appended to each question: `"think"` (ours), `"release_rl"` (the release's 4DRL suffix, byte
             for byte, to continue its checkpoints as they were trained) or `"release"` (its DIFT/eval suffix).
@@ -63,6 +68,11 @@ class LatentGRPOConfig(ActivationCheckpointingDefault, GRPOConfig):
     )
     mask_latent_start: bool = field(
         default=False, metadata={"help": "Leave <|latent_start|> out of the policy loss too, as the release does."}
+    )
+    vision_once_per_prompt: bool = field(
+        default=True,
+        metadata={"help": "Run the vision tower once per prompt in each log-prob chunk and share its features among "
+                          "the prompt's rollouts (off: once per rollout row)."},
     )
     mrope_position_rule: str = mrope_position_rule_field()
     prompt_suffix: str = prompt_suffix_field()

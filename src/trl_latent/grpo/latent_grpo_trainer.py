@@ -15,7 +15,8 @@ entropy, PEFT reference, gradient accumulation, DeepSpeed — is the parent's co
 * **Video.** Rows carry their own processor tensors (``visual_inputs``, one dict per row) and
   :func:`~trl_latent.grpo.row_inputs.feed_row_inputs` hands them to each forward together with the rollout's mRoPE
   positions; frames are decoded at ``fps`` with their real rate (temporal mRoPE), images and frames fit the pixel
-  budget (``trl_latent.data``).
+  budget (``trl_latent.data``). The ``num_generations`` rows of a prompt share one dict of tensors, so each chunk
+  runs the vision tower once per prompt and reuses its features (``vision_once_per_prompt``).
 * **Loss mask.** Policy gradient, KL and entropy act on sampled tokens only, through TRL's ``tool_mask``: 0 at the
   ``<|latent_pad|>`` positions (vectors, never sampled) and at ``<|latent_end|>`` (forced by the loop after K pads);
   ``<|latent_start|>`` is sampled by the policy — it is the decision to imagine — so it stays in the loss, unless
@@ -337,7 +338,7 @@ class LatentGRPOTrainer(SkippedSamplesMixin, LatentModelCardMixin, GRPOTrainer):
         if batch is None:
             raise RuntimeError("log-probs of LatentGRPOTrainer need the batch's rows (visuals, latent vectors) in scope")
         with ExitStack() as stack:
-            stack.enter_context(feed_row_inputs(model, batch.inputs))
+            stack.enter_context(feed_row_inputs(model, batch.inputs, share_vision=self.args.vision_once_per_prompt))
             vectors = [v for v in batch.latents if v.numel()]
             if vectors:
                 stack.enter_context(inject_latents(model, self.latent_spec.pad_id, torch.cat(vectors)))

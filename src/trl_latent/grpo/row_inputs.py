@@ -13,6 +13,13 @@ sets the 3-D mRoPE ``position_ids`` with :func:`trl_latent.generation.rope_posit
 prompt + completion recomputed as one teacher-forced sequence sits at the positions the loop sampled it at, because
 the loop continues each row where this function puts its first completion token (tested with 0.1 fps clips, whose
 temporal ids reach far past the text after them).
+
+**Vision once per prompt.** The ``num_generations`` rows of a prompt share one dict of tensors (the trainer processes
+each prompt once), and TRL's shuffle and split keep that identity. With ``share_vision`` the hook runs the vision tower
+once per distinct dict in a forward's chunk and hands the merged features to every row of that prompt through the
+backbone's ``mm_encoder_outputs`` (transformers scatters them at the placeholder tokens exactly as it scatters the
+features it computes from ``pixel_values``). A frozen tower builds no graph; a trainable one is run once with its
+graph, and the gradient of each shared feature is the sum over the rows that read it, as in the per-row path.
 """
 
 from __future__ import annotations
@@ -22,11 +29,15 @@ from contextlib import contextmanager
 from typing import Any
 
 import torch
+from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from ..data import Visual
 from ..generation import rope_positions
 from ..latents import vision_backbone
 from ..models import adapter_for, apply_position_rule
+
+ENCODED = (("pixel_values", "image_grid_thw", "image"), ("pixel_values_videos", "video_grid_thw", "video"))
+"""Each modality's pixel key, grid key and ``mm_encoder_outputs`` key in ``Qwen2_5_VLModel.forward``."""
 
 VISUAL_KEYS = ("pixel_values", "image_grid_thw", "pixel_values_videos", "video_grid_thw", "second_per_grid_ts")
 
@@ -64,11 +75,39 @@ def concat_rows(rows: Sequence[RowInputs], device: torch.device | None = None) -
     return merged
 
 
-class _RowFeeder:
-    """Adds the next rows' visual tensors, ``mm_token_type_ids`` and ``position_ids`` to each backbone forward."""
+def encode_once(backbone: Any, rows: Sequence[RowInputs], device: torch.device) -> dict[str, BaseModelOutputWithPooling]:
+    """``mm_encoder_outputs`` for ``rows``: the vision tower runs once (one call per modality) over the distinct row
+    dicts, and each row gets its prompt's merged features ``[N_i, hidden]``, in row order."""
+    distinct = list({id(row): row for row in rows}.values())
+    outputs = {}
+    for pixel_key, grid_key, modality in ENCODED:
+        encoded = [row for row in distinct if pixel_key in row]
+        if not encoded:
+            continue
+        encode = backbone.get_image_features if modality == "image" else backbone.get_video_features
+        features = encode(
+            torch.cat([row[pixel_key] for row in encoded]).to(device),
+            torch.cat([row[grid_key] for row in encoded]).to(device),
+            return_dict=True,
+        ).pooler_output
+        per_row, start = {}, 0
+        for row in encoded:
+            count = row[grid_key].shape[0]
+            per_row[id(row)] = features[start : start + count]
+            start += count
+        outputs[modality] = BaseModelOutputWithPooling(
+            pooler_output=tuple(item for row in rows if pixel_key in row for item in per_row[id(row)])
+        )
+    return outputs
 
-    def __init__(self, rows: Sequence[RowInputs]) -> None:
+
+class _RowFeeder:
+    """Adds the next rows' visual tensors (or, with ``share_vision``, their prompts' features encoded once),
+    ``mm_token_type_ids`` and ``position_ids`` to each backbone forward."""
+
+    def __init__(self, rows: Sequence[RowInputs], share_vision: bool) -> None:
         self.rows = rows
+        self.share_vision = share_vision
         self.used = 0
 
     def hook(self, module: torch.nn.Module, args: tuple, kwargs: dict[str, Any]) -> tuple[tuple, dict[str, Any]]:
@@ -83,21 +122,28 @@ class _RowFeeder:
         attention_mask = kwargs.get("attention_mask")
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
-        multimodal = concat_rows(chunk, input_ids.device)
+        pixels = {pixel_key for pixel_key, _, _ in ENCODED} if self.share_vision else set()
+        multimodal = concat_rows([{k: v for k, v in row.items() if k not in pixels} for row in chunk], input_ids.device)
         multimodal["mm_token_type_ids"] = adapter_for(module).token_types(input_ids)
         positions, _ = rope_positions(module, input_ids, attention_mask, multimodal)
+        if self.share_vision and (encoded := encode_once(module, chunk, input_ids.device)):
+            multimodal["mm_encoder_outputs"] = encoded
         return args, {**kwargs, **multimodal, "position_ids": positions}
 
 
 @contextmanager
-def feed_row_inputs(model: Any, rows: Sequence[RowInputs], *, strict: bool = True) -> Iterator[_RowFeeder]:
+def feed_row_inputs(
+    model: Any, rows: Sequence[RowInputs], *, strict: bool = True, share_vision: bool = True
+) -> Iterator[_RowFeeder]:
     """Feed ``rows`` (one dict per batch row) to the forwards of ``model`` run inside the block, in row order.
 
     ``model`` may be PEFT-, DDP- or DeepSpeed-wrapped: the hook sits on the Qwen2.5-VL backbone, which every forward
     (plain, fused-LM-head, adapter disabled) reaches through ``__call__``. With ``strict`` the block raises when rows
     were left unused, since a row/sequence mismatch would silently pair a completion with another row's video.
+    ``share_vision`` encodes each prompt's visual once per forward (see the module docstring); off, every row runs the
+    tower on its own copy.
     """
-    feeder = _RowFeeder(rows)
+    feeder = _RowFeeder(rows, share_vision)
     apply_position_rule(model)
     handle = vision_backbone(model).register_forward_pre_hook(feeder.hook, with_kwargs=True)
     try:
