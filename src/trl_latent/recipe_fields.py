@@ -24,6 +24,15 @@ def prompt_suffix_field() -> Any:
     )
 
 
+def skip_invalid_samples_field() -> Any:
+    """``skip_invalid_samples``: drop bad records at load time and samples whose media fail to decode mid-run."""
+    return field(
+        default=False,
+        metadata={"help": "Skip invalid records, and samples whose media fail to decode mid-run (logged, counted as "
+                          "`skipped_samples`), instead of stopping with an error naming file:line."},
+    )
+
+
 def check_recipe_fields(config: Any) -> None:
     """Reject unknown rule or suffix names when the config is built (YAML typos fail before any model loads)."""
     if config.mrope_position_rule not in POSITION_RULES:

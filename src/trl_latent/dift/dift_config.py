@@ -8,7 +8,12 @@ from trl import SFTConfig
 
 from ..checkpointing_config import ActivationCheckpointingDefault
 from ..data import VisualOptions
-from ..recipe_fields import check_recipe_fields, mrope_position_rule_field, prompt_suffix_field
+from ..recipe_fields import (
+    check_recipe_fields,
+    mrope_position_rule_field,
+    prompt_suffix_field,
+    skip_invalid_samples_field,
+)
 from ..tokens import COMPRESS_STRATEGIES
 
 DEFAULT_CE_WEIGHT, DEFAULT_SIM_WEIGHT = 0.1, 1.0
@@ -109,11 +114,7 @@ class LatentImageryConfig(ActivationCheckpointingDefault, SFTConfig):
     imagery_max_pixels: int = field(default=256 * 28 * 28, metadata={"help": "Most pixels per imagery image."})
     mrope_position_rule: str = mrope_position_rule_field()
     prompt_suffix: str = prompt_suffix_field()
-    skip_invalid_samples: bool = field(
-        default=False,
-        metadata={"help": "Skip invalid records and samples whose media fail to decode mid-run (logged, counted as "
-                          "`skipped_samples`) instead of stopping with an error naming file:line."},
-    )
+    skip_invalid_samples: bool = skip_invalid_samples_field()
 
     # Parameters whose default values are overridden from SFTConfig
     remove_unused_columns: bool = field(

@@ -8,7 +8,12 @@ from trl import GRPOConfig
 
 from ..checkpointing_config import ActivationCheckpointingDefault
 from ..data import VisualOptions
-from ..recipe_fields import check_recipe_fields, mrope_position_rule_field, prompt_suffix_field
+from ..recipe_fields import (
+    check_recipe_fields,
+    mrope_position_rule_field,
+    prompt_suffix_field,
+    skip_invalid_samples_field,
+)
 
 
 @dataclass
@@ -61,11 +66,7 @@ class LatentGRPOConfig(ActivationCheckpointingDefault, GRPOConfig):
     )
     min_pixels: int = field(default=28 * 28, metadata={"help": "Smallest pixel count of an image or frame."})
     max_pixels: int = field(default=256 * 28 * 28, metadata={"help": "Largest pixel count of an image or frame."})
-    skip_invalid_samples: bool = field(
-        default=False,
-        metadata={"help": "Skip invalid records and prompts whose media fail to decode mid-run (logged, counted as "
-                          "`skipped_samples`) instead of stopping with an error naming file:line."},
-    )
+    skip_invalid_samples: bool = skip_invalid_samples_field()
     mask_latent_start: bool = field(
         default=False, metadata={"help": "Leave <|latent_start|> out of the policy loss too, as the release does."}
     )
