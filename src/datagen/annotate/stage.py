@@ -17,9 +17,7 @@ cannot reconstruct is recorded as failed in ``manifests/annotate.jsonl`` with th
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
@@ -27,16 +25,10 @@ from PIL import Image
 from ..frames import choose_frames, decode_frames
 from ..geometry import invert_se3, rotation_to_quat
 from ..io import atomic_write, save_npz, write_json, write_text
-from ..layout import ClipMeta, group_dir, read_metadata
-from ..manifest import Manifest, StageResult, run_items
-from .base import AnnotateConfig, ReconstructionFailed, Reconstructor, SparseReconstruction, get_reconstructor
+from ..layout import ClipMeta, group_dir
+from .base import AnnotateConfig, ReconstructionFailed, Reconstructor, SparseReconstruction
 from .depth import densify_depth
 
-if TYPE_CHECKING:
-    from ..config import DatagenConfig
-
-
-logger = logging.getLogger(__name__)
 MARKER = "annotate.json"
 
 
