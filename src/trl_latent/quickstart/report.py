@@ -135,7 +135,7 @@ def _points(value: float) -> str:
 
 
 def _share(part: int, whole: int) -> str:
-    return f"{part}/{whole} ({_pct(part / whole if whole else float('nan'))}%)"
+    return f"{part}/{whole} ({_pct(part / whole)}%)" if whole else f"{part}/{whole}"
 
 
 def _paired_cell(d: PairedDifference) -> str:

@@ -160,8 +160,8 @@ def cluster_bootstrap_ci(
     names, index = np.unique(np.asarray(clusters), return_inverse=True)
     sums = np.bincount(index, weights=differences, minlength=len(names))
     sizes = np.bincount(index, minlength=len(names)).astype(float)
-    weights = rng.multinomial(len(names), np.full(len(names), 1 / len(names)), size=n_boot)
-    replicates = (weights @ sums) / (weights @ sizes)
+    drawn = rng.integers(0, len(names), size=(n_boot, len(names)))
+    replicates = sums[drawn].sum(axis=1) / sizes[drawn].sum(axis=1)
     low, high = np.percentile(replicates, [2.5, 97.5])
     return (float(low), float(high))
 
