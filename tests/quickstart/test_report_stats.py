@@ -154,7 +154,8 @@ def test_other_questions_are_refused_missing_media_dropped(tmp_path):
 
 def test_scores_count_every_line_when_media_were_missing(tmp_path):
     # ``missing_media`` on a record is the run's count of skipped questions, not a flag of that question
-    path = write(tmp_path / "s.jsonl", [sample("v0", "q0", "A", "A", missing=2), sample("v1", "q1", "A", "B", missing=2)])
+    path = write(tmp_path / "s.jsonl", [sample("v0", "q0", "A", "A", missing=2),
+                                        sample("v1", "q1", "A", "B", missing=2)])
     overall = report.scores_from_samples(path)["overall"]
     assert (overall.correct, overall.total) == (1, 2)
     assert load_outcomes(path).missing_media == 2

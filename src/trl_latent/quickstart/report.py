@@ -14,7 +14,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .stats import OVERALL, ConclusionStats, PairedDifference, conclusion_diagnostics, load_outcomes, paired_difference
+from .stats import (
+    OVERALL,
+    ConclusionStats,
+    PairedDifference,
+    conclusion_diagnostics,
+    load_outcomes,
+    paired_difference,
+)
 
 CHANCE = 0.25
 Z_95 = 1.959963984540054
@@ -142,55 +149,61 @@ def _paired_cell(d: PairedDifference) -> str:
     return f"{_points(d.difference)} [{_points(d.ci95[0])}, {_points(d.ci95[1])}] p={d.p_mcnemar:.2g} n={d.n}"
 
 
+def _conclusion_cell(c: ConclusionStats) -> str:
+    agreement = _pct(c.agreeing / c.recognised) if c.recognised else "–"
+    return f"{_pct(c.letter_correct / c.n)} / {_pct(c.conclusion_correct / c.n)}, {agreement}, {c.n}"
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(r) + " |" for r in rows]
+
+
+def _types(rows: Mapping[Any, Mapping[str, Any]]) -> list[str]:
+    return sorted({t for groups in rows.values() for t in groups if t != OVERALL})
+
+
 def paired_markdown(stats: Statistics) -> list[str]:
     """The "Paired differences" section: one row per comparison, overall then per question type."""
     lines = ["", "## Paired differences", "",
-             f"Accuracy of the second arm minus the first on the same questions, in points. 95% interval: paired "
-             f"bootstrap resampling whole videos ({stats.n_boot} replicates, seed {stats.seed}), since questions on "
-             "one video are not independent; p: McNemar's exact test on the questions only one arm gets right.", "",
-             "| comparison | accuracy (%) | difference | 95% CI | McNemar p | right only in 2nd / 1st | n (videos) |",
-             "|---|---|---|---|---|---|---|"]
-    for (a, b), rows in stats.paired.items():
-        d = rows[OVERALL]
-        lines.append(f"| {b} − {a} | {_pct(d.accuracy_a)} → {_pct(d.accuracy_b)} | {_points(d.difference)} | "
-                     f"{_points(d.ci95[0])} to {_points(d.ci95[1])} | {d.p_mcnemar:.3g} | {d.b_only} / {d.a_only} | "
-                     f"{d.n} ({d.videos}) |")
-    types = sorted({t for rows in stats.paired.values() for t in rows if t != OVERALL})
+             (f"Accuracy of the second arm minus the first on the same questions, in points. 95% interval: paired "
+              f"bootstrap resampling whole videos ({stats.n_boot} replicates, seed {stats.seed}), since questions on "
+              "one video are not independent; p: McNemar's exact test on the questions only one arm gets right."), ""]
+    overall = [[f"{b} − {a}", f"{_pct(d.accuracy_a)} → {_pct(d.accuracy_b)}", _points(d.difference),
+                f"{_points(d.ci95[0])} to {_points(d.ci95[1])}", f"{d.p_mcnemar:.3g}", f"{d.b_only} / {d.a_only}",
+                f"{d.n} ({d.videos})"]
+               for (a, b), rows in stats.paired.items() for d in [rows[OVERALL]]]
+    lines += _table(["comparison", "accuracy (%)", "difference", "95% CI", "McNemar p", "right only in 2nd / 1st",
+                     "n (videos)"], overall)
+    types = _types(stats.paired)
     if types:
-        lines += ["", "Per question type (difference [95% CI] McNemar p, n):", "",
-                  "| comparison | " + " | ".join(types) + " |", "|---|" + "---|" * len(types)]
-        for (a, b), rows in stats.paired.items():
-            cells = [_paired_cell(rows[t]) if t in rows else "–" for t in types]
-            lines.append(f"| {b} − {a} | " + " | ".join(cells) + " |")
+        lines += ["", "Per question type (difference [95% CI] McNemar p, n):", ""]
+        lines += _table(["comparison", *types], [
+            [f"{b} − {a}", *(_paired_cell(rows[t]) if t in rows else "–" for t in types)]
+            for (a, b), rows in stats.paired.items()])
     return lines
 
 
 def conclusions_markdown(stats: Statistics) -> list[str]:
-    """The "Conclusion in the reasoning" section: the option named inside ``<think>`` against the truth and the letter."""
+    """The "Conclusion in the reasoning" section: the option named inside ``<think>`` against truth and letter."""
     lines = ["", "## Conclusion in the reasoning vs the answer letter", "",
-             "The option whose text the reasoning inside `<think>` names last is the model's conclusion (none when it "
-             "names no option). Conclusion accuracy above letter accuracy with low agreement means the model sees "
-             "the motion but does not pick its letter; both near chance means it does not see the motion.", "",
-             "| arm | letter accuracy (%) | conclusion accuracy (%) | 95% CI | conclusion recognised | "
-             "letter agrees with conclusion | n |", "|---|---|---|---|---|---|---|"]
+             ("The option whose text the reasoning inside `<think>` names last is the model's conclusion (none when "
+              "it names no option). Conclusion accuracy above letter accuracy with low agreement means the model sees "
+              "the motion but does not pick its letter; both near chance means it does not see the motion."), ""]
+    overall = []
     for arm, rows in stats.conclusions.items():
         c = rows[OVERALL]
         low, high = Score(c.conclusion_correct, c.n).wilson()
-        lines.append(f"| {arm} | {_pct(c.letter_correct / c.n)} | {_pct(c.conclusion_correct / c.n)} | "
-                     f"{_pct(low)}–{_pct(high)} | {_share(c.recognised, c.n)} | {_share(c.agreeing, c.recognised)} | "
-                     f"{c.n} |")
-    types = sorted({t for rows in stats.conclusions.values() for t in rows if t != OVERALL})
+        overall.append([arm, _pct(c.letter_correct / c.n), _pct(c.conclusion_correct / c.n),
+                        f"{_pct(low)}–{_pct(high)}", _share(c.recognised, c.n), _share(c.agreeing, c.recognised),
+                        str(c.n)])
+    lines += _table(["arm", "letter accuracy (%)", "conclusion accuracy (%)", "95% CI", "conclusion recognised",
+                     "letter agrees with conclusion", "n"], overall)
+    types = _types(stats.conclusions)
     if types:
-        lines += ["", "Per question type (letter / conclusion accuracy %, agreement %, n):", "",
-                  "| type | " + " | ".join(stats.conclusions) + " |", "|---|" + "---|" * len(stats.conclusions)]
-        for t in types:
-            cells = []
-            for rows in stats.conclusions.values():
-                c = rows.get(t)
-                cells.append("–" if c is None else
-                             f"{_pct(c.letter_correct / c.n)} / {_pct(c.conclusion_correct / c.n)}, "
-                             f"{_pct(c.agreeing / c.recognised) if c.recognised else '–'}, {c.n}")
-            lines.append(f"| {t} | " + " | ".join(cells) + " |")
+        lines += ["", "Per question type (letter / conclusion accuracy %, agreement %, n):", ""]
+        lines += _table(["type", *stats.conclusions], [
+            [t, *(_conclusion_cell(rows[t]) if t in rows else "–" for rows in stats.conclusions.values())]
+            for t in types])
     return lines
 
 

@@ -184,7 +184,8 @@ def paired_difference(
         videos = [a.questions[k].video for k in selected]
         b_only, a_only = int(np.sum(right_b > right_a)), int(np.sum(right_a > right_b))
         result[group] = PairedDifference(
-            n=len(selected), videos=len(set(videos)), accuracy_a=float(right_a.mean()), accuracy_b=float(right_b.mean()),
+            n=len(selected), videos=len(set(videos)),
+            accuracy_a=float(right_a.mean()), accuracy_b=float(right_b.mean()),
             ci95=cluster_bootstrap_ci(videos, right_b - right_a, n_boot, np.random.default_rng(seed)),
             b_only=b_only, a_only=a_only, p_mcnemar=mcnemar_exact(b_only, a_only))
     return result
