@@ -233,6 +233,20 @@ def test_markdown_sections_and_old_signature(tmp_path):
         report.arm_statistics(paths, [("DIFT", "ablation")])
 
 
+def test_bad_lines_name_file_line_and_field(tmp_path):
+    line = sample("v0", "q", "A", "A")
+    del line["doc"]["video_id"], line["accuracy"]["prediction"]
+    path = write(tmp_path / "f.jsonl", [sample("v1", "q", "A", "A"), line])
+    with pytest.raises(ValueError, match=rf"{path}:2: missing field\(s\) \['doc.video_id', 'accuracy.prediction'\]"):
+        load_outcomes(path)
+    path.write_text(json.dumps(sample("v1", "q", "A", "A")) + "\n{truncated\n")
+    with pytest.raises(ValueError, match=rf"{path}:2: not a JSON line"):
+        load_outcomes(path)
+    path.write_text(json.dumps({"doc": {}}) + "\n")
+    with pytest.raises(ValueError, match=rf"{path}:1: no 'doc' and per-question 'accuracy' record"):
+        load_outcomes(path)
+
+
 def test_responses_from_repeats_are_refused(tmp_path):
     line = sample("v0", "q", "A", "A")
     line["filtered_resps"] = [["<answer>A</answer>", "<answer>B</answer>"]]

@@ -28,6 +28,9 @@ OVERALL = "overall"
 _THINK_OPEN = re.compile(r"<think>", re.IGNORECASE)
 _THINK_END = re.compile(r"</think>|<answer>", re.IGNORECASE)
 
+_DOC_FIELDS = ("video_id", "question", "options")
+_RECORD_FIELDS = ("group", "answer", "prediction")
+
 Key = tuple[str, str]
 """A question's identity across arms: (video id, question text). The row index is not used: it changes when the
 benchmark is re-exported or filtered, the video and wording do not."""
@@ -71,15 +74,22 @@ def load_outcomes(path: str | Path) -> ArmOutcomes:
     with open(path) as handle:
         for line_number, line in enumerate(handle, 1):
             where = f"{path}:{line_number}"
-            sample = json.loads(line)
+            try:
+                sample = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise ValueError(f"{where}: not a JSON line ({error})") from None
             record, doc = sample.get("accuracy"), sample.get("doc")
-            if not isinstance(record, dict) or "correct" not in record or not isinstance(doc, dict):
+            if record is None or doc is None:
                 raise ValueError(f"{where}: no 'doc' and per-question 'accuracy' record (is this a dsr_bench log?)")
+            absent = [f"doc.{f}" for f in _DOC_FIELDS if f not in doc] + [
+                f"accuracy.{f}" for f in _RECORD_FIELDS if f not in record]
+            if absent or not (sample.get("filtered_resps") or sample.get("resps")):
+                raise ValueError(f"{where}: missing field(s) {absent or ['filtered_resps']}")
             texts = responses(sample.get("filtered_resps") or sample["resps"])
             if len(texts) != 1:
                 raise ValueError(f"{where}: {len(texts)} responses; the paired statistics need one per question "
                                  "(evaluate without --repeats)")
-            key = (str(doc.get("video_id", doc.get("videoID"))), str(doc["question"]).strip())
+            key = (str(doc["video_id"]), str(doc["question"]).strip())
             if key in questions:
                 raise ValueError(f"{where}: question {key[1]!r} on video {key[0]} already at line "
                                  f"{questions[key].line}; a question must be asked once per video")
