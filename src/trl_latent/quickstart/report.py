@@ -9,9 +9,19 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from .stats import (
+    OVERALL,
+    ConclusionStats,
+    PairedDifference,
+    conclusion_diagnostics,
+    load_outcomes,
+    paired_difference,
+)
 
 CHANCE = 0.25
 Z_95 = 1.959963984540054
@@ -54,7 +64,11 @@ class Score:
 
 
 def scores_from_samples(path: str | Path) -> dict[str, Score]:
-    """Per-type and ``overall`` scores from an lmms-eval ``samples_<task>.jsonl`` of our DSR task."""
+    """Per-type and ``overall`` scores from an lmms-eval ``samples_<task>.jsonl`` of our DSR task.
+
+    Questions whose media are missing are not in the file (the records' ``missing_media`` is the run's count of them),
+    so every line is scored.
+    """
     correct: Counter[str] = Counter()
     total: Counter[str] = Counter()
     letters: dict[str, Counter[str]] = {}
@@ -64,8 +78,6 @@ def scores_from_samples(path: str | Path) -> dict[str, Score]:
             record = sample.get("accuracy")
             if not isinstance(record, dict) or "correct" not in record:
                 raise ValueError(f"{path}:{line_number}: no per-question 'accuracy' record (is this a dsr_bench log?)")
-            if record.get("missing_media"):
-                continue
             for key in ("overall", record["group"]):
                 correct[key] += int(record["correct"])
                 total[key] += 1
@@ -73,6 +85,43 @@ def scores_from_samples(path: str | Path) -> dict[str, Score]:
                 if record.get("prediction") is not None:
                     letters[key][record["prediction"]] += 1
     return {key: Score(correct[key], total[key], dict(letters[key])) for key in total}
+
+
+@dataclass(frozen=True)
+class Statistics:
+    """The paired comparisons and conclusion diagnostics of a run, with the settings that reproduce them."""
+
+    seed: int
+    n_boot: int
+    paired: dict[tuple[str, str], dict[str, PairedDifference]]
+    """(arm A, arm B) → B − A per ``overall`` and question type."""
+    conclusions: dict[str, dict[str, ConclusionStats]]
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``report.json`` form: fractions, intervals as ``[low, high]``, the seed and bootstrap size."""
+        return {
+            "seed": self.seed, "n_boot": self.n_boot,
+            "interval": "95% percentile interval, paired bootstrap resampling whole videos",
+            "test": "McNemar exact, two-sided (binomial on the questions only one arm gets right)",
+            "paired": [{"a": a, "b": b, "groups": {g: d.to_dict() for g, d in rows.items()}}
+                       for (a, b), rows in self.paired.items()],
+            "conclusions": {arm: {g: c.to_dict() for g, c in rows.items()} for arm, rows in self.conclusions.items()},
+        }
+
+
+def arm_statistics(
+    samples: Mapping[str, str | Path], pairs: Sequence[tuple[str, str]], *, seed: int = 0, n_boot: int = 10_000
+) -> Statistics:
+    """Paired differences B − A for each ``(A, B)`` of ``pairs`` and every arm's conclusion diagnostics.
+
+    ``samples`` maps an arm's label to its ``samples_dsr_bench_think.jsonl``; each pair names two of its labels.
+    """
+    unknown = sorted({arm for pair in pairs for arm in pair} - set(samples))
+    if unknown:
+        raise ValueError(f"pairs name arm(s) {unknown} without a samples file; arms: {sorted(samples)}")
+    outcomes = {arm: load_outcomes(path) for arm, path in samples.items()}
+    paired = {(a, b): paired_difference(outcomes[a], outcomes[b], n_boot=n_boot, seed=seed) for a, b in pairs}
+    return Statistics(seed, n_boot, paired, {arm: conclusion_diagnostics(o) for arm, o in outcomes.items()})
 
 
 def log_history(output_dir: str | Path) -> list[dict[str, Any]]:
@@ -88,10 +137,82 @@ def _pct(value: float) -> str:
     return "–" if math.isnan(value) else f"{100 * value:.1f}"
 
 
+def _points(value: float) -> str:
+    return f"{100 * value:+.1f}".replace("-", "−")
+
+
+def _share(part: int, whole: int) -> str:
+    return f"{part}/{whole} ({_pct(part / whole)}%)" if whole else f"{part}/{whole}"
+
+
+def _paired_cell(d: PairedDifference) -> str:
+    return f"{_points(d.difference)} [{_points(d.ci95[0])}, {_points(d.ci95[1])}] p={d.p_mcnemar:.2g} n={d.n}"
+
+
+def _conclusion_cell(c: ConclusionStats) -> str:
+    agreement = _pct(c.agreeing / c.recognised) if c.recognised else "–"
+    return f"{_pct(c.letter_correct / c.n)} / {_pct(c.conclusion_correct / c.n)}, {agreement}, {c.n}"
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(r) + " |" for r in rows]
+
+
+def _types(rows: Mapping[Any, Mapping[str, Any]]) -> list[str]:
+    return sorted({t for groups in rows.values() for t in groups if t != OVERALL})
+
+
+def paired_markdown(stats: Statistics) -> list[str]:
+    """The "Paired differences" section: one row per comparison, overall then per question type."""
+    lines = ["", "## Paired differences", "",
+             (f"Accuracy of the second arm minus the first on the same questions, in points. 95% interval: paired "
+              f"bootstrap resampling whole videos ({stats.n_boot} replicates, seed {stats.seed}), since questions on "
+              "one video are not independent; p: McNemar's exact test on the questions only one arm gets right."), ""]
+    overall = [[f"{b} − {a}", f"{_pct(d.accuracy_a)} → {_pct(d.accuracy_b)}", _points(d.difference),
+                f"{_points(d.ci95[0])} to {_points(d.ci95[1])}", f"{d.p_mcnemar:.3g}", f"{d.b_only} / {d.a_only}",
+                f"{d.n} ({d.videos})"]
+               for (a, b), rows in stats.paired.items() for d in [rows[OVERALL]]]
+    lines += _table(["comparison", "accuracy (%)", "difference", "95% CI", "McNemar p", "right only in 2nd / 1st",
+                     "n (videos)"], overall)
+    types = _types(stats.paired)
+    if types:
+        lines += ["", "Per question type (difference [95% CI] McNemar p, n):", ""]
+        lines += _table(["comparison", *types], [
+            [f"{b} − {a}", *(_paired_cell(rows[t]) if t in rows else "–" for t in types)]
+            for (a, b), rows in stats.paired.items()])
+    return lines
+
+
+def conclusions_markdown(stats: Statistics) -> list[str]:
+    """The "Conclusion in the reasoning" section: the option named inside ``<think>`` against truth and letter."""
+    lines = ["", "## Conclusion in the reasoning vs the answer letter", "",
+             ("The option whose text the reasoning inside `<think>` names last is the model's conclusion (none when "
+              "it names no option). Conclusion accuracy above letter accuracy with low agreement means the model sees "
+              "the motion but does not pick its letter; both near chance means it does not see the motion."), ""]
+    overall = []
+    for arm, rows in stats.conclusions.items():
+        c = rows[OVERALL]
+        low, high = Score(c.conclusion_correct, c.n).wilson()
+        overall.append([arm, _pct(c.letter_correct / c.n), _pct(c.conclusion_correct / c.n),
+                        f"{_pct(low)}–{_pct(high)}", _share(c.recognised, c.n), _share(c.agreeing, c.recognised),
+                        str(c.n)])
+    lines += _table(["arm", "letter accuracy (%)", "conclusion accuracy (%)", "95% CI", "conclusion recognised",
+                     "letter agrees with conclusion", "n"], overall)
+    types = _types(stats.conclusions)
+    if types:
+        lines += ["", "Per question type (letter / conclusion accuracy %, agreement %, n):", ""]
+        lines += _table(["type", *stats.conclusions], [
+            [t, *(_conclusion_cell(rows[t]) if t in rows else "–" for rows in stats.conclusions.values())]
+            for t in types])
+    return lines
+
+
 def markdown(
-    arms: dict[str, dict[str, Score]], timings: dict[str, float], settings: dict[str, Any], plots: list[str]
+    arms: dict[str, dict[str, Score]], timings: dict[str, float], settings: dict[str, Any], plots: list[str],
+    statistics: Statistics | None = None,
 ) -> str:
-    """The report text: headline table, per-type table, timings, the plots (files next to it), then the settings."""
+    """The report text: headline table, per-type table, the paired differences and conclusion diagnostics when
+    ``statistics`` is given, timings, the plots (files next to it), then the settings."""
     intro = ("Synthetic 4D world → datagen → training → held-out synthetic DSR-style benchmark "
              "(lmms-eval task `dsr_bench_think`, greedy decoding).")
     lines = ["# trl-latent quickstart report", "", intro]
@@ -114,6 +235,8 @@ def markdown(
                 s = scores.get(t)
                 cells.append("–" if s is None else f"{_pct(s.accuracy)} ({_pct(s.wilson()[0])}–{_pct(s.wilson()[1])}, {s.total})")
             lines.append(f"| {t} | " + " | ".join(cells) + " |")
+    if statistics is not None:
+        lines += paired_markdown(statistics) + conclusions_markdown(statistics)
     lines += ["", "## Time per stage (s)", "", "| stage | seconds |", "|---|---|"]
     lines += [f"| {stage} | {seconds:.1f} |" for stage, seconds in timings.items()]
     if plots:
