@@ -4,8 +4,11 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
+from safetensors.torch import load_file
 from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
 
+from datagen.export import QUESTION_TYPES
 from trl_latent.quickstart import ARM_LABELS, Quickstart, main
 from trl_latent.quickstart.config import QuickstartConfig
 from trl_latent.quickstart.report import Score, scores_from_samples
@@ -16,20 +19,28 @@ TINY = [
     "--num_frames", "4", "--model_size", "tiny", "--latent_size", "2", "--vocab_size", "600",
     "--sft_steps", "2", "--batch_size", "2", "--grpo_steps", "1", "--grpo_batch_size", "2", "--num_generations", "2",
     "--max_new_tokens", "24", "--eval_limit", "3", "--eval_batch_size", "3", "--workers", "1", "--progress", "false",
+    "--perception_clips", "6", "--perception_steps", "2", "--ablations", "k1",
+    "--families", *QUESTION_TYPES,  # four tiny clips: every family, so the held-out set is never empty
 ]
-STAGES = ["synthesize", "datagen", "build_model", "train_sft_text", "train_dift", "train_dift_grpo",
-          "eval_sft_text", "eval_dift", "eval_dift_grpo"]
+ARMS = ("sft_text", "dift", "dift_grpo", "dift_k1")
+STAGES = ["synthesize", "datagen", "perception", "build_model", *(f"{kind}_{arm}" for kind in ("train", "eval")
+                                                                   for arm in ARMS)]
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
+def perception_cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("perception_cache")
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, perception_cache):
     out = tmp_path_factory.mktemp("quickstart")
-    assert main(["--output_dir", str(out), *TINY]) == 0
+    assert main(["--output_dir", str(out), *TINY, "--perception_cache", str(perception_cache)]) == 0
     return out
 
 
 @pytest.mark.slow
-def test_writes_every_artifact(run):
+def test_writes_every_artifact(run, perception_cache):
     for name in ("report.md", "report.json", "quickstart_config.json", "losses.png", "rewards.png",
                  "accuracy_by_type.png"):
         assert (run / name).stat().st_size > 0, name
@@ -41,31 +52,44 @@ def test_writes_every_artifact(run):
     # every arm is a loadable latent checkpoint with a trained history; the tokenizer is the corpus one
     processor = AutoProcessor.from_pretrained(run / "models" / "init")
     assert len(processor.tokenizer) < 700
-    for arm in ARM_LABELS:
+    for arm in ARMS:
         model = Qwen2_5_VLForConditionalGeneration.from_pretrained(run / "models" / arm)
-        assert get_latent_spec(model).latent_size == 2
+        assert get_latent_spec(model).latent_size == (1 if arm == "dift_k1" else 2)
         state = json.loads((run / "models" / arm / "trainer_state.json").read_text())
         assert state["global_step"] == (1 if arm == "dift_grpo" else 2)
 
+    # every arm starts from the cached pretrained tower; the K variants of the initial model differ in config only
+    (tower_folder,) = [p for p in perception_cache.iterdir() if not p.name.startswith(".")]
+    tower = load_file(tower_folder / "vision_tower.safetensors")
+    init = Qwen2_5_VLForConditionalGeneration.from_pretrained(run / "models" / "init").state_dict()
+    init_k1 = Qwen2_5_VLForConditionalGeneration.from_pretrained(run / "models" / "init_k1").state_dict()
+    assert all(torch.equal(init[f"model.visual.{key}"], value) for key, value in tower.items())
+    assert init.keys() == init_k1.keys() and all(torch.equal(init[k], init_k1[k]) for k in init)
+
     report = json.loads((run / "report.json").read_text())
-    assert set(report) == set(ARM_LABELS.values())
-    for arm, scores in report.items():
+    assert set(report["arms"]) == {ARM_LABELS[arm] for arm in ARMS} and report["seed"] == 0
+    pairs = [(p["a"], p["b"]) for p in report["statistics"]["paired"]]
+    assert pairs == [("text-only SFT", "DIFT"), ("DIFT", "DIFT + 4DRL"), ("DIFT", "DIFT with K = 1")]
+    assert report["perception"]["clips"] == {"train": 5, "heldout": 1}
+    for arm, scores in report["arms"].items():
         samples = scores_from_samples(run / "eval" / _key(arm) / "samples_dsr_bench_think.jsonl")
         assert scores["overall"]["total"] == samples["overall"].total == 3
         assert scores["overall"]["letters"] == samples["overall"].letters and samples["overall"].answered <= 3
         low, high = scores["overall"]["ci95"]
         assert low <= scores["overall"]["accuracy"] <= high
     text = (run / "report.md").read_text()
-    assert "Chance level: 25%" in text and all(label in text for label in ARM_LABELS.values())
+    assert "Chance level: " in text and all(ARM_LABELS[arm] in text for arm in ARMS)
+    assert "## Paired differences" in text and "## Perception pretraining" in text
     assert "![losses](losses.png)" in text and "![rewards](rewards.png)" in text
 
 
-def _stand_in_entry_points(monkeypatch) -> list[str]:
+def _stand_in_entry_points(monkeypatch, tmp_path_factory) -> list[str]:
     """Replace what the stages call (trainers, evaluation, datagen) with recorders; the stages themselves run as
     written, so they read the settings they read for real. Returns the list of ``"<entry>:<output folder>"``."""
     import datagen
     import datagen.synthetic
     from trl_latent import cli_eval, testing
+    from trl_latent.quickstart import perception
     from trl_latent.scripts import dift, grpo
 
     ran = []
@@ -81,16 +105,32 @@ def _stand_in_entry_points(monkeypatch) -> list[str]:
     monkeypatch.setattr(cli_eval, "main", recorder("eval"))
     monkeypatch.setattr(datagen.synthetic, "write_dataset", lambda *args, **kwargs: ran.append("synthesize"))
     monkeypatch.setattr(datagen, "run_pipeline", lambda config: ran.append("datagen"))
-    monkeypatch.setattr(testing, "save_tiny_checkpoint", lambda *args, **kwargs: ran.append("build_model"))
-    for name in ("corpus_tokenizer", "build_processor"):
-        monkeypatch.setattr(testing, name, lambda *args, **kwargs: None)
+
+    class Model:
+        def save_pretrained(self, path):
+            ran.append(f"build_model:{Path(path).name}")
+
+    class Processor:
+        def save_pretrained(self, path):
+            pass
+
+    monkeypatch.setattr(testing, "build_tiny_qwen2_5_vl", lambda *args, **kwargs: (Model(), None))
+    monkeypatch.setattr(testing, "build_processor", lambda *args, **kwargs: Processor())
+    monkeypatch.setattr(testing, "corpus_tokenizer", lambda *args, **kwargs: None)
+    monkeypatch.setattr(perception, "load_tower", lambda model, folder: None)
+
+    def tower(*args, **kwargs):
+        ran.append("perception")
+        return tmp_path_factory.mktemp("tower")
+
+    monkeypatch.setattr(perception, "cached_tower", tower)
     monkeypatch.setattr(Quickstart, "_training_texts", lambda self: [])
     return ran
 
 
 @pytest.mark.slow
-def test_rerun_skips_finished_stages_and_redoes_a_removed_one(run, monkeypatch, capsys):
-    ran = _stand_in_entry_points(monkeypatch)
+def test_rerun_skips_finished_stages_and_redoes_a_removed_one(run, monkeypatch, capsys, tmp_path_factory):
+    ran = _stand_in_entry_points(monkeypatch, tmp_path_factory)
     before = (run / "report.json").read_text()
     (run / ".done" / "train_sft_text").unlink()
     Quickstart(_config(run)).run()
@@ -100,31 +140,39 @@ def test_rerun_skips_finished_stages_and_redoes_a_removed_one(run, monkeypatch, 
 
 
 @pytest.mark.slow
-def test_rerun_with_other_settings_redoes_exactly_what_they_change(run, monkeypatch, capsys):
+def test_rerun_with_other_settings_redoes_exactly_what_they_change(run, monkeypatch, capsys, tmp_path_factory,
+                                                                   perception_cache):
     """Runs after the tests above: it leaves the folder with stand-in stages and no report."""
-    ran = _stand_in_entry_points(monkeypatch)
+    ran = _stand_in_entry_points(monkeypatch, tmp_path_factory)
     monkeypatch.setattr(Quickstart, "report", lambda self: ran.append("report") or self.out / "quickstart_config.json")
 
-    Quickstart(_config(run, "--progress", "true", "--workers", "2")).run()  # settings that change no result
+    cache = ["--perception_cache", str(perception_cache)]
+    Quickstart(_config(run, *cache, "--progress", "true", "--workers", "2")).run()  # settings that change no result
     assert ran == ["report"]
-    Quickstart(_config(run, "--grpo_steps", "2")).run()
+    Quickstart(_config(run, *cache, "--grpo_steps", "2")).run()
     assert ran[1:] == ["grpo:dift_grpo", "eval:dift_grpo", "report"]
     assert "train_dift_grpo: redone (grpo_steps 1 -> 2)" in capsys.readouterr().out
     assert not (run / "models" / "dift_grpo").exists()  # emptied before the stage was redone
     assert not (run / "report.md").exists() and not (run / "report.json").exists()  # the old numbers are gone
     assert json.loads((run / "quickstart_config.json").read_text())["grpo_steps"] == 2
     del ran[:]
-    Quickstart(_config(run, "--grpo_steps", "2", "--eval_limit", "2")).run()
-    assert ran == ["eval:sft_text", "eval:dift", "eval:dift_grpo", "report"]
+    Quickstart(_config(run, *cache, "--grpo_steps", "2", "--eval_limit", "2")).run()
+    assert ran == ["eval:sft_text", "eval:dift", "eval:dift_grpo", "eval:dift_k1", "report"]
     del ran[:]
-    Quickstart(_config(run, "--grpo_steps", "2", "--eval_limit", "2", "--num_clips", "6")).run()
-    assert ran[:4] == ["synthesize", "datagen", "build_model", "dift:sft_text"] and len(ran) == len(STAGES) + 1
+    Quickstart(_config(run, *cache, "--grpo_steps", "2", "--eval_limit", "2", "--num_clips", "6")).run()
+    # the pretrained tower does not depend on the clips: kept; one initial model per K
+    assert ran[:5] == ["synthesize", "datagen", "build_model:init_k1", "build_model:init", "dift:sft_text"]
+    assert "perception" not in ran and len(ran) == len(STAGES) + 1
+    del ran[:]
+    Quickstart(_config(run, *cache, "--grpo_steps", "2", "--eval_limit", "2", "--num_clips", "6",
+                       "--perception_steps", "3")).run()
+    assert ran[:3] == ["perception", "build_model:init_k1", "build_model:init"] and len(ran) == len(STAGES)
 
 
 @pytest.mark.slow
 def test_no_latents_trains_and_reports_only_the_text_arm(tmp_path):
-    assert main(["--output_dir", str(tmp_path), *TINY, "--no_latents", "true"]) == 0
-    assert set(json.loads((tmp_path / "report.json").read_text())) == {ARM_LABELS["sft_text"]}
+    assert main(["--output_dir", str(tmp_path), *TINY, "--no_latents", "true", "--perception", "false"]) == 0
+    assert set(json.loads((tmp_path / "report.json").read_text())["arms"]) == {ARM_LABELS["sft_text"]}
     assert not (tmp_path / "models" / "dift").exists()
     rows = [json.loads(line) for line in (tmp_path / "data" / "export" / "dift_text_only.jsonl").open()]
     assert rows and all("<output_image>" not in row["text_output"] and not row["image_output"] for row in rows)
@@ -141,6 +189,22 @@ def test_no_latents_trains_and_reports_only_the_text_arm(tmp_path):
 def test_bad_settings_are_named(flag, value, message, tmp_path):
     with pytest.raises(ValueError, match=message):
         main(["--output_dir", str(tmp_path), flag, value])
+
+
+def test_study_preset_sets_defaults_and_explicit_flags_win():
+    from trl_latent.quickstart import parse_config
+    from trl_latent.quickstart.config import PRESETS
+
+    study = parse_config(["--preset", "study"])
+    assert study.output_dir == "runs/study" and study.ablations == PRESETS["study"]["ablations"]
+    assert study.latent_sizes == [1, 2, 4, 8] and study.families == PRESETS["study"]["families"]
+    assert parse_config(["--preset", "study", "--ablations", "no_sim", "--num_clips", "9"]).ablations == ["no_sim"]
+    assert parse_config(["--preset", "study", "--num_clips", "9"]).num_clips == 9
+    assert parse_config([]).ablations == [] and parse_config([]).output_dir == "runs/quickstart"
+    with pytest.raises(ValueError, match="preset must be one of"):
+        parse_config(["--preset", "huge"])
+    with pytest.raises(ValueError, match="fewer than latent_size=8"):  # K = 8 needs 9 vision tokens per imagery image
+        parse_config(["--ablations", "k8", "--imagery_size", "56"])
 
 
 def test_wilson_interval():

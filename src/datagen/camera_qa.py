@@ -23,6 +23,8 @@ from .mcq import QuestionWriter, format_time, stable_hash
 from .motion import dominant_direction, speed_trend, step_speeds
 
 
+CAMERA_TYPES = ("cam_tag", "cam_dir", "cam_rot", "cam_mag", "cam_spd")
+"""The question types this stage asks (metadata tag, translation, rotation, turn magnitude, speed trend)."""
 CAMERA_MOVES = [
     "Pan Left", "Pan Right", "Tilt Up", "Tilt Down", "Roll Clockwise", "Roll Counter-Clockwise",
     "Dolly In", "Dolly Out", "Truck Left", "Truck Right", "Pedestal Up", "Pedestal Down",
@@ -53,6 +55,9 @@ SPEED_TEXT = {
     "still": "It stays almost still",
 }
 ANGLE_BUCKETS = [10, 20, 45, 90, 135, 180]
+FIXED_MOVES = {"cam_dir": ("Dolly In", "Dolly Out", "Truck Left", "Truck Right"),
+               "cam_rot": ("Pan Left", "Pan Right", "Tilt Up", "Tilt Down")}
+"""The four answers of each move family under ``option_order="fixed"`` (ground-plane moves, turns without roll)."""
 
 
 @dataclass
@@ -75,6 +80,8 @@ class CameraQAConfig:
     """Segments have at least this many sampled frames; halves of the clip are asked about when both qualify."""
     use_motion_tags: bool = True
     """Ask about SpatialVID's own motion tags (metadata ``motion_tags``) when present."""
+    option_order: str = "rotate"
+    """``rotate``: balanced answer letters; ``fixed``: each letter always names the same answer (see datagen.mcq)."""
 
 
 def rotation_angles(r_rel: np.ndarray) -> np.ndarray:
@@ -129,7 +136,7 @@ def nearest_bucket(angle: float) -> int:
 
 def camera_questions(clip: dict, config: CameraQAConfig) -> list[dict]:
     """All camera questions of one clip (records with ``type`` ``cam_*``, options, answer and ``facts``)."""
-    writer = QuestionWriter(clip["clip_id"], "cam")
+    writer = QuestionWriter(clip["clip_id"], "cam", config.option_order)
     times = np.asarray(clip["timestamps"], dtype=np.float64)
     if config.use_motion_tags and clip.get("motion_tags"):
         _tag_question(writer, clip, times)
@@ -165,8 +172,8 @@ def _move_question(writer: QuestionWriter, qtype: str, question: str, label: str
     """A camera-move MCQ: the true move, then its opposite (the most telling distractor), then the other false moves."""
     opposite = MOVE_OPPOSITE[label]
     distractors = [opposite] + [m for m in false_moves if m != opposite]
-    writer.add(qtype, question, f"It {MOVE_TEXT[label]}", [f"It {MOVE_TEXT[m]}" for m in distractors], label=label,
-               **common)
+    writer.add(qtype, question, f"It {MOVE_TEXT[label]}", [f"It {MOVE_TEXT[m]}" for m in distractors],
+               vocabulary=[f"It {MOVE_TEXT[m]}" for m in FIXED_MOVES[qtype]], label=label, **common)
 
 
 def _pose_questions(writer: QuestionWriter, facts: dict, s: int, e: int, times: np.ndarray) -> None:
@@ -195,6 +202,7 @@ def _pose_questions(writer: QuestionWriter, facts: dict, s: int, e: int, times: 
             f"{span}, how does the camera's speed change?",
             SPEED_TEXT[label],
             [t for k, t in SPEED_TEXT.items() if k != label],
+            vocabulary=list(SPEED_TEXT.values()),
             label=label,
             **common,
         )

@@ -21,9 +21,10 @@ from .camera_qa import CameraQAConfig
 from .cot.api import CotConfig
 from .cot.template import TEMPLATE_STYLES
 from .distributed import RayConfig
-from .export import ExportConfig
+from .export import QUESTION_TYPES, ExportConfig
 from .frames import FramesConfig
 from .imagery import ImageryConfig
+from .mcq import OPTION_ORDERS
 from .object_qa import ObjectQAConfig
 from .segment import SEGMENTERS
 from .segment.base import SegmentConfig
@@ -80,6 +81,7 @@ LIMITS: dict[str, Limit] = {
     "object_qa.distance_change": Limit(0), "object_qa.still_speed": Limit(0),
     "object_qa.speed_change_ratio": Limit(1), "object_qa.speed_compare_ratio": Limit(1),
     "object_qa.min_bearing_deg": Limit(0, 90),
+    "camera_qa.option_order": Limit(choices=lambda: OPTION_ORDERS), "object_qa.option_order": Limit(choices=lambda: OPTION_ORDERS),
     "imagery.max_images": Limit(1), "imagery.min_images": Limit(1), "imagery.alpha": FRACTION,
     "imagery.min_mask_fraction": FRACTION, "imagery.jpeg_quality": Limit(1, 100),
     "cot.backend": Limit(choices=lambda: ("template", "api")), "cot.template_style": Limit(choices=lambda: TEMPLATE_STYLES),
@@ -87,7 +89,8 @@ LIMITS: dict[str, Limit] = {
     "cot.timeout": POSITIVE, "cot.max_retries": Limit(0), "cot.backoff": Limit(0),
     "cot.max_backoff": Limit(0), "cot.max_attempts": Limit(1), "cot.min_think_chars": Limit(0),
     "cot.price_prompt_per_1k": Limit(0), "cot.price_completion_per_1k": Limit(0),
-    "export.benchmark_fraction": FRACTION,
+    "export.benchmark_fraction": FRACTION, "export.types": Limit(choices=lambda: QUESTION_TYPES),
+    "export.benchmark_types": Limit(choices=lambda: QUESTION_TYPES),
     "ray.num_cpus": Limit(1), "ray.num_gpus": Limit(0), "ray.task_cpus": POSITIVE, "ray.segment_actors": Limit(1),
     "ray.segment_gpus": Limit(0), "ray.annotate_actors": Limit(1), "ray.items_per_task": Limit(1),
     "ray.max_retries": Limit(0),

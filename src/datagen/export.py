@@ -19,6 +19,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from .camera_qa import CAMERA_TYPES
 from .cot.checks import OUTPUT_IMAGE
 from .io import atomic_write, read_json, write_jsonl, write_text
 from .mcq import question_with_options, stable_hash
@@ -26,6 +27,7 @@ from .mcq import question_with_options, stable_hash
 
 DSR_TYPES = ("abs_dis", "abs_dir", "abs_ori", "abs_spd", "abs_spd_comp", "abs_dir_pred", "rel_dis", "rel_dir",
              "rel_ori", "rel_spd", "rel_spd_comp", "rel_dir_pred", "non_temp")
+QUESTION_TYPES = CAMERA_TYPES + DSR_TYPES
 
 
 @dataclass
@@ -36,6 +38,11 @@ class ExportConfig:
     """Also write ``dift_text_only.jsonl``: the same questions and answers without imagery (ablation)."""
     hf_dataset: bool = True
     """Also save ``hf_dataset/{dift,dift_text_only,rl}``: ``save_to_disk`` folders with a ``train`` split each."""
+    types: list[str] | None = None
+    """Only questions of these types are exported, to the training files and the benchmark alike (default: all)."""
+    benchmark_types: list[str] | None = None
+    """Types the held-out benchmark keeps (default: DSR-Bench's 13 object-motion types). Camera types such as
+    ``cam_dir`` are asked by this pipeline but not by DSR-Bench; name them here to evaluate what is trained on."""
 
 
 def is_held_out(clip_id: str, fraction: float) -> bool:
@@ -52,9 +59,11 @@ def _rel(path: Path, start: Path) -> str:
     return os.path.relpath(path, start)
 
 
-def collect_records(out: Path, clip_ids: list[str], fraction: float) -> dict[str, list[dict]]:
+def collect_records(out: Path, clip_ids: list[str], config: ExportConfig) -> dict[str, list[dict]]:
     """Build the DIFT, text-only, RL and benchmark rows from the stage outputs under ``out``."""
     export_dir = out / "export"
+    kept = set(config.types or QUESTION_TYPES)
+    benchmark_types = kept & set(config.benchmark_types or DSR_TYPES)
     rows = {"dift": [], "dift_text_only": [], "rl": [], "benchmark": []}
     for clip_id in clip_ids:
         clip_path = out / "frames" / clip_id / "clip.json"
@@ -64,13 +73,15 @@ def collect_records(out: Path, clip_ids: list[str], fraction: float) -> dict[str
         frames = [_rel(out / "frames" / clip_id / f, export_dir) for f in clip["files"]]
         imagery_path = out / "imagery" / f"{clip_id}.json"
         imagery = read_json(imagery_path) if imagery_path.exists() else {}
-        held_out = is_held_out(clip_id, fraction)
+        held_out = is_held_out(clip_id, config.benchmark_fraction)
         for kind in ("camera", "object"):
             qa_path = out / "qa" / kind / f"{clip_id}.json"
             for qa in read_json(qa_path) if qa_path.exists() else []:
+                if qa["type"] not in kept:
+                    continue
                 text_input = question_with_options(qa)
                 if held_out:
-                    if qa["type"] in DSR_TYPES:
+                    if qa["type"] in benchmark_types:
                         rows["benchmark"].append({"videoID": clip_id, "question": qa["question"],
                                                   "options": qa["options"], "answer": qa["answer"], "type": qa["type"],
                                                   "video": clip["video"]})
@@ -149,7 +160,7 @@ def _save_benchmark(rows: list[dict], folder: Path) -> None:
 def export(out: Path, clip_ids: list[str], config: ExportConfig) -> dict[str, Path]:
     """Write every export under ``out/export``; returns ``{name: path}``."""
     export_dir = out / "export"
-    rows = collect_records(out, clip_ids, config.benchmark_fraction)
+    rows = collect_records(out, clip_ids, config)
     paths = {"dift": write_jsonl(export_dir / "dift.jsonl", rows["dift"]),
              "rl": write_jsonl(export_dir / "rl.jsonl", rows["rl"])}
     if config.text_only:

@@ -48,6 +48,8 @@ RELATIVE_POSITION_TEXT = {  # rel_ori: direction of the subject from the referen
 }
 QUADRANTS = ["in front of the camera, to the left", "in front of the camera, to the right",
              "behind the camera, to the left", "behind the camera, to the right"]
+FIXED_DIRECTIONS = ("left", "right", "toward the camera", "away from the camera")
+"""The four direction answers under ``option_order="fixed"`` (objects move on the ground: up/down is rare)."""
 
 
 @dataclass
@@ -74,6 +76,8 @@ class ObjectQAConfig:
     """One object is "faster" when its mean speed exceeds the other's by this factor."""
     min_bearing_deg: float = 5.0
     """Left/right of the optical axis counts only beyond this angle."""
+    option_order: str = "rotate"
+    """``rotate``: balanced answer letters; ``fixed``: each letter always names the same answer (see datagen.mcq)."""
 
 
 def _cut_off(ids: np.ndarray, obj_id: int, depths: dict[int, float]) -> bool:
@@ -126,7 +130,7 @@ def _valid_span(track: np.ndarray) -> np.ndarray:
 
 def object_questions(clip: dict, masks: np.ndarray, objects: list[dict], config: ObjectQAConfig) -> list[dict]:
     """All object questions of one clip."""
-    writer = QuestionWriter(clip["clip_id"], "obj")
+    writer = QuestionWriter(clip["clip_id"], "obj", config.option_order)
     if not clip.get("has_poses") or clip.get("annotation_rows") is None or not objects:
         return writer.records
     centres = lift_centres(clip, masks, objects, config.min_mask_fraction, config.skip_occluded)
@@ -175,10 +179,10 @@ class QuestionSet:
         self.span = f"between {format_time(self.times[0])} and {format_time(self.times[-1])}"
         self.at_start = f"from the camera's viewpoint at {format_time(self.times[0])}"
 
-    def add(self, qtype, question, correct, distractors, facts, key_frames=None):
+    def add(self, qtype, question, correct, distractors, facts, key_frames=None, vocabulary=None):
         facts = {**facts, "subject": self.subject["name"], "reference": self.reference["name"] if self.reference else None}
         self.writer.add(
-            qtype, question[0].upper() + question[1:], correct, distractors,
+            qtype, question[0].upper() + question[1:], correct, distractors, vocabulary=vocabulary,
             segment=[self.s, self.e], times=[float(self.times[0]), float(self.times[-1])],
             subject=self.subject, reference=self.reference, label=facts.get("label"),
             key_frames=[int(f) for f in (key_frames if key_frames is not None else self.frames)], facts=facts,
@@ -197,6 +201,7 @@ class QuestionSet:
             qtype, f"{lead}{viewpoint}, in which direction does {self.name} move {self.span}?",
             f"It moves {label}", [f"It moves {d}" for d in distractors],
             {"label": label, "displacement": _r(points[hi] - points[lo]), "positions": _r(points)}, key_frames,
+            [f"It moves {d}" for d in FIXED_DIRECTIONS],
         )
         return label
 
@@ -233,7 +238,8 @@ class QuestionSet:
         level = smoothed_mean_speed(points, self.times)
         label = speed_trend(speeds, self.config.still_speed, self.config.speed_change_ratio, level)
         self.add(qtype, question, SPEED_TEXT[label], [t for k, t in SPEED_TEXT.items() if k != label],
-                 {"label": label, "speeds": _r(speeds), "smoothed_mean_speed": round(level, 4)})
+                 {"label": label, "speeds": _r(speeds), "smoothed_mean_speed": round(level, 4)},
+                 vocabulary=list(SPEED_TEXT.values()))
 
     def _prediction(self, qtype, points, viewpoint):
         """Direction over the second half, asked only when it continues the first half's (so it is predictable)."""
@@ -251,7 +257,7 @@ class QuestionSet:
             f"where will it go until {format_time(self.times[-1])}?",
             f"It moves {second}", [f"It moves {d}" for d in distractors],
             {"label": second, "first_half": _r(points[mid] - points[0]), "second_half": _r(points[-1] - points[mid])},
-            key_frames=self.frames[: mid + 1],
+            key_frames=self.frames[: mid + 1], vocabulary=[f"It moves {d}" for d in FIXED_DIRECTIONS],
         )
 
     def _bearing(self):
@@ -264,7 +270,7 @@ class QuestionSet:
             "abs_ori",
             f"{self.at_start}, where is {self.name} at {format_time(self.times[-1])}?",
             f"It is {label}", [f"It is {q}" for q in QUADRANTS if q != label],
-            {"label": label, "position": _r(self.fixed[-1])},
+            {"label": label, "position": _r(self.fixed[-1])}, vocabulary=[f"It is {q}" for q in QUADRANTS],
         )
 
     def _speed_compare(self, qtype, a, b, lead):
@@ -275,7 +281,7 @@ class QuestionSet:
                  "same": "They move at about the same speed", "neither": "Neither of them moves"}
         self.add(qtype, f"{lead}which object moves faster {self.span}: {self.name} or {self.ref_name}?",
                  texts[label], [t for k, t in texts.items() if k != label],
-                 {"label": label, "mean_speeds": [round(speed_a, 4), round(speed_b, 4)]})
+                 {"label": label, "mean_speeds": [round(speed_a, 4), round(speed_b, 4)]}, vocabulary=list(texts.values()))
 
     def _relative_position(self):
         """Subject relative to the reference, as the camera sees them at the segment end (evolving viewpoint)."""
@@ -290,7 +296,7 @@ class QuestionSet:
             "rel_ori",
             f"As the camera sees them at {format_time(self.times[-1])}, where is {self.name} relative to {self.ref_name}?",
             f"It is {where[label]} {self.ref_name}", [f"It is {where[d]} {self.ref_name}" for d in distractors],
-            {"label": label, "offset": _r(offset)},
+            {"label": label, "offset": _r(offset)}, vocabulary=[f"It is {where[d]} {self.ref_name}" for d in FIXED_DIRECTIONS],
         )
 
     def _closer_object(self):
@@ -304,7 +310,7 @@ class QuestionSet:
                  "same": "Both are about equally far", "neither": "Neither is visible"}
         self.add("non_temp", f"At {format_time(self.times[-1])}, which object is closer to the camera: "
                  f"{self.name} or {self.ref_name}?", texts[label], [t for k, t in texts.items() if k != label],
-                 {"label": label, "distances": [round(da, 4), round(db, 4)]})
+                 {"label": label, "distances": [round(da, 4), round(db, 4)]}, vocabulary=list(texts.values()))
 
 
 def _r(array) -> list:

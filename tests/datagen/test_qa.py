@@ -100,3 +100,31 @@ def test_smoothed_mean_speed_is_exact_on_smooth_motion_and_damps_noise():
         assert smoothed_mean_speed(track, t) == pytest.approx(float(step_speeds(track, t).mean()), rel=1e-9)
     noisy_still = np.random.default_rng(0).normal(0.0, 0.05, (8, 3))  # a static object, 5 cm of lifting noise
     assert smoothed_mean_speed(noisy_still, t) < 0.5 * step_speeds(noisy_still, t).mean()
+
+
+def test_fixed_option_order_gives_each_answer_one_letter(dataset, tmp_path):
+    """``option_order="fixed"``: the same family always lists the same four answers in one order, so a letter names
+    one answer; the answers of the rotated questions of the same clips are kept, and no family is asked whose
+    answers are not four."""
+    rotated, fixed = [], []
+    for clip_id in ("forward", "pan", "truck"):
+        clip, masks, objects = _prepare(dataset, tmp_path, clip_id)
+        rotated += (camera_questions(clip, CameraQAConfig())
+                    + object_questions(clip, masks, objects, ObjectQAConfig(skip_occluded=False)))
+        fixed += (camera_questions(clip, CameraQAConfig(option_order="fixed"))
+                  + object_questions(clip, masks, objects, ObjectQAConfig(skip_occluded=False, option_order="fixed")))
+    options_of = {}
+    for record in fixed:
+        assert record["type"] not in {"cam_tag", "cam_mag", "abs_dis", "rel_dis"}
+        texts = [o[3:] for o in record["options"]]
+        assert texts[(ord(record["answer"]) - ord("A"))] == record["answer_text"]
+        if record["type"] not in {"non_temp", "abs_spd_comp", "rel_spd_comp", "rel_ori"}:  # these name objects
+            assert options_of.setdefault(record["type"], texts) == texts, record["type"]
+    assert options_of["cam_dir"] == ["It moves forward (dolly in)", "It moves backward (dolly out)",
+                                     "It moves left (truck left)", "It moves right (truck right)"]
+    assert options_of["abs_dir"] == ["It moves left", "It moves right", "It moves toward the camera",
+                                     "It moves away from the camera"]
+    by_type = lambda records: {(r["clip_id"], r["type"], tuple(r["segment"])): r["answer_text"] for r in records}
+    kept = by_type(fixed)
+    assert kept and all(by_type(rotated)[key] == answer for key, answer in kept.items())
+    assert {"cam_dir", "cam_rot", "abs_dir"} <= {r["type"] for r in fixed}

@@ -16,6 +16,7 @@ downstream of it. The report is removed when a run starts and written when it en
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import shutil
@@ -27,25 +28,41 @@ from typing import Any
 
 from transformers import HfArgumentParser
 
-from .config import QuickstartConfig
+from .config import ABLATIONS, PRESETS, QuickstartConfig
 
-ARMS = ("sft_text", "dift", "dift_grpo")
-ARM_LABELS = {"sft_text": "text-only SFT", "dift": "DIFT", "dift_grpo": "DIFT + 4DRL"}
-TRAINED_FROM = {"sft_text": "build_model", "dift": "build_model", "dift_grpo": "train_dift"}
-UPSTREAM = {
-    "synthesize": (), "datagen": ("synthesize",), "build_model": ("datagen",),
-    **{f"train_{arm}": ("datagen", TRAINED_FROM[arm]) for arm in ARMS},
-    **{f"eval_{arm}": ("datagen", f"train_{arm}") for arm in ARMS},
-}
-"""The stages whose outputs each stage reads: when one of them is redone, so is the stage."""
-OUTPUTS = {
-    "synthesize": "world", "datagen": "data", "build_model": "models/init",
-    **{f"train_{arm}": f"models/{arm}" for arm in ARMS}, **{f"eval_{arm}": f"eval/{arm}" for arm in ARMS},
-}
-"""The folder each stage writes, emptied before the stage is redone (so nothing stale is resumed from)."""
-RESULT_NEUTRAL = frozenset({"output_dir", "progress", "workers"})
-"""Settings that change no result (where it is written, progress bars, rendering processes: each clip is seeded by
-itself), so a rerun that changes only these redoes nothing."""
+BASE_ARMS = ("sft_text", "dift", "dift_grpo")
+ARM_LABELS = {"sft_text": "text-only SFT", "dift": "DIFT", "dift_grpo": "DIFT + 4DRL",
+              **{f"dift_{name}": label for name, (label, _) in ABLATIONS.items()}}
+PAIRS = [("sft_text", "dift"), ("dift", "dift_grpo")]
+"""The paired comparisons of every report (second minus first); each ablation arm is compared with DIFT too."""
+
+
+def upstream(stage: str) -> tuple[str, ...]:
+    """The stages whose outputs ``stage`` reads: when one of them is redone, so is the stage."""
+    if stage in ("synthesize", "perception"):
+        return ()
+    if stage == "datagen":
+        return ("synthesize",)
+    if stage == "build_model":
+        return ("datagen", "perception")
+    kind, arm = stage.split("_", 1)
+    if kind == "train":
+        return ("datagen", "train_dift" if arm == "dift_grpo" else "build_model")
+    return ("datagen", f"train_{arm}")
+
+
+def output(stage: str) -> str:
+    """The folder ``stage`` writes, emptied before the stage is redone (so nothing stale is resumed from)."""
+    fixed = {"synthesize": "world", "datagen": "data", "perception": "models/perception", "build_model": "models/init"}
+    if stage in fixed:
+        return fixed[stage]
+    kind, arm = stage.split("_", 1)
+    return f"models/{arm}" if kind == "train" else f"eval/{arm}"
+
+
+RESULT_NEUTRAL = frozenset({"output_dir", "progress", "workers", "perception_cache"})
+"""Settings that change no result (where it is written or cached, progress bars, rendering processes: each clip is
+seeded by itself), so a rerun that changes only these redoes nothing."""
 REPORT_FILES = ("report.md", "report.json", "losses.png", "rewards.png", "accuracy_by_type.png")
 
 
@@ -89,17 +106,17 @@ class Quickstart:
 
     def _stage(self, name: str, run: Callable[[], Any]) -> None:
         marker = self.out / ".done" / name
-        upstream = {stage: self.fingerprints[stage] for stage in UPSTREAM[name] if stage in self.fingerprints}
+        upstream_prints = {stage: self.fingerprints[stage] for stage in upstream(name) if stage in self.fingerprints}
         if marker.exists():
             done = json.loads(marker.read_text())
-            changes = self._changes(done, upstream)
+            changes = self._changes(done, upstream_prints)
             if not changes:
                 self.timings[name], self.fingerprints[name] = float(done["seconds"]), done["fingerprint"]
                 print(f"[quickstart] {name}: done earlier, skipped", flush=True)
                 return
             print(f"[quickstart] {name}: redone ({'; '.join(changes)})", flush=True)
             marker.unlink()
-            shutil.rmtree(self.out / OUTPUTS[name], ignore_errors=True)
+            shutil.rmtree(self.out / output(name), ignore_errors=True)
         print(f"[quickstart] {name} …", flush=True)
         recorder = _SettingsRead(self.config)
         self.config = recorder  # type: ignore[assignment] - reads pass through to the real config
@@ -110,15 +127,17 @@ class Quickstart:
             self.config = recorder.config
         seconds = time.perf_counter() - start
         self.timings[name] = seconds
-        self.fingerprints[name] = _fingerprint(recorder.read, upstream)
+        self.fingerprints[name] = _fingerprint(recorder.read, upstream_prints)
         marker.parent.mkdir(parents=True, exist_ok=True)
-        marker.write_text(json.dumps({"seconds": seconds, "settings": recorder.read, "upstream": upstream,
+        marker.write_text(json.dumps({"seconds": seconds, "settings": recorder.read, "upstream": upstream_prints,
                                       "fingerprint": self.fingerprints[name]}, indent=1))
         print(f"[quickstart] {name}: {seconds:.1f} s", flush=True)
 
     @property
     def arms(self) -> tuple[str, ...]:
-        return ("sft_text",) if self.config.no_latents else ARMS
+        if self.config.no_latents:
+            return ("sft_text",)
+        return BASE_ARMS + tuple(f"dift_{name}" for name in self.config.ablations)
 
     # ---- stages ------------------------------------------------------------------------------------------------
     def synthesize(self) -> None:
@@ -141,22 +160,47 @@ class Quickstart:
                 "progress": c.progress,
                 "frames": {"fps": c.fps, "max_frames": c.num_frames, "max_pixels": c.image_size * c.image_size},
                 "segment": {"backend": "gt"},
+                "camera_qa": {"option_order": c.option_order}, "object_qa": {"option_order": c.option_order},
                 "cot": {"backend": "template", "template_style": c.cot_style},
-                "export": {"benchmark_fraction": c.heldout_fraction, "text_only": True, "hf_dataset": False},
+                "export": {"benchmark_fraction": c.heldout_fraction, "text_only": True, "hf_dataset": False,
+                           "types": list(c.families), "benchmark_types": list(c.families)},
             }
         )
         run_pipeline(config)
 
+    def perception(self) -> None:
+        from .perception import PerceptionSettings, cached_tower
+
+        c = self.config
+        settings = PerceptionSettings(steps=c.perception_steps)
+        folder = cached_tower(c.perception_cache, model_size=c.model_size, image_size=c.image_size,
+                              num_frames=c.num_frames, fps=c.fps, clips=c.perception_clips, settings=settings,
+                              workers=c.workers, progress=c.progress)
+        shutil.copytree(folder, self.out / output("perception"))
+
+    def _init_path(self, latent_size: int) -> Path:
+        """The initial checkpoint of the arms with ``latent_size`` latents (identical weights for every K)."""
+        name = "init" if latent_size == self.config.latent_size else f"init_k{latent_size}"
+        return self.out / "models" / name
+
     def build_model(self) -> None:
-        from ..testing import build_processor, corpus_tokenizer, save_tiny_checkpoint
+        from .. import testing
         from .config import MODEL_SIZES
+        from .perception import load_tower
 
         c = self.config
         text, vision = MODEL_SIZES[c.model_size]
-        tokenizer = (corpus_tokenizer(self._training_texts(), c.vocab_size, whole_tokens=("<answer>", "</answer>"))
+        tokenizer = (testing.corpus_tokenizer(self._training_texts(), c.vocab_size, whole_tokens=("<answer>", "</answer>"))
                      if c.vocab_size else None)
-        save_tiny_checkpoint(self.out / "models" / "init", latent_size=c.latent_size, seed=c.seed, text=text,
-                             vision=vision, processor=build_processor(tokenizer=tokenizer))
+        base = testing.build_processor(tokenizer=tokenizer)
+        for k in c.latent_sizes:  # each from its own copy of the processor, so every K gets the same weights
+            processor = copy.deepcopy(base)
+            model, _ = testing.build_tiny_qwen2_5_vl(latent_size=k, seed=c.seed, text=text, vision=vision,
+                                                     processor=processor)
+            if c.perception:
+                load_tower(model, self.out / output("perception"))
+            model.save_pretrained(self._init_path(k))
+            processor.save_pretrained(self._init_path(k))
 
     def _training_texts(self) -> list[str]:
         """Questions and CoTs of every training file (never the held-out benchmark), plus the chat template's words."""
@@ -170,18 +214,22 @@ class Quickstart:
                     texts += [row["text_input"], row.get("text_output", "")]
         return texts
 
-    def train_sft(self, arm: str, data: str) -> None:
+    def train_sft(self, arm: str, data: str, changes: dict[str, Any] | None = None) -> None:
+        """Text-only SFT or DIFT through the ``trl-latent dift`` entry point; ``changes`` are an ablation's settings."""
         from ..scripts import dift
 
         c = self.config
+        changes = changes or {}
+        latent_size = changes.get("latent_size", c.latent_size)
         argv = [
-            "--model_name_or_path", str(self.out / "models" / "init"),
+            "--model_name_or_path", str(self._init_path(latent_size)),
             "--dataset_name", str(self.out / "data" / "export" / data),
             "--output_dir", str(self.out / "models" / arm),
             "--max_steps", str(c.sft_steps),
             "--per_device_train_batch_size", str(c.batch_size),
             "--learning_rate", str(c.sft_learning_rate),
-            "--latent_size", str(c.latent_size), "--ce_weight", str(c.ce_weight),
+            "--latent_size", str(latent_size), "--ce_weight", str(changes.get("ce_weight", c.ce_weight)),
+            "--sim_weight", str(changes.get("sim_weight", 1.0)),
             "--fps", str(c.fps), "--frames_fps", str(c.fps), "--max_frames", str(c.num_frames),
             "--max_pixels", str(c.image_size * c.image_size),
             "--imagery_max_pixels", str(c.imagery_size * c.imagery_size),
@@ -251,14 +299,33 @@ class Quickstart:
                                self.out / "rewards.png", "4DRL"),
             report.plot_accuracy(arms, self.out / "accuracy_by_type.png"),
         ]
-        text = report.markdown(arms, self.timings, self.config.summary(), [p.name for p in plots if p is not None])
+        samples = {ARM_LABELS[a]: self.out / "eval" / a / "samples_dsr_bench_think.jsonl" for a in self.arms}
+        pairs = [(ARM_LABELS[a], ARM_LABELS[b]) for a, b in PAIRS + [("dift", arm) for arm in self.arms[3:]]
+                 if a in self.arms and b in self.arms]
+        statistics = report.arm_statistics(samples, pairs, seed=self.config.seed)
+        perception = self._perception_fit()
+        text = report.markdown(arms, self.timings, self.config.summary(), [p.name for p in plots if p is not None],
+                               statistics=statistics, perception=perception)
         path = self.out / "report.md"
         path.write_text(text)
-        (self.out / "report.json").write_text(json.dumps(
-            {arm: {t: {"correct": s.correct, "total": s.total, "letters": s.letters, "accuracy": s.accuracy,
-                       "ci95": s.wilson()}
-                   for t, s in scores.items()} for arm, scores in arms.items()}, indent=2))
+        (self.out / "report.json").write_text(json.dumps({
+            "seed": self.config.seed,
+            "arms": {arm: {t: {"correct": s.correct, "total": s.total, "letters": s.letters, "accuracy": s.accuracy,
+                               "ci95": s.wilson()} for t, s in scores.items()} for arm, scores in arms.items()},
+            "statistics": statistics.to_json(),
+            "perception": perception,
+        }, indent=2))
         return path
+
+    def _perception_fit(self) -> dict[str, Any] | None:
+        """Held-out fit of the pretrained vision tower the arms started from (``None`` without pretraining)."""
+        from .perception import LOG_FILE
+
+        path = self.out / output("perception") / LOG_FILE
+        if not self.config.perception or not path.is_file():
+            return None
+        log = json.loads(path.read_text())
+        return {"heldout": log["heldout"], "clips": log["clips"], "settings": log["key"]}
 
     def run(self) -> Path:
         self.out.mkdir(parents=True, exist_ok=True)
@@ -268,11 +335,16 @@ class Quickstart:
         start = time.perf_counter()
         self._stage("synthesize", self.synthesize)
         self._stage("datagen", self.datagen)
+        if self.config.perception:
+            self._stage("perception", self.perception)
         self._stage("build_model", self.build_model)
         self._stage("train_sft_text", lambda: self.train_sft("sft_text", "dift_text_only.jsonl"))
         if not self.config.no_latents:
             self._stage("train_dift", lambda: self.train_sft("dift", "dift.jsonl"))
             self._stage("train_dift_grpo", self.train_grpo)
+            for name in self.config.ablations:
+                self._stage(f"train_dift_{name}", lambda name=name: self.train_sft(
+                    f"dift_{name}", "dift.jsonl", ABLATIONS[name][1]))
         for arm in self.arms:
             self._stage(f"eval_{arm}", lambda arm=arm: self.evaluate(arm))
         path = self.report()
@@ -281,9 +353,17 @@ class Quickstart:
         return path
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_config(args: list[str]) -> QuickstartConfig:
+    """The settings of a command line: ``--preset``'s values become the defaults, so explicit flags still win."""
     parser = HfArgumentParser(QuickstartConfig)
     parser.prog = "trl-latent quickstart"
-    (config,) = parser.parse_args_into_dataclasses(args=sys.argv[1:] if argv is None else argv)
-    Quickstart(config).run()
+    (config,) = parser.parse_args_into_dataclasses(args=args)
+    if PRESETS[config.preset]:
+        parser.set_defaults(**PRESETS[config.preset])
+        (config,) = parser.parse_args_into_dataclasses(args=args)
+    return config
+
+
+def main(argv: list[str] | None = None) -> int:
+    Quickstart(parse_config(sys.argv[1:] if argv is None else argv)).run()
     return 0

@@ -1,4 +1,7 @@
-"""Settings of ``trl-latent quickstart``: defaults fit the whole run in about 10 minutes on 2 CPU cores."""
+"""Settings of ``trl-latent quickstart``: defaults fit the whole run in about 10 minutes on 2 CPU cores.
+
+``--preset`` picks a set of defaults (:data:`PRESETS`); any flag given explicitly still wins over the preset.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +10,36 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from datagen.cot.template import TEMPLATE_STYLES
+from datagen.export import QUESTION_TYPES
+from datagen.mcq import OPTION_ORDERS
 
 from ..testing import MODEL_SIZES, PIXEL_UNIT
+
+DEFAULT_FAMILIES = ("cam_dir", "cam_rot", "abs_dir", "rel_dir", "non_temp")
+"""The question families of the default run: those a small model learns within its minutes (see docs/quickstart.md)."""
+ABLATIONS = {
+    "no_sim": ("DIFT without the similarity loss", {"sim_weight": 0.0}),
+    "no_ce": ("DIFT without the text loss", {"ce_weight": 0.0}),
+    **{f"k{k}": (f"DIFT with K = {k}", {"latent_size": k}) for k in (1, 2, 4, 8)},
+}
+"""Extra DIFT arms of ``--ablations``: label and the DIFT settings they change (all else as the DIFT arm)."""
+PRESETS: dict[str, dict[str, Any]] = {
+    "default": {},
+    "study": {
+        "output_dir": "runs/study", "num_clips": 240, "sft_steps": 400, "grpo_steps": 16, "imagery_size": 84,
+        "families": list(QUESTION_TYPES), "ablations": ["no_sim", "no_ce", "k1", "k2", "k8"],
+    },
+}
+"""``--preset study``: more clips (enough held-out questions to resolve a 5-point paired difference), every question
+family, and the paper's ablations as arms; ``imagery_size`` 84 gives 9 vision tokens per imagery image, enough for K = 8."""
+
 
 @dataclass
 class QuickstartConfig:
     """Scale any of these up (more clips, a bigger model, a GPU) with flags; everything else follows."""
 
+    preset: str = field(default="default", metadata={"help": f"Defaults to start from: {' or '.join(PRESETS)} (explicit "
+                        "flags still win)."})
     output_dir: str = field(default="runs/quickstart", metadata={"help": "Everything is written under this folder."})
     num_clips: int = field(default=64, metadata={"help": "Synthetic clips (train + held-out)."})
     heldout_fraction: float = field(default=0.25, metadata={"help": "Share of clips kept for the held-out benchmark."})
@@ -24,6 +50,19 @@ class QuickstartConfig:
     fps: float = field(default=2.0, metadata={"help": "Frame rate of the clips (and of the model's video input)."})
     cot_style: str = field(default="concise", metadata={"help": "Template CoT: concise (imagery + conclusion, learnable "
                            "in minutes) or full (the measurements behind each label too)."})
+    option_order: str = field(default="fixed", metadata={"help": "fixed: each option letter always names the same "
+                              "answer of its question family (no lookup needed); rotate: DSR-Bench's balanced letters, "
+                              "which need an option lookup a model trained from scratch does not learn in minutes."})
+    families: list[str] = field(default_factory=lambda: list(DEFAULT_FAMILIES), metadata={
+        "help": "Question types trained on and evaluated (camera types such as cam_dir included in the held-out set)."})
+    perception: bool = field(default=True, metadata={"help": "Start every arm from a vision tower pretrained on the "
+                             "synthetic world's dense ground truth (built once per machine and cached)."})
+    perception_clips: int = field(default=480, metadata={"help": "Clips of the perception pretraining world."})
+    perception_steps: int = field(default=400, metadata={"help": "Optimizer steps of perception pretraining."})
+    perception_cache: str = field(default="~/.cache/trl-latent/perception", metadata={
+        "help": "Where pretrained vision towers are kept, one folder per setting (like a model download)."})
+    ablations: list[str] = field(default_factory=list, metadata={
+        "help": f"Extra DIFT arms: {', '.join(ABLATIONS)} (without the similarity / text loss, K latents)."})
     model_size: str = field(default="small", metadata={"help": "Random-init model: tiny, small or 3b (GPU)."})
     vocab_size: int = field(default=1024, metadata={"help": "Retrain the Qwen tokenizer's BPE on the training texts with "
                             "at most this many entries (0: the full 151k Qwen vocabulary, which dominates CPU step time)."})
@@ -48,6 +87,16 @@ class QuickstartConfig:
     progress: bool = field(default=True, metadata={"help": "Progress bars."})
 
     def __post_init__(self) -> None:
+        if self.preset not in PRESETS:
+            raise ValueError(f"preset must be one of {list(PRESETS)}, got {self.preset!r}")
+        for name, allowed in (("families", QUESTION_TYPES), ("ablations", ABLATIONS)):
+            unknown = sorted(set(getattr(self, name)) - set(allowed))
+            if unknown:
+                raise ValueError(f"{name} has unknown value(s) {unknown}; choose from {list(allowed)}")
+        if self.option_order not in OPTION_ORDERS:
+            raise ValueError(f"option_order must be one of {list(OPTION_ORDERS)}, got {self.option_order!r}")
+        if not self.families:
+            raise ValueError("families must name at least one question type")
         if self.model_size not in MODEL_SIZES:
             raise ValueError(f"model_size must be one of {sorted(MODEL_SIZES)}, got {self.model_size!r}")
         for name in ("image_size", "imagery_size"):
@@ -56,9 +105,10 @@ class QuickstartConfig:
         if not 0 < self.heldout_fraction < 1:
             raise ValueError(f"heldout_fraction must be in (0, 1), got {self.heldout_fraction}")
         imagery_tokens = (self.imagery_size // PIXEL_UNIT) ** 2
-        if imagery_tokens < self.latent_size:
-            raise ValueError(f"imagery_size={self.imagery_size} gives {imagery_tokens} vision tokens per imagery image, "
-                             f"fewer than latent_size={self.latent_size}")
+        for k in self.latent_sizes:
+            if imagery_tokens < k:
+                raise ValueError(f"imagery_size={self.imagery_size} gives {imagery_tokens} vision tokens per imagery "
+                                 f"image, fewer than latent_size={k}")
         if self.cot_style not in TEMPLATE_STYLES:
             raise ValueError(f"cot_style must be one of {list(TEMPLATE_STYLES)}, got {self.cot_style!r}")
         if 0 < self.vocab_size < 300:
@@ -66,6 +116,12 @@ class QuickstartConfig:
                              f"got {self.vocab_size}")
         if self.num_frames % 2:
             raise ValueError(f"num_frames must be even (temporal patch 2), got {self.num_frames}")
+
+    @property
+    def latent_sizes(self) -> list[int]:
+        """K of every arm: the DIFT arms' and any K ablation's."""
+        sizes = {self.latent_size} | {ABLATIONS[a][1]["latent_size"] for a in self.ablations if a.startswith("k")}
+        return sorted(sizes)
 
     def summary(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -34,6 +34,16 @@ class Score:
     letters: dict[str, int] = field(default_factory=dict)
     """How often each option letter was the prediction: a model that never commits to one scores 0 for that reason,
     and one that always gives the same letter scores about chance whatever it reasons."""
+    answers: dict[str, int] = field(default_factory=dict)
+    """How often each letter is the right answer."""
+    baseline: int = 0
+    """Questions a guesser gets right that answers each question type's most frequent letter without looking."""
+
+    @property
+    def chance(self) -> float:
+        """The guesser's accuracy, and at least 25%: about 25% when letters are balanced (``option_order: rotate``),
+        the share of each type's most frequent answer when each letter always names the same answer (``fixed``)."""
+        return max(CHANCE, self.baseline / self.total) if self.total else CHANCE
 
     @property
     def answered(self) -> int:
@@ -72,6 +82,7 @@ def scores_from_samples(path: str | Path) -> dict[str, Score]:
     correct: Counter[str] = Counter()
     total: Counter[str] = Counter()
     letters: dict[str, Counter[str]] = {}
+    answers: dict[str, Counter[str]] = {}
     with open(path) as handle:
         for line_number, line in enumerate(handle, 1):
             sample = json.loads(line)
@@ -82,9 +93,14 @@ def scores_from_samples(path: str | Path) -> dict[str, Score]:
                 correct[key] += int(record["correct"])
                 total[key] += 1
                 letters.setdefault(key, Counter())
+                answers.setdefault(key, Counter())
+                if record.get("answer") is not None:
+                    answers[key][record["answer"]] += 1
                 if record.get("prediction") is not None:
                     letters[key][record["prediction"]] += 1
-    return {key: Score(correct[key], total[key], dict(letters[key])) for key in total}
+    baseline = {key: max(answers[key].values(), default=0) for key in total if key != "overall"}
+    baseline["overall"] = sum(baseline.values())
+    return {key: Score(correct[key], total[key], dict(letters[key]), dict(answers[key]), baseline[key]) for key in total}
 
 
 @dataclass(frozen=True)
@@ -207,36 +223,54 @@ def conclusions_markdown(stats: Statistics) -> list[str]:
     return lines
 
 
+def perception_markdown(fit: Mapping[str, Any]) -> list[str]:
+    """What the pretrained vision tower the arms started from reads from frames it never trained on."""
+    heldout = fit["heldout"]
+    rows = [[name.removeprefix("r2_").replace("_", " "), f"{value:.2f}"] for name, value in heldout.items()
+            if name.startswith("r2_")]
+    lines = ["", "## Perception pretraining", "",
+             (f"Every arm starts from a vision tower pretrained on {fit['clips']['train']} synthetic clips (dense "
+              f"ground truth, no questions); on {fit['clips']['heldout']} held-out clips it explains this share of "
+              f"each per-patch quantity's variance (R²), and predicts which colours cover each patch with binary "
+              f"cross-entropy {heldout['presence_bce']:.3f}:"), ""]
+    return lines + _table(["quantity", "R²"], rows)
+
+
 def markdown(
     arms: dict[str, dict[str, Score]], timings: dict[str, float], settings: dict[str, Any], plots: list[str],
-    statistics: Statistics | None = None,
+    statistics: Statistics | None = None, perception: Mapping[str, Any] | None = None,
 ) -> str:
     """The report text: headline table, per-type table, the paired differences and conclusion diagnostics when
     ``statistics`` is given, timings, the plots (files next to it), then the settings."""
     intro = ("Synthetic 4D world → datagen → training → held-out synthetic DSR-style benchmark "
              "(lmms-eval task `dsr_bench_think`, greedy decoding).")
     lines = ["# trl-latent quickstart report", "", intro]
-    lines += ["", "## Held-out accuracy", "", f"Chance level: {100 * CHANCE:.0f}% (4 options).", "",
+    chance = next(iter(arms.values()))["overall"].chance if arms else CHANCE
+    lines += ["", "## Held-out accuracy", "",
+              (f"Chance level: {100 * chance:.1f}% — what answering each question type's most frequent letter "
+               f"without looking scores on these questions, and at least {100 * CHANCE:.0f}% (4 options)."), "",
               "| arm | accuracy (%) | 95% CI | n | above chance? | answered with a letter | most frequent letter |",
               "|---|---|---|---|---|---|---|"]
     for arm, scores in arms.items():
         s = scores["overall"]
         low, high = s.wilson()
-        verdict = "yes" if low > CHANCE else ("below" if high < CHANCE else "not distinguishable")
+        verdict = "yes" if low > s.chance else ("below" if high < s.chance else "not distinguishable")
         lines.append(f"| {arm} | {_pct(s.accuracy)} | {_pct(low)}–{_pct(high)} | {s.total} | {verdict} | "
                      f"{s.answered}/{s.total} | {s.letter_bias()} |")
     types = sorted({t for scores in arms.values() for t in scores if t != "overall"})
     if types:
-        lines += ["", "## Per question type (accuracy %, 95% CI, n)", "", "| type | " + " | ".join(arms) + " |",
-                  "|---|" + "---|" * len(arms)]
+        lines += ["", "## Per question type (accuracy %, 95% CI, n)", "", "| type | chance | " + " | ".join(arms) + " |",
+                  "|---|---|" + "---|" * len(arms)]
         for t in types:
-            cells = []
+            cells = [_pct(next(scores[t] for scores in arms.values() if t in scores).chance)]
             for scores in arms.values():
                 s = scores.get(t)
                 cells.append("–" if s is None else f"{_pct(s.accuracy)} ({_pct(s.wilson()[0])}–{_pct(s.wilson()[1])}, {s.total})")
             lines.append(f"| {t} | " + " | ".join(cells) + " |")
     if statistics is not None:
         lines += paired_markdown(statistics) + conclusions_markdown(statistics)
+    if perception is not None:
+        lines += perception_markdown(perception)
     lines += ["", "## Time per stage (s)", "", "| stage | seconds |", "|---|---|"]
     lines += [f"| {stage} | {seconds:.1f} |" for stage, seconds in timings.items()]
     if plots:
@@ -295,7 +329,7 @@ def plot_accuracy(arms: dict[str, dict[str, Score]], path: Path) -> Path:
             errs[0].append(100 * (s.accuracy - low))
             errs[1].append(100 * (high - s.accuracy))
         ax.bar(xs, ys, width, yerr=errs, capsize=2, label=arm)
-    ax.axhline(100 * CHANCE, color="grey", linestyle="--", linewidth=1, label="chance")
+    ax.axhline(100 * CHANCE, color="grey", linestyle="--", linewidth=1, label="25% (4 options)")
     ax.set_xticks(range(len(groups)), groups, rotation=45, ha="right", fontsize=8)
     ax.set_ylim(0, 100)
     ax.set_ylabel("accuracy (%)")
