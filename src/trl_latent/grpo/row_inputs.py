@@ -57,7 +57,8 @@ def process_row(processor: Any, prompt_text: str, visual: Visual | None) -> tupl
         encoded = processor(
             text=[prompt_text],
             videos=[visual.frames],
-            videos_kwargs={"video_metadata": [visual.video_metadata], "do_sample_frames": False},
+            videos_kwargs={"video_metadata": [visual.video_metadata], "do_sample_frames": False,
+                           "cap_pixels_per_frame": True},  # frames are fitted one by one already (load_visual)
             return_tensors="pt",
         )
     else:
