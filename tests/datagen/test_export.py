@@ -52,3 +52,24 @@ def test_dift_trains_on_the_saved_export_folder(export_dir, tmp_path):
                  "--per_device_train_batch_size", "1", "--max_pixels", "3136", "--imagery_min_pixels", "3136", "--imagery_max_pixels", "3136",
                  "--use_cpu", "true", "--bf16", "false", "--report_to", "none", "--save_strategy", "no"])
     assert code == 0 and (tmp_path / "run" / "model.safetensors").is_file()
+
+
+def test_types_filter_training_files_and_benchmark_alike(dataset, tmp_path):
+    import pandas as pd
+
+    def export(**options):
+        out = tmp_path / "_".join(f"{k}" for k in options) if options else tmp_path / "all"
+        config = DatagenConfig.from_dict({"input_root": str(dataset), "output_dir": str(out), "progress": False,
+                                          "frames": {"fps": 2.0, "max_frames": 8},
+                                          "export": {"benchmark_fraction": 0.5, "hf_dataset": False, **options}})
+        paths = run_pipeline(config)
+        types = {name: {r["type"] for r in read_jsonl(paths[name])} for name in ("dift", "rl")}
+        return types, set(pd.read_parquet(paths["benchmark"])["type"])
+
+    (train, held_out) = export()
+    assert {"cam_dir", "abs_dir"} <= train["rl"] and "cam_dir" not in held_out  # the DSR types by default
+    train, held_out = export(types=["cam_dir", "abs_dir"], benchmark_types=["cam_dir", "abs_dir"])
+    assert train["rl"] == train["dift"] == {"cam_dir", "abs_dir"} and held_out <= {"cam_dir", "abs_dir"}
+    assert "cam_dir" in held_out
+    with pytest.raises(ValueError, match="export.types"):
+        DatagenConfig.from_dict({"input_root": ".", "output_dir": ".", "export": {"types": ["cam_direction"]}})
