@@ -206,7 +206,6 @@ class QuestionSet:
         return label
 
     def ask_all(self) -> None:
-        c = self.config
         self.ask_direction("abs_dir", self.fixed, self.at_start)
         self.ask_direction("rel_dir", self.moving, "as seen from the moving camera")
         self._distance("abs_dis", np.linalg.norm(self.fixed, axis=1),

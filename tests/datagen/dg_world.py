@@ -39,7 +39,6 @@ def write_clip(root: Path, clip_id: str, spec: dict) -> dict:
     (root / "videos" / group).mkdir(parents=True, exist_ok=True)
     (root / "depths" / group).mkdir(parents=True, exist_ok=True)
     objects = spec.get("objects", [])
-    k = np.array([[FX, 0, WIDTH / 2], [0, FX, HEIGHT / 2], [0, 0, 1]])
     poses, depths, masks, tracks, rgb = [], [], [], [], []
     vv, uu = np.mgrid[0:HEIGHT, 0:WIDTH]
     for i in range(n):

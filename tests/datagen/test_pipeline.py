@@ -109,7 +109,7 @@ def test_cli_run_and_validate(dataset, tmp_path, capsys):
     assert main(["validate", str(tmp_path / "out/export/dift.jsonl")]) == 0
     assert "placeholder_count" in capsys.readouterr().out
     bad = tmp_path / "bad.yaml"
-    bad.write_text(f"input_root: x\noutput_dir: y\nframes:\n  fsp: 2\n")
+    bad.write_text("input_root: x\noutput_dir: y\nframes:\n  fsp: 2\n")
     with pytest.raises(SystemExit, match="frames.*fsp"):
         main(["run", "--config", str(bad)])
 

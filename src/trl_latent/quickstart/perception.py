@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from datagen.geometry import intrinsics_to_k, invert_se3, poses_to_w2c
+from datagen.geometry import intrinsics_to_k
 from datagen.layout import ClipMeta, read_metadata
 from datagen.synthetic.palette import COLORS
 
