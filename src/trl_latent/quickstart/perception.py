@@ -17,8 +17,12 @@ tower learns in about a minute, with the language model never run. Nothing here 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import os
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,13 +31,16 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import Qwen2_5_VisionTransformerPretrainedModel
 
 from datagen.geometry import intrinsics_to_k
 from datagen.layout import ClipMeta, read_metadata
 from datagen.synthetic.palette import COLORS
 
+from safetensors.torch import load_file, save_file
+
 from ..data import decode_video
-from ..testing import MERGE_SIZE, PATCH_SIZE, TEMPORAL_PATCH_SIZE
+from ..testing import MERGE_SIZE, MODEL_SIZES, PATCH_SIZE, TEMPORAL_PATCH_SIZE, build_config, build_processor
 
 COLOR_NAMES = tuple(COLORS)
 SKY_DEPTH_M = 60.0
@@ -106,7 +113,9 @@ def clip_targets(meta: ClipMeta, frame_rows: list[int]) -> np.ndarray:
 
 @dataclass
 class PerceptionSettings:
-    steps: int = 300
+    """How the tower is trained (the quickstart's ``perception_steps`` sets ``steps``)."""
+
+    steps: int = 800
     batch_size: int = 16
     learning_rate: float = 1e-3
     heldout_fraction: float = 0.1
@@ -122,8 +131,8 @@ def _encode_clips(metas: list[ClipMeta], processor: Any, fps: float, max_frames:
         rows = rows[: len(rows) - len(rows) % TEMPORAL_PATCH_SIZE]
         budget = {"shortest_edge": frames.shape[1] * frames.shape[2], "longest_edge": frames.shape[1] * frames.shape[2]}
         video = processor.video_processor(
-            videos=[frames[: len(rows)]], size=budget, cap_pixels_per_frame=True, video_metadata=[{"fps": rate, "total_num_frames": len(rows)}],
-            return_tensors="pt",
+            videos=[frames[: len(rows)]], size=budget, cap_pixels_per_frame=True,
+            video_metadata=[{"fps": rate, "total_num_frames": len(rows)}], return_tensors="pt",
         )
         targets = torch.from_numpy(clip_targets(meta, rows))
         if len(targets) * MERGE_SIZE**2 != len(video["pixel_values_videos"]):
@@ -198,12 +207,11 @@ def pretrain_vision_tower(visual: nn.Module, processor: Any, world_root: str | P
             _, metrics = _batch_loss(visual, head, chunk, mean, std)
             for key, value in metrics.items():
                 sums[key] = sums.get(key, 0.0) + value * len(chunk)
-    result = {
+    return {
         "clips": {"train": len(train), "heldout": len(heldout)}, "settings": settings.__dict__,
         "heldout": {k: round(v / len(heldout), 4) for k, v in sums.items()},
         "history": history, "seconds": round(time.perf_counter() - start, 1),
     }
-    return result
 
 
 PERCEPTION_SEED = 1_000_003
@@ -222,16 +230,8 @@ def cached_tower(cache_root: str | Path, *, model_size: str, image_size: int, nu
     Built in a temporary folder next to the cache and moved in whole, so an interrupted build leaves nothing that
     looks finished; the pretraining world is deleted afterwards (only the weights are worth keeping).
     """
-    import hashlib
-    import os
-    import shutil
-    import tempfile
+    from datagen.synthetic import write_dataset  # looked up per call, so tests can stand in for the renderer
 
-    from safetensors.torch import save_file
-
-    from datagen.synthetic import write_dataset
-
-    from ..testing import MODEL_SIZES, build_config, build_processor
 
     key = {"format": FORMAT, "model_size": model_size, "image_size": image_size, "num_frames": num_frames, "fps": fps,
            "clips": clips, "world_seed": PERCEPTION_SEED, **settings.__dict__}
@@ -249,8 +249,6 @@ def cached_tower(cache_root: str | Path, *, model_size: str, image_size: int, nu
         text, vision = MODEL_SIZES[model_size]
         config = build_config(processor.tokenizer, text, vision).vision_config
         torch.manual_seed(settings.seed)
-        from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import Qwen2_5_VisionTransformerPretrainedModel
-
         visual = Qwen2_5_VisionTransformerPretrainedModel._from_config(config)
         result = pretrain_vision_tower(visual, processor, world, fps, num_frames, settings)
         built = Path(tmp) / "tower"
@@ -264,7 +262,5 @@ def cached_tower(cache_root: str | Path, *, model_size: str, image_size: int, nu
 
 def load_tower(model: Any, folder: str | Path) -> None:
     """Put the pretrained tower of ``folder`` into ``model`` (a Qwen2.5-VL of the same size); every key must match."""
-    from safetensors.torch import load_file
-
     state = load_file(str(Path(folder) / TOWER_FILE))
     model.model.visual.load_state_dict(state, strict=True)
