@@ -26,9 +26,15 @@ def positive(value) -> bool:
     return isinstance(value, float) and math.isfinite(value) and value > 0
 
 
-def test_tiny_check_writes_every_measure(tmp_path):
-    results, table = run_check(tmp_path, "--skip", "zero2")
-    assert results["size"] == "tiny" and results["attention"] == "sdpa" and "zero2" not in results
+@pytest.fixture(scope="module")
+def full_check(tmp_path_factory) -> tuple[dict, str]:
+    """Every check in one run (one interpreter start and one tiny model build for all tests of this module)."""
+    return run_check(tmp_path_factory.mktemp("gpu_check"))
+
+
+def test_tiny_check_writes_every_measure(full_check):
+    results, table = full_check
+    assert results["size"] == "tiny" and results["attention"] == "sdpa"
     for mode in ("teacher", "self"):
         dift = results["dift"][mode]
         assert positive(dift["step_s"]) and positive(dift["step_tflop"]) and positive(dift["peak_memory_mib"])
@@ -48,17 +54,35 @@ def test_tiny_check_writes_every_measure(tmp_path):
     assert lines[0].startswith("Device: cpu") and "size tiny" in lines[0]
     rows = [line for line in lines if line.startswith("| ")][1:]  # the header row dropped
     checks = {row.split(" | ")[0].lstrip("| ") for row in rows}
-    assert checks == {"DIFT step (teacher)", "DIFT step (self)", "DIFT step", "rollout, batch 1", "rollout, batch 4", "GRPO step"}
+    assert checks == {"DIFT step (teacher)", "DIFT step (self)", "DIFT step", "rollout, batch 1", "rollout, batch 4",
+                      "GRPO step"} | {f"DIFT step ({mode}), DeepSpeed ZeRO-2 (1 process)" for mode in ("teacher", "self")}
     assert f"| DIFT step (teacher) | step time (s) | {results['dift']['teacher']['step_s']:.3g} |" in table
     assert "/ – |" in table  # the MFU cell on CPU
 
 
 @pytest.mark.slow
-def test_zero2_step_runs_under_deepspeed(tmp_path):
-    """The ZeRO-2 check alone (its first run on a machine compiles DeepSpeed's CPU communication op, ~1 min)."""
-    results, table = run_check(tmp_path, "--skip", "dift,generate,grpo")
+def test_zero2_step_runs_under_deepspeed(full_check):
+    """The ZeRO-2 check (its first run on a machine compiles DeepSpeed's CPU communication op, ~1 min)."""
+    results, table = full_check
     for mode in ("teacher", "self"):  # self mode: the block-by-block forward under a DeepSpeedEngine
         zero2 = results["zero2"][mode]
         assert zero2["engine"] == "DeepSpeedEngine" and zero2["steps"] == 3
         assert positive(zero2["step_s"]) and positive(zero2["peak_memory_mib"]) and math.isfinite(zero2["first_loss"])
         assert f"| DIFT step ({mode}), DeepSpeed ZeRO-2 (1 process) | step time (s) |" in table
+
+
+def test_skipped_checks_are_left_out(tmp_path, monkeypatch, capsys):
+    """``--skip`` in process (torch is loaded already): with every check skipped nothing runs and none is reported;
+    an unknown name is refused."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import gpu_check
+
+    monkeypatch.setattr(sys, "argv", ["gpu_check.py", "--size", "tiny", "--out", str(tmp_path),
+                                      "--skip", ",".join(gpu_check.CHECKS)])
+    assert gpu_check.main() == 0
+    results = json.loads((tmp_path / "gpu_check.json").read_text())
+    assert results["size"] == "tiny" and not set(gpu_check.CHECKS) & set(results)
+    monkeypatch.setattr(sys, "argv", ["gpu_check.py", "--skip", "zero3"])
+    with pytest.raises(SystemExit):
+        gpu_check.main()
+    assert "--skip takes checks among" in capsys.readouterr().err

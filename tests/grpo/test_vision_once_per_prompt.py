@@ -3,6 +3,7 @@ per-token log-probs, the loss and every gradient (vision tower included) of the 
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
@@ -36,15 +37,18 @@ def write_videos(folder: Path) -> Path:
     return path
 
 
-@pytest.fixture
-def video_batch(tiny, tmp_path, monkeypatch):
-    """Two video prompts x 3 generations (even rows imagining), shuffled as TRL shuffles a generation batch."""
-    model, processor = tiny
+@pytest.fixture(scope="module")
+def video_batch(tiny_session, tmp_path_factory):
+    """Two video prompts x 3 generations (even rows imagining), shuffled as TRL shuffles a generation batch; one
+    rollout for the module (the tests only read it, and restore what they change on the trainer)."""
+    model, processor = (copy.deepcopy(x) for x in tiny_session)
+    tmp_path = tmp_path_factory.mktemp("video_batch")
     dataset = load_records(write_videos(tmp_path / "data"), task="rl")
     trainer = trainer_for(model, processor, tmp_path, dataset, num_generations=GENERATIONS,
                           per_device_train_batch_size=2 * GENERATIONS, num_iterations=2)
-    force_latent_blocks(monkeypatch)
-    out = trainer._generate_and_score_completions([dataset[0]] * GENERATIONS + [dataset[1]] * GENERATIONS)
+    with pytest.MonkeyPatch.context() as patch:
+        force_latent_blocks(patch)
+        out = trainer._generate_and_score_completions([dataset[0]] * GENERATIONS + [dataset[1]] * GENERATIONS)
     order = torch.tensor([4, 0, 2, 5, 1, 3])
     out = {key: [value[i] for i in order] if isinstance(value, list) else
            value[order] if isinstance(value, torch.Tensor) and value.dim() and value.shape[0] == len(order) else value
@@ -109,6 +113,11 @@ def test_shared_vision_gives_the_per_row_logps_loss_and_gradients(video_batch):
 def test_frozen_tower_is_shared_without_a_graph(video_batch):
     trainer, out = video_batch
     tower = vision_backbone(trainer.model).visual
+    trainable = {name: p.requires_grad for name, p in tower.named_parameters()}
     tower.requires_grad_(False)
-    grads = assert_same(trainer, out)
+    try:
+        grads = assert_same(trainer, out)
+    finally:
+        for name, p in tower.named_parameters():
+            p.requires_grad_(trainable[name])
     assert not [name for name in grads if ".visual." in name]
