@@ -81,7 +81,7 @@ def test_quickstart_flags_have_help_text_and_the_usage_names_the_command(capsys)
     with pytest.raises(SystemExit):
         main(["--help"])
     text = capsys.readouterr().out
-    assert text.startswith("usage: trl-latent quickstart [-h] [--output_dir OUTPUT_DIR]")
+    assert text.startswith("usage: trl-latent quickstart [-h] [--preset PRESET] [--output_dir OUTPUT_DIR]")
     assert "--num_clips NUM_CLIPS, --num-clips NUM_CLIPS" in text
     from transformers import HfArgumentParser
 
