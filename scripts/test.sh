@@ -27,4 +27,7 @@ else
 fi
 cd "$repo"
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+# One intra-op thread: the tests' models are tiny, so a second thread buys nothing but synchronisation, and when
+# another job holds a core, torch's waiting threads slow a step many times over (docs/install.md, "Suite time").
+export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
 exec "$venv/bin/python" -m pytest -q "$@"
