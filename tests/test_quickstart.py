@@ -160,8 +160,9 @@ def test_rerun_with_other_settings_redoes_exactly_what_they_change(run, monkeypa
     assert ran == ["eval:sft_text", "eval:dift", "eval:dift_grpo", "eval:dift_k1", "report"]
     del ran[:]
     Quickstart(_config(run, *cache, "--grpo_steps", "2", "--eval_limit", "2", "--num_clips", "6")).run()
-    # the pretrained tower does not depend on the clips: kept; one initial model per K
+    # the pretrained tower does not depend on the clips: kept; one initial model per K, the old ones removed first
     assert ran[:5] == ["synthesize", "datagen", "build_model:init_k1", "build_model:init", "dift:sft_text"]
+    assert not (run / "models" / "init_k1").exists()
     assert "perception" not in ran and len(ran) == len(STAGES) + 1
     del ran[:]
     Quickstart(_config(run, *cache, "--grpo_steps", "2", "--eval_limit", "2", "--num_clips", "6",

@@ -193,6 +193,8 @@ class Quickstart:
         tokenizer = (testing.corpus_tokenizer(self._training_texts(), c.vocab_size, whole_tokens=("<answer>", "</answer>"))
                      if c.vocab_size else None)
         base = testing.build_processor(tokenizer=tokenizer)
+        for stale in (self.out / "models").glob("init_k*"):  # the K variants of an earlier build (output() is init)
+            shutil.rmtree(stale)
         for k in c.latent_sizes:  # each from its own copy of the processor, so every K gets the same weights
             processor = copy.deepcopy(base)
             model, _ = testing.build_tiny_qwen2_5_vl(latent_size=k, seed=c.seed, text=text, vision=vision,
