@@ -96,19 +96,25 @@ def option_letters(options: Sequence[str] | None, default: str = "ABCD") -> str:
     return "".join(chr(ord("A") + i) for i in range(len(options)))
 
 
-def _normalise(text: str) -> str:
+def normalise(text: str) -> str:
+    """Lower case, every run of characters other than letters and digits one space: how texts are compared."""
     return re.sub(r"[^0-9a-z]+", " ", text.lower()).strip()
+
+
+def option_words(option: str) -> str:
+    """An option's text without its "A." prefix, normalised (:func:`normalise`)."""
+    return normalise(_OPTION_PREFIX.sub("", option))
 
 
 def _match_option_text(span: str, options: Sequence[str]) -> str | None:
     """The letter of the option whose text (without its "A." prefix) equals the reply, ignoring case and punctuation."""
-    reply = _normalise(_OPTION_PREFIX.sub("", span))
+    reply = option_words(span)
     if not reply:
         return None
     for index, option in enumerate(options):
         match = _OPTION_PREFIX.match(option)
         letter = match.group(1) if match else chr(ord("A") + index)
-        if _normalise(_OPTION_PREFIX.sub("", option)) == reply:
+        if option_words(option) == reply:
             return letter
     return None
 

@@ -302,8 +302,8 @@ class Quickstart:
             report.plot_accuracy(arms, self.out / "accuracy_by_type.png"),
         ]
         samples = {ARM_LABELS[a]: self.out / "eval" / a / "samples_dsr_bench_think.jsonl" for a in self.arms}
-        pairs = [(ARM_LABELS[a], ARM_LABELS[b]) for a, b in PAIRS + [("dift", arm) for arm in self.arms[3:]]
-                 if a in self.arms and b in self.arms]
+        ablated = [("dift", f"dift_{name}") for name in self.config.ablations]
+        pairs = [(ARM_LABELS[a], ARM_LABELS[b]) for a, b in PAIRS + ablated if a in self.arms and b in self.arms]
         statistics = report.arm_statistics(samples, pairs, seed=self.config.seed)
         perception = self._perception_fit()
         text = report.markdown(arms, self.timings, self.config.summary(), [p.name for p in plots if p is not None],

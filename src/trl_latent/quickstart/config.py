@@ -123,7 +123,7 @@ class QuickstartConfig:
     @property
     def latent_sizes(self) -> list[int]:
         """K of every arm: the DIFT arms' and any K ablation's."""
-        sizes = {self.latent_size} | {ABLATIONS[a][1]["latent_size"] for a in self.ablations if a.startswith("k")}
+        sizes = {self.latent_size} | {ABLATIONS[a][1].get("latent_size", self.latent_size) for a in self.ablations}
         return sorted(sizes)
 
     def summary(self) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from lmms_eval_dsr.scoring import responses
-from trl_latent.answers import _OPTION_PREFIX, _normalise, option_letters
+from trl_latent.answers import normalise, option_letters, option_words
 
 OVERALL = "overall"
 _THINK_OPEN = re.compile(r"<think>", re.IGNORECASE)
@@ -220,10 +220,10 @@ def stated_conclusion(text: str, options: tuple[str, ...] | list[str]) -> str | 
     Failure modes: a reasoning that names its conclusion and then quotes a rejected option ("…, not <text>") is read
     as concluding the rejected one, and a paraphrase that never repeats an option's words has no conclusion.
     """
-    span = f" {_normalise(think_span(text))} "
+    span = f" {normalise(think_span(text))} "
     best: tuple[int, int, str] | None = None
     for letter, option in zip(option_letters(options), options):
-        words = _normalise(_OPTION_PREFIX.sub("", option))
+        words = option_words(option)
         at = span.rfind(f" {words} ") if words else -1
         if at >= 0:
             candidate = (at + len(words), len(words), letter)
