@@ -6,10 +6,12 @@ Examples::
     trl-latent-datagen object-qa --config cfg.yaml --limit 10 --set object_qa.min_motion=0.3
     trl-latent-datagen validate --decode out/export/dift.jsonl out/export/rl.jsonl
     trl-latent-datagen synth --root data/synth --num_clips 100 --seed 0
+    trl-latent-datagen index data/raw        # metadata.csv for raw videos under data/raw/videos/
 
 Flags are spelled with underscores as in TRL (``--output_dir``); the dashed spellings (``--output-dir``) still work.
 Every command ends with a table of done / reused / failed items per stage and exits with status 1 when anything
-failed, unless ``--allow_partial`` accepts a partial result.
+failed, unless ``--allow_partial`` accepts a partial result. A user's mistake (bad config, empty metadata, Ray that
+cannot start, ...) ends in one line; ``--debug`` or ``TRL_LATENT_DEBUG=1`` shows its traceback.
 """
 
 from __future__ import annotations
@@ -22,9 +24,11 @@ import sys
 
 import yaml
 
+from .annotate.index import index_videos
 from .config import STAGES, DatagenConfig, apply_override, read_yaml
 from .manifest import StageResult, format_summary
 from .pipeline import STAGE_FUNCTIONS, preflight, run_pipeline, save_config, validation_result
+from .errors import USER_ERRORS, debug_requested, one_line
 from .validate import format_report, validate_jsonl
 
 
@@ -68,7 +72,10 @@ def _add_config_args(parser: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="trl-latent-datagen", description=__doc__.split("\n")[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log each stage's progress and each failure")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", help="a stage, run, validate or synth")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the full traceback of an error (also TRL_LATENT_DEBUG=1); default: one line")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                help="a stage, run, validate, synth or index")
     _add_config_args(sub.add_parser("run", help="run the configured stages in order"))
     for stage in STAGES:
         if stage != "validate":
@@ -84,6 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     _flag(synth, "seed", type=int, default=0, help="random seed of the world (default: 0)")
     _flag(synth, "option", action="append", metavar="KEY=VALUE",
           help="extra write_dataset / SynthConfig option, value parsed as YAML (repeatable)")
+    index = sub.add_parser("index", help="write metadata.csv for the raw videos under DATASET_ROOT/videos/")
+    index.add_argument("root", metavar="DATASET_ROOT", help="folder whose videos/ holds the videos")
     return parser
 
 
@@ -100,6 +109,18 @@ def _finish(results: list[StageResult], allow_partial: bool) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    try:
+        return _command(args)
+    except USER_ERRORS as e:  # bad config or input, refused API, stale outputs, Ray not starting, ...
+        if debug_requested(args.debug or args.verbose):
+            raise
+        raise one_line(f"trl-latent-datagen {args.command}", e) from None
+
+
+def _command(args: argparse.Namespace) -> int:
+    if args.command == "index":
+        print(index_videos(args.root))
+        return 0
     if args.command == "synth":
         from .synthetic import write_dataset
 
@@ -114,12 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         reports = {path: validate_jsonl(path, args.decode) for path in args.jsonl}
         print(format_report(reports))
         return _finish([validation_result(reports, "the failures above")], args.allow_partial)
-    try:
-        return _run(args)
-    except (ValueError, RuntimeError, FileNotFoundError) as e:  # bad config, refused API, stale outputs, ...
-        if args.verbose:
-            raise
-        raise SystemExit(f"trl-latent-datagen {args.command}: {e}") from None
+    return _run(args)
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -16,15 +16,9 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
 
 from .manifest import Execute, Outcome
-
-
-if TYPE_CHECKING:
-    from .config import DatagenConfig
-    from .pipeline import StagePlan
 
 
 logger = logging.getLogger(__name__)
@@ -68,18 +62,32 @@ def require_ray():
     return ray
 
 
-def connect(config: DatagenConfig):
+def connect(settings: RayConfig):
     """Ray, initialised once per process: the configured cluster, the one a ``ray job submit`` entrypoint runs in
     (``$RAY_ADDRESS``), or a local instance."""
     ray = require_ray()
     if not ray.is_initialized():
-        settings = config.ray
         address = settings.address or os.environ.get("RAY_ADDRESS")
-        if address:
-            ray.init(address=address)
-        else:
-            ray.init(num_cpus=settings.num_cpus, num_gpus=settings.num_gpus, include_dashboard=False)
+        try:
+            if address:
+                ray.init(address=address)
+            else:
+                ray.init(num_cpus=settings.num_cpus, num_gpus=settings.num_gpus, include_dashboard=False)
+        except Exception as e:  # noqa: BLE001 - Ray raises bare Exceptions on start-up; the user needs one line
+            raise RuntimeError(start_failure(address, e)) from e
     return ray
+
+
+def start_failure(address: str | None, error: BaseException) -> str:
+    """One line saying why Ray did not start and what to try. Ray gives a local node 30 s (not configurable) to
+    register; on a loaded machine it times out ("node timed out during startup")."""
+    reason = " ".join(str(error).split()) or type(error).__name__
+    if address:
+        return (f"could not join the Ray cluster at {address!r}: {reason}. Check that it runs (`ray status` on the "
+                "head node) and that the address is right (--ray ADDRESS, ray.address, $RAY_ADDRESS)")
+    return (f"a local Ray instance did not start: {reason}. Try again when the machine is less loaded, with fewer "
+            "workers (--set ray.num_cpus=1), after `ray stop` ends leftover Ray processes, or start Ray first "
+            "(`ray start --head`) and join it with --ray auto; without --ray the stages run in this process")
 
 
 def _attempt(run: Callable[[str], object], batch: list[str]) -> list[tuple[object, Exception | None]]:
@@ -113,51 +121,48 @@ class ItemWorker:
             self.teardown()
 
 
-def _actor_layout(config: DatagenConfig, plan: StagePlan) -> tuple[int, dict]:
-    """How many actors serve ``plan`` and the Ray options of each."""
-    settings = config.ray
-    key = os.environ.get(config.cot.api_key_env)  # actors that call the chat API get its key from the driver
-    api_key = {"runtime_env": {"env_vars": {config.cot.api_key_env: key}}} if key else {}
-    if plan.stage == "segment":
-        return settings.segment_actors, {"num_cpus": settings.task_cpus, "num_gpus": settings.segment_gpus,
-                                         **(api_key if config.segment.prompts_from == "api" else {})}
-    if plan.stage == "annotate":
-        return settings.annotate_actors, {"num_cpus": settings.task_cpus}
-    # the API CoT stage: one I/O-bound actor (no CPU reserved) serving plan.workers (= cot.concurrency) requests at
-    # a time, the global limit; it writes the response cache and the usage log alone
-    return 1, {"num_cpus": 0, "max_concurrency": plan.workers, **api_key}
+@dataclass
+class Actors:
+    """How the actors of a stage that loads something first (``setup``) are laid out on Ray."""
+
+    count: int
+    options: dict = field(default_factory=dict)
+    """Ray options of each actor (``num_cpus``, ``num_gpus``, ``max_concurrency``, ``runtime_env``)."""
 
 
-def ray_executor(config: DatagenConfig, plan: StagePlan) -> Execute:
-    """The :data:`~datagen.manifest.Execute` that runs ``plan``'s items on Ray (connecting on the first item)."""
+def ray_executor(settings: RayConfig, stage: str, actors: Actors,
+                 teardown: Callable[[], None] | None = None) -> Execute:
+    """The :data:`~datagen.manifest.Execute` that runs ``stage``'s items on Ray (connecting on the first item):
+    as tasks when the stage has no ``setup``, else on ``actors`` (each runs ``setup`` once and ``teardown`` at the
+    end). The caller (:mod:`datagen.pipeline`) decides the layout: this module knows Ray, not the stages."""
 
     def execute(items: list[str], run: Callable[[str], object], setup: Callable[[], None] | None) -> Iterator[Outcome]:
-        ray = connect(config)
-        retries = config.ray.max_retries
+        ray = connect(settings)
+        retries = settings.max_retries
         if setup is None:
-            task = ray.remote(_attempt).options(num_cpus=config.ray.task_cpus, max_retries=retries)
+            task = ray.remote(_attempt).options(num_cpus=settings.task_cpus, max_retries=retries)
             run_ref = ray.put(run)
-            slots = max(1, int(ray.cluster_resources().get("CPU", 1) / config.ray.task_cpus))
-            size = config.ray.items_per_task or max(1, min(32, len(items) // (4 * slots)))
+            slots = max(1, int(ray.cluster_resources().get("CPU", 1) / settings.task_cpus))
+            size = settings.items_per_task or max(1, min(32, len(items) // (4 * slots)))
             yield from _drive(ray, items, size, 2 * slots, lambda batch, _: task.remote(run_ref, batch))
             return
-        count, options = _actor_layout(config, plan)
-        worker = ray.remote(ItemWorker).options(max_restarts=retries, max_task_retries=retries, **options)
-        actors = [worker.remote((setup, run, plan.teardown)) for _ in range(count)]
+        count = actors.count
+        worker = ray.remote(ItemWorker).options(max_restarts=retries, max_task_retries=retries, **actors.options)
+        handles = [worker.remote((setup, run, teardown)) for _ in range(count)]
         try:
             try:
-                ray.get([actor.ready.remote() for actor in actors])
+                ray.get([actor.ready.remote() for actor in handles])
             except ray.exceptions.RayError as e:  # setup failed: stop the stage before any item, as locally
-                raise RuntimeError(f"{plan.stage}: its Ray workers could not start: {e}") from None
-            per_actor = options.get("max_concurrency", 1)
+                raise RuntimeError(f"{stage}: its Ray workers could not start: {e}") from None
+            per_actor = actors.options.get("max_concurrency", 1)
             yield from _drive(ray, items, 1, 2 * count * per_actor,
-                              lambda batch, n: actors[n % count].process.remote(batch))
+                              lambda batch, n: handles[n % count].process.remote(batch))
             try:
-                ray.get([actor.close.remote() for actor in actors])
+                ray.get([actor.close.remote() for actor in handles])
             except ray.exceptions.RayError as e:  # an actor that died for good holds nothing to release
-                logger.warning("%s: a Ray worker could not be closed: %s", plan.stage, e)
+                logger.warning("%s: a Ray worker could not be closed: %s", stage, e)
         finally:
-            for actor in actors:
+            for actor in handles:
                 ray.kill(actor)
 
     return execute

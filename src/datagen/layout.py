@@ -113,6 +113,9 @@ def read_metadata(root: str | Path) -> list[ClipMeta]:
                     motion_tags=_split_list(row.get("motion_tags")),
                 )
             )
+    if not clips:  # a run over nothing would "succeed" with 0 records
+        raise ValueError(f"{path}: no clip rows, only the header (add one row per video, e.g. with "
+                         "trl-latent-datagen index ROOT)")
     return clips
 
 

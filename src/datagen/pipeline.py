@@ -13,16 +13,17 @@ The output tree under ``config.output_dir``::
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from .annotate import annotate_clip, annotate_items, get_reconstructor, owned_outputs
-from .camera_qa import camera_questions
+from .camera_qa import camera_questions, pose_question_gap
 from .config import STAGES, DatagenConfig
 from .cot.api import ChatCoT, require_api_key
 from .cot.template import template_cot
-from .distributed import ray_executor, require_ray
+from .distributed import Actors, ray_executor, require_ray
 from .export import export, is_held_out
 from .fingerprint import UPSTREAM, clip_input_identity, file_identity, fingerprint, stage_settings
 from .frames import extract_clip, load_clip_record
@@ -76,13 +77,29 @@ class StagePlan:
     """Releases what ``setup`` holds, once the stage is done, where it ran."""
 
     def run(self, config: DatagenConfig) -> StageResult:
-        execute = ray_executor(config, self) if config.ray.enabled else None
+        execute = (ray_executor(config.ray, self.stage, _actor_layout(config, self), self.teardown)
+                   if config.ray.enabled else None)
         try:
             return run_items(self.stage, self.items, self.process, _manifest(config, self.stage), self.outputs,
                              self.fingerprint, config.progress, self.workers, self.setup, execute)
         finally:
             if self.teardown is not None and execute is None:
                 self.teardown()
+
+
+def _actor_layout(config: DatagenConfig, plan: StagePlan) -> Actors:
+    """How many Ray actors serve a stage that loads something first, and the Ray options of each."""
+    settings = config.ray
+    key = os.environ.get(config.cot.api_key_env)  # actors that call the chat API get its key from the driver
+    api_key = {"runtime_env": {"env_vars": {config.cot.api_key_env: key}}} if key else {}
+    if plan.stage == "segment":
+        return Actors(settings.segment_actors, {"num_cpus": settings.task_cpus, "num_gpus": settings.segment_gpus,
+                                                **(api_key if config.segment.prompts_from == "api" else {})})
+    if plan.stage == "annotate":
+        return Actors(settings.annotate_actors, {"num_cpus": settings.task_cpus})
+    # the API CoT stage: one I/O-bound actor (no CPU reserved) serving plan.workers (= cot.concurrency) requests at
+    # a time, the global limit; it writes the response cache and the usage log alone
+    return Actors(1, {"num_cpus": 0, "max_concurrency": plan.workers, **api_key})
 
 
 def _fingerprints(config: DatagenConfig, stage: str, clip_of: Callable[[str], str] = lambda item: item,
@@ -167,13 +184,15 @@ def _llm_object_names(config: DatagenConfig):
     return ask
 
 
-def _qa_plan(config: DatagenConfig, kind: str, make: Callable[[str], list[dict]]) -> StagePlan:
+def _qa_plan(config: DatagenConfig, kind: str, make: Callable[[str], list[dict]],
+             explain: Callable[[str], dict] = lambda clip_id: {}) -> StagePlan:
+    """``make(clip)`` writes the clip's questions; ``explain(clip)`` adds to its manifest line (e.g. why it got none)."""
     qa_dir = config.out / "qa" / kind
 
     def process(clip_id: str):
         records = make(clip_id)
         write_json(qa_dir / f"{clip_id}.json", records)
-        return {"questions": len(records)}
+        return {"questions": len(records), **explain(clip_id)}
 
     stage = f"{kind}-qa"
     return StagePlan(stage, _extracted(config), process, lambda c: [qa_dir / f"{c}.json"],
@@ -182,7 +201,13 @@ def _qa_plan(config: DatagenConfig, kind: str, make: Callable[[str], list[dict]]
 
 def plan_camera_qa(config: DatagenConfig) -> StagePlan:
     frames_dir = config.out / "frames"
-    return _qa_plan(config, "camera", lambda c: camera_questions(load_clip_record(frames_dir, c), config.camera_qa))
+
+    def explain(clip_id: str) -> dict:
+        gap = pose_question_gap(load_clip_record(frames_dir, clip_id), config.camera_qa)
+        return {"no_move_question": gap} if gap else {}
+
+    return _qa_plan(config, "camera", lambda c: camera_questions(load_clip_record(frames_dir, c), config.camera_qa),
+                    explain)
 
 
 def plan_object_qa(config: DatagenConfig) -> StagePlan:
@@ -270,8 +295,18 @@ PLANS = {"frames": plan_frames, "segment": plan_segment, "camera-qa": plan_camer
          "imagery": plan_imagery, "cot": plan_cot}
 
 
+def _count_in_manifest(config: DatagenConfig, result: StageResult, key: str) -> dict[str, int]:
+    """How many of the stage's done and reused items have each value of ``key`` in their manifest line."""
+    manifest = _manifest(config, result.stage)
+    values = [manifest.status[item].get(key) for item in result.done + result.reused]
+    return {v: values.count(v) for v in sorted({v for v in values if v})}
+
+
 def run_annotate(config: DatagenConfig) -> StageResult:
     result = plan_annotate(config).run(config)
+    still = _count_in_manifest(config, result, "camera").get("still", 0)
+    if still:
+        result.note = f"{still} clip(s) with a still camera (no depth, no move questions)"
     if result.failed:
         logger.warning("annotate: %d clip(s) not reconstructed; they get no camera or object questions",
                        len(result.failed))
@@ -287,7 +322,13 @@ def run_segment(config: DatagenConfig) -> StageResult:
 
 
 def run_camera_qa(config: DatagenConfig) -> StageResult:
-    return plan_camera_qa(config).run(config)
+    """Also counts, in the summary's notes, the clips without a move question and why (a still camera, too few
+    frames, no poses)."""
+    result = plan_camera_qa(config).run(config)
+    gaps = _count_in_manifest(config, result, "no_move_question")
+    if gaps:
+        result.note = "no move question: " + ", ".join(f"{n} clip(s) {reason}" for reason, n in gaps.items())
+    return result
 
 
 def run_object_qa(config: DatagenConfig) -> StageResult:

@@ -4,7 +4,7 @@ Every video under ``<root>/videos/`` becomes one row: id = file stem, group = it
 (``0`` when it lies directly in ``videos/``), fps, frame count and size probed with PyAV. Run it once, then
 ``trl-latent-datagen run`` with ``annotate`` among the stages::
 
-    python -m datagen.annotate.index data/my_videos
+    trl-latent-datagen index data/my_videos      # or: python -m datagen.annotate.index data/my_videos
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import csv
 import sys
 from pathlib import Path
 
+from ..errors import USER_ERRORS, debug_requested, one_line
 from ..io import atomic_write
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm")
@@ -42,7 +43,9 @@ def index_videos(root: str | Path) -> Path:
         raise FileExistsError(f"{out} exists; remove it to index {root / 'videos'} again")
     videos = sorted(p for p in (root / "videos").rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES)
     if not videos:
-        raise FileNotFoundError(f"{root / 'videos'}: no {'/'.join(VIDEO_SUFFIXES)} files")
+        where = root / "videos"
+        raise FileNotFoundError(f"{where}: no {'/'.join(VIDEO_SUFFIXES)} files"
+                                + ("" if where.is_dir() else " (the folder does not exist)"))
     rows, seen = [], {}
     for path in videos:
         relative = path.relative_to(root)
@@ -64,4 +67,9 @@ def index_videos(root: str | Path) -> Path:
 if __name__ == "__main__":
     if len(sys.argv) != 2:
         sys.exit("usage: python -m datagen.annotate.index DATASET_ROOT   (videos under DATASET_ROOT/videos/)")
-    print(index_videos(sys.argv[1]))
+    try:
+        print(index_videos(sys.argv[1]))
+    except USER_ERRORS as e:
+        if debug_requested():
+            raise
+        raise one_line("datagen.annotate.index", e) from None
