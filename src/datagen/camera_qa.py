@@ -149,6 +149,27 @@ def camera_questions(clip: dict, config: CameraQAConfig) -> list[dict]:
     return writer.records
 
 
+STILL_CAMERA = "camera still"
+"""The reason a clip's poses give no move question but the still answer (``cam_spd``: "It stays almost still")."""
+
+
+def pose_question_gap(clip: dict, config: CameraQAConfig) -> str | None:
+    """Why the poses of ``clip`` give no move question (``cam_dir`` / ``cam_rot`` / ``cam_mag``) over the whole
+    clip, or ``None`` when they give one; the stage counts these reasons in the run summary, so a clip never loses
+    its camera questions silently."""
+    if not clip.get("has_poses") or clip.get("annotation_rows") is None:
+        return "no camera poses"
+    times = np.asarray(clip["timestamps"], dtype=np.float64)
+    if len(times) < config.min_segment_frames:
+        return (f"{len(times)} frame(s), fewer than camera_qa.min_segment_frames={config.min_segment_frames} "
+                "(raise frames.fps)")
+    c2w = clip_annotations(clip).poses_c2w[np.asarray(clip["annotation_rows"])]
+    facts = ego_motion(c2w, times, config)
+    if facts["translation_label"] or facts["rotation_label"]:
+        return None
+    return STILL_CAMERA if facts["speed_label"] == "still" else "no dominant move above the camera_qa thresholds"
+
+
 def _tag_question(writer: QuestionWriter, clip: dict, times: np.ndarray) -> None:
     tags = [t for t in clip["motion_tags"] if t in MOVE_OPPOSITE]
     if not tags:

@@ -79,6 +79,10 @@ class SparseReconstruction:
     num_points3d: int
     stats: dict = field(default_factory=dict)
     """Backend diagnostics kept in ``annotate.json`` (e.g. mean reprojection error)."""
+    displacements: dict[tuple[int, int], np.ndarray] = field(default_factory=dict)
+    """Per matched frame pair ``(i, j)`` (positions into the frames given, ``i < j``): the image displacement in
+    pixels of each feature match, placed or not. With ``stats["mean_reprojection_error"]`` it decides whether the
+    camera moved at all (:mod:`datagen.annotate.stillness`); a backend without matches leaves it empty."""
 
 
 class Reconstructor(Protocol):

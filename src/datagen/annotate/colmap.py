@@ -94,15 +94,39 @@ def reconstruct_frames(config: AnnotateConfig, images: list[np.ndarray]) -> Spar
         pc.extract_features(database, image_dir, image_names=names, camera_mode=pc.CameraMode.SINGLE,
                             reader_options=reader, extraction_options=extraction, device=device)
         pc.match_sequential(database, matching_options=matching, pairing_options=pairing, device=device)
+        position = {name: i for i, name in enumerate(names)}
+        displacements = _match_displacements(pc, database, position)
         models = pc.incremental_mapping(database, image_dir, sparse, options=mapping)
     if not models:
-        raise ReconstructionFailed(f"COLMAP built no model from {len(images)} frames (too little texture or parallax)")
+        moved = [float(np.median(d)) for d in displacements.values() if len(d)]
+        seen = f"; matched features moved {np.median(moved):.2f} px (median over {len(moved)} frame pairs)" if moved else ""
+        raise ReconstructionFailed(
+            f"COLMAP built no model from {len(images)} frames (too little texture or parallax{seen})"
+        )
     model = max(models.values(), key=lambda m: (m.num_reg_images(), m.num_points3D()))
     if model.num_points3D() == 0:
         raise ReconstructionFailed(f"COLMAP placed {model.num_reg_images()} frames but triangulated no point")
-    sparse_model = _to_sparse(model, {name: i for i, name in enumerate(names)}, len(models))
+    sparse_model = _to_sparse(model, position, len(models))
+    sparse_model.displacements = displacements
     sparse_model.stats["pycolmap"] = pc.__version__
     return sparse_model
+
+
+def _match_displacements(pc, database: Path, position: dict[str, int]) -> dict[tuple[int, int], np.ndarray]:
+    """Per matched frame pair ``(i, j)``, ``i < j``: the image displacement (pixels) of each putative SIFT match."""
+    db = pc.Database.open(str(database))
+    try:
+        frame = {image.image_id: position[image.name] for image in db.read_all_images()}
+        keypoints = {image_id: db.read_keypoints(image_id)[:, :2] for image_id in frame}
+        out = {}
+        for pair_id, matches in zip(*db.read_all_matches()):
+            a, b = pc.pair_id_to_image_pair(pair_id)
+            if len(matches):
+                moved = keypoints[b][matches[:, 1]] - keypoints[a][matches[:, 0]]
+                out[tuple(sorted((frame[a], frame[b])))] = np.linalg.norm(moved, axis=1).astype(np.float32)
+        return out
+    finally:
+        db.close()
 
 
 def _to_sparse(model, position: dict[str, int], num_models: int) -> SparseReconstruction:
