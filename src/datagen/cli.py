@@ -26,9 +26,9 @@ import yaml
 
 from .annotate.index import index_videos
 from .config import STAGES, DatagenConfig, apply_override, read_yaml
+from .errors import USER_ERRORS, debug_requested, one_line
 from .manifest import StageResult, format_summary
 from .pipeline import STAGE_FUNCTIONS, preflight, run_pipeline, save_config, validation_result
-from .errors import USER_ERRORS, debug_requested, one_line
 from .validate import format_report, validate_jsonl
 
 

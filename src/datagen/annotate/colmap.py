@@ -99,7 +99,7 @@ def reconstruct_frames(config: AnnotateConfig, images: list[np.ndarray]) -> Spar
         models = pc.incremental_mapping(database, image_dir, sparse, options=mapping)
     if not models:
         moved = [float(np.median(d)) for d in displacements.values() if len(d)]
-        seen = f"; matched features moved {np.median(moved):.2f} px (median over {len(moved)} frame pairs)" if moved else ""
+        seen = f"; matched features moved {np.median(moved):.2f} px, median of {len(moved)} frame pairs" if moved else ""
         raise ReconstructionFailed(
             f"COLMAP built no model from {len(images)} frames (too little texture or parallax{seen})"
         )
