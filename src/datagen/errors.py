@@ -21,6 +21,7 @@ def debug_requested(flag: bool = False) -> bool:
 
 
 def one_line(command: str, error: BaseException) -> SystemExit:
-    """The ``SystemExit`` (status 1) a command raises instead of ``error``: ``<command>: <message>``."""
+    """The ``SystemExit`` (status 1) a command raises instead of ``error``: ``<command>: <message> [traceback: ...]``
+    (the hint reads as the ``trl-latent`` command's)."""
     message = " ".join(str(error).split()) or type(error).__name__
-    return SystemExit(f"{command}: {message}")
+    return SystemExit(f"{command}: {message} [traceback: {DEBUG_ENV}=1]")
