@@ -90,6 +90,10 @@ def _is_saved_dataset(folder: Path) -> bool:
     return any((folder / name).is_file() for name in ("dataset_dict.json", "state.json"))
 
 
+def _no_split(source: Path, split: str, splits: Iterable[str]) -> ValueError:
+    return ValueError(f"{source}: no split {split!r} (splits: {list(splits)}); choose one with --dataset_train_split")
+
+
 def folder_data_files(folder: Path, split: str, config: str | None) -> list[Path]:
     """The data files of ``split`` in a folder ``load_dataset`` reads: those its README's ``configs`` name for
     ``config`` (the default configuration when ``None``), else those ``datasets`` infers from the file names.
@@ -102,14 +106,14 @@ def folder_data_files(folder: Path, split: str, config: str | None) -> list[Path
 
     data_files = datasets.load_dataset_builder(str(folder), name=config).config.data_files or {}
     if split not in data_files:
-        raise ValueError(f"{folder}: no split {split!r} (splits: {list(data_files)}); choose one with --dataset_train_split")
+        raise _no_split(folder, split, data_files)
     return [Path(file) for file in data_files[split]]
 
 
-def _hf_table(path: Path, split: str, config: str | None) -> Any:
-    """The ``split`` of a ``datasets`` source: a ``save_to_disk`` folder, or a parquet / json / arrow / csv file (folders of
-    data files are read file by file, see :func:`_raw_rows`). ``load_dataset`` with explicit ``data_files`` keys its
-    cache by each file's path and modification time, so an edited file is read again."""
+def _hf_table(path: Path, split: str) -> Any:
+    """The ``split`` of a ``datasets`` source: a ``save_to_disk`` folder, or a parquet / json / arrow / csv file
+    (folders of data files are read file by file, see :func:`_raw_rows`). ``load_dataset`` with explicit
+    ``data_files`` keys its cache by each file's path and modification time, so an edited file is read again."""
     import datasets
 
     if path.is_dir():
@@ -119,7 +123,7 @@ def _hf_table(path: Path, split: str, config: str | None) -> Any:
         table = datasets.load_dataset(builder, data_files={split: str(path)})
     if isinstance(table, datasets.DatasetDict):
         if split not in table:
-            raise ValueError(f"{path}: no split {split!r} (splits: {list(table)}); choose one with --dataset_train_split")
+            raise _no_split(path, split, table)
         table = table[split]
     return table
 
@@ -131,7 +135,7 @@ def _raw_rows(path: Path, split: str = "train", config: str | None = None) -> It
             yield from _raw_rows(file, split)
         return
     if path.is_dir() or path.suffix in (".parquet", ".arrow", ".json", ".csv"):
-        for index, row in enumerate(_hf_table(path, split, config)):
+        for index, row in enumerate(_hf_table(path, split)):
             yield f"{path}:row {index}", row
         return
     with path.open(encoding="utf-8") as handle:
