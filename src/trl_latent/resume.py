@@ -3,9 +3,10 @@
 transformers 5 saves a model in its checkpoint's original layout: ``save_pretrained`` reverts the model's weight
 conversions (for Qwen2.5-VL the legacy names ``visual.*`` and ``model.layers.*`` instead of the module names
 ``model.visual.*`` and ``model.language_model.*``), and ``from_pretrained`` applies them again when loading. The
-Trainer's resume (``Trainer._load_from_checkpoint``, transformers 5.24) skips that step: it hands the saved names to
-``nn.Module.load_state_dict(strict=False)``, so every weight is reported missing and unexpected and training goes on
-from the weights the run started with, with the checkpoint's optimizer state (transformers issue 43701).
+Trainer's resume (``Trainer._load_from_checkpoint``, transformers 5.24; ``_load_best_model`` alike) skips that step:
+it hands the saved names to ``nn.Module.load_state_dict(strict=False)``, so every weight is reported missing and
+unexpected and training goes on from the weights the run started with, with the checkpoint's optimizer state
+(transformers issue 43701).
 
 :class:`ResumeWeightsMixin` loads full-model checkpoints the way ``from_pretrained`` reads them, through the model's
 own conversion mapping, and refuses to go on when a weight is still missing or unexpected afterwards. Checkpoints it
@@ -20,10 +21,20 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers.core_model_loading import WeightConverter, WeightRenaming, rename_source_key
 from transformers.conversion_mapping import get_model_conversion_mapping
+from transformers.core_model_loading import (
+    WeightConverter,
+    WeightRenaming,
+    rename_source_key,
+)
 from transformers.modeling_utils import load_state_dict
-from transformers.utils import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME, WEIGHTS_INDEX_NAME, WEIGHTS_NAME
+from transformers.utils import (
+    SAFE_WEIGHTS_INDEX_NAME,
+    SAFE_WEIGHTS_NAME,
+    WEIGHTS_INDEX_NAME,
+    WEIGHTS_NAME,
+    is_sagemaker_mp_enabled,
+)
 
 
 class ResumeWeightsError(RuntimeError):
@@ -94,11 +105,21 @@ def load_checkpoint_weights(model: Any, checkpoint: str | Path) -> bool:
 
 
 class ResumeWeightsMixin:
-    """Trainer mixin: ``resume_from_checkpoint`` restores the full-model weights saved by ``save_pretrained``
-    (:func:`load_checkpoint_weights`); other checkpoints take the Trainer's own path."""
+    """Trainer mixin: ``resume_from_checkpoint`` and ``load_best_model_at_end`` restore the full-model weights saved
+    by ``save_pretrained`` (:func:`load_checkpoint_weights`); other checkpoints take the Trainer's own path."""
+
+    def _reads_full_weights(self, model: Any) -> bool:
+        """Whether the weights of ``model`` are loaded here: not sharded by FSDP / DeepSpeed / SageMaker (they keep
+        their own states), not a PEFT model (adapters are saved and loaded by PEFT under the module names)."""
+        distributed = self.is_fsdp_enabled or self.is_deepspeed_enabled or is_sagemaker_mp_enabled()
+        return not distributed and not hasattr(model, "peft_config")
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model: Any = None) -> None:
         target = self.model if model is None else model
-        plain = not (self.is_fsdp_enabled or self.is_deepspeed_enabled) and not hasattr(target, "peft_config")
-        if not (plain and load_checkpoint_weights(target, resume_from_checkpoint)):
+        if not (self._reads_full_weights(target) and load_checkpoint_weights(target, resume_from_checkpoint)):
             super()._load_from_checkpoint(resume_from_checkpoint, model)
+
+    def _load_best_model(self) -> None:
+        if not (self._reads_full_weights(self.model)
+                and load_checkpoint_weights(self.model, self.state.best_model_checkpoint)):
+            super()._load_best_model()
