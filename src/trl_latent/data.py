@@ -3,9 +3,11 @@
 One loader serves both stages (and the evaluation code), so a record that trains is a record that rolls out. Records
 come from a JSONL file (one sample a line; the public 4DThinker schema) or from a Hugging Face ``datasets`` source (a
 folder written by ``save_to_disk``, a folder ``load_dataset`` reads, a parquet / json / arrow file; a split and a
-configuration pick the part). Every record is validated before training starts, with errors naming ``file:line`` and
-the field: a bad sample found at step 30,000 of a multi-GPU run is far more expensive than one found at load time. A
-4DRL answer must be a number or one of the question's option letters, as the accuracy reward reads them.
+configuration pick the part; a folder's data files are read afresh every time, never from the ``datasets`` cache).
+Every record is validated before training starts, with errors naming ``file:line`` and the field: a bad sample found
+at step 30,000 of a multi-GPU run is far more expensive than one found at load time. A 4DRL answer, and the
+``<answer>`` of a DIFT target, must be a number or one of the question's option letters, as the accuracy reward reads
+them.
 ``skip_invalid=True`` drops bad samples instead, logging each one and the total. (Media that open but fail to decode
 are caught where they are decoded, at step time: :mod:`trl_latent.skipping`.)
 
@@ -88,29 +90,52 @@ def _is_saved_dataset(folder: Path) -> bool:
     return any((folder / name).is_file() for name in ("dataset_dict.json", "state.json"))
 
 
-def _hf_table(path: Path, split: str, config: str | None) -> Any:
-    """The ``split`` of a ``datasets`` source: a ``save_to_disk`` folder, a folder ``load_dataset`` reads (data files,
-    or a README whose ``configs`` name them), or a parquet / json file."""
+def _no_split(source: Path, split: str, splits: Iterable[str]) -> ValueError:
+    return ValueError(f"{source}: no split {split!r} (splits: {list(splits)}); choose one with --dataset_train_split")
+
+
+def folder_data_files(folder: Path, split: str, config: str | None) -> list[Path]:
+    """The data files of ``split`` in a folder ``load_dataset`` reads: those its README's ``configs`` name for
+    ``config`` (the default configuration when ``None``), else those ``datasets`` infers from the file names.
+
+    Only the file list is taken from ``datasets``, never the rows: ``load_dataset(folder, config)`` keys its cache by
+    the folder's name, the configuration and the README's file patterns (datasets 5.2), so two datagen exports (both
+    named ``export``) share one cache entry, and a file edited in place keeps serving its old rows.
+    """
     import datasets
 
-    if path.is_dir() and _is_saved_dataset(path):
+    data_files = datasets.load_dataset_builder(str(folder), name=config).config.data_files or {}
+    if split not in data_files:
+        raise _no_split(folder, split, data_files)
+    return [Path(file) for file in data_files[split]]
+
+
+def _hf_table(path: Path, split: str) -> Any:
+    """The ``split`` of a ``datasets`` source: a ``save_to_disk`` folder, or a parquet / json / arrow / csv file
+    (folders of data files are read file by file, see :func:`_raw_rows`). ``load_dataset`` with explicit
+    ``data_files`` keys its cache by each file's path and modification time, so an edited file is read again."""
+    import datasets
+
+    if path.is_dir():
         table = datasets.load_from_disk(str(path))
-    elif path.is_dir():
-        table = datasets.load_dataset(str(path), name=config)
     else:
-        builder = {".parquet": "parquet", ".arrow": "arrow"}.get(path.suffix, "json")
+        builder = {".parquet": "parquet", ".arrow": "arrow", ".csv": "csv"}.get(path.suffix, "json")
         table = datasets.load_dataset(builder, data_files={split: str(path)})
     if isinstance(table, datasets.DatasetDict):
         if split not in table:
-            raise ValueError(f"{path}: no split {split!r} (splits: {list(table)}); choose one with --dataset_train_split")
+            raise _no_split(path, split, table)
         table = table[split]
     return table
 
 
 def _raw_rows(path: Path, split: str = "train", config: str | None = None) -> Iterator[tuple[str, Any]]:
     """``(source, raw row)`` pairs; a JSONL line that is not a JSON object is reported as that row's problem."""
-    if path.is_dir() or path.suffix in (".parquet", ".arrow", ".json"):
-        for index, row in enumerate(_hf_table(path, split, config)):
+    if path.is_dir() and not _is_saved_dataset(path):
+        for file in folder_data_files(path, split, config):
+            yield from _raw_rows(file, split)
+        return
+    if path.is_dir() or path.suffix in (".parquet", ".arrow", ".json", ".csv"):
+        for index, row in enumerate(_hf_table(path, split)):
             yield f"{path}:row {index}", row
         return
     with path.open(encoding="utf-8") as handle:
@@ -186,9 +211,10 @@ def _visual_fields(row: dict, source: str, base: Path, check_media: bool) -> dic
     return {"frames": frames, "image": "", "video": ""}
 
 
-def _checked_answer(answer: str, question: str, source: str) -> str:
+def _checked_answer(answer: str, question: str, source: str, field: str = "answer") -> str:
     """``answer`` when the accuracy reward can score it: a number, or the letter of one of the question's options
-    (read with :func:`trl_latent.rewards.options_in`, the reward's own parser)."""
+    (read with :func:`trl_latent.rewards.options_in`, the reward's own parser). ``field`` names where the answer was
+    read, for the error."""
     from .rewards import options_in
 
     try:
@@ -197,12 +223,28 @@ def _checked_answer(answer: str, question: str, source: str) -> str:
     except ValueError:
         pass
     letters = [option.lstrip("(")[0] for option in options_in(question)]
+    what = "" if field == "answer" else "the answer "
     if len(answer) != 1 or not answer.isalpha():
-        raise DataRecordError(source, "answer", f"{answer!r} is neither a number nor an option letter")
+        raise DataRecordError(source, field, f"{what}{answer!r} is neither a number nor an option letter")
     if answer.upper() not in letters:
         listed = ", ".join(letters) if letters else "no 'A. …' option lines"
-        raise DataRecordError(source, "answer", f"{answer!r} is not among the options of text_input ({listed})")
+        raise DataRecordError(source, field, f"{what}{answer!r} is not among the options of text_input ({listed})")
     return answer
+
+
+def _check_target_answer(text_output: str, question: str, source: str) -> None:
+    """A DIFT target must answer a multiple-choice question with one of its options, as 4DRL and ``datagen validate``
+    require: the letter the evaluator reads from the ``<answer>`` span (:func:`trl_latent.answers.extract_choice`)
+    is checked by :func:`_checked_answer`. Questions without option lines and targets without an ``<answer>`` tag
+    are free text."""
+    from .answers import extract_answer_span, extract_choice
+    from .rewards import options_in
+
+    options = options_in(question)
+    if not options or "<answer>" not in text_output.lower():
+        return
+    span = extract_answer_span(text_output)
+    _checked_answer(extract_choice(span, options) or span, question, source, field="text_output")
 
 
 RELEASE_RL_OPTIONS = ("A", "B", "C", "D")
@@ -270,6 +312,7 @@ def normalize_record(
         if check_media:
             for i, path in enumerate(record["image_output"]):
                 _check_image(path, f"image_output[{i}]", source)
+        _check_target_answer(text_output, row["text_input"], source)
         record["text_output"] = text_output
     elif task == "rl":
         answer = row.get("answer")

@@ -29,6 +29,7 @@ from ..model_card import (
     training_data_details,
 )
 from ..models import apply_position_rule
+from ..resume import ResumeWeightsMixin
 from ..skipping import SkippedSamplesMixin
 from ..tokens import LatentSpec, add_latent_tokens, get_loss_weights, set_loss_weights
 from .collator import DataCollatorForLatentImagery
@@ -65,7 +66,7 @@ def latent_similarity_loss(
     return (1.0 - cosine).mean(dim=1).mean(), cosine.mean()
 
 
-class LatentImageryTrainer(SkippedSamplesMixin, LatentModelCardMixin, SFTTrainer):
+class LatentImageryTrainer(ResumeWeightsMixin, SkippedSamplesMixin, LatentModelCardMixin, SFTTrainer):
     """[`~trl.SFTTrainer`] for DIFT. ``model`` is a model id / local path or a loaded Qwen2.5-VL; the latent tokens
     are added when it lacks them, and a [`DataCollatorForLatentImagery`] is built when no collator is given. The
     training records are those of :func:`trl_latent.data.load_records` (task ``"dift"``)."""

@@ -54,6 +54,7 @@ from ..model_card import (
     training_data_details,
 )
 from ..models import apply_position_rule
+from ..resume import ResumeWeightsMixin
 from ..skipping import SkippedSamplesMixin, skip_or_raise
 from ..tokens import LATENT_END, LATENT_PAD, LATENT_START, LatentSpec, get_latent_spec
 from .latent_grpo_config import LatentGRPOConfig
@@ -122,7 +123,7 @@ class _RowBatch:
     latents: list[torch.Tensor]
 
 
-class LatentGRPOTrainer(SkippedSamplesMixin, LatentModelCardMixin, GRPOTrainer):
+class LatentGRPOTrainer(ResumeWeightsMixin, SkippedSamplesMixin, LatentModelCardMixin, GRPOTrainer):
     """GRPO for Qwen2.5-VL models that think with latent imagery (4DRL); see the module docstring for what differs.
 
     Works with a stock Qwen2.5-VL too (no latent tokens): it is then TRL's GRPO with video support.
