@@ -38,6 +38,9 @@ DSR_TYPE_NAMES: dict[str, str] = {
     "non_temp": "Non-Temp Based",
 }
 UNTYPED = "untyped"
+# What a model adapter returns for an inference that failed under ``errors: wrong``: no scorer reads a letter from it
+# (the question is scored wrong, as the original evaluations do) and the ``failed_inference`` metric counts it.
+INFERENCE_FAILED = "[inference failed]"
 
 Record = Mapping[str, Any]
 Extractor = Callable[[str, Sequence[str]], "str | None"]
@@ -70,11 +73,14 @@ def responses(results: Sequence[Any]) -> list[str]:
 def score_choice(doc: Mapping[str, Any], outputs: Sequence[str], group: str, extract: Extractor) -> dict[str, Any]:
     """The per-question record every metric of a task aggregates (also what lmms-eval logs per sample).
 
-    ``outputs`` holds one response per repeat; ``correct`` counts the right ones and ``score`` is their share.
+    ``outputs`` holds one response per repeat; ``correct`` counts the right ones and ``score`` is their share; a failed
+    inference (:data:`INFERENCE_FAILED`) has no prediction and counts in ``failed``. ``chance`` is what a uniform
+    guess over the options scores.
     """
     if not outputs:
         raise ValueError(f"question {doc['question_id']}: no response to score")
-    predictions = [extract(text, doc["options"]) for text in outputs]
+    failed = [text.startswith(INFERENCE_FAILED) for text in outputs]
+    predictions = [None if fail else extract(text, doc["options"]) for text, fail in zip(outputs, failed)]
     correct = sum(p == doc["answer"] for p in predictions)
     return {
         "question_id": doc["question_id"],
@@ -86,6 +92,8 @@ def score_choice(doc: Mapping[str, Any], outputs: Sequence[str], group: str, ext
         "correct": correct,
         "responses": len(outputs),
         "score": correct / len(outputs),
+        "chance": 1 / len(doc["options"]),
+        "failed": sum(failed),
         "missing_media": int(doc.get("missing_media", 0)),
         "latent_blocks": sum(text.count(LATENT_START) for text in outputs) / len(outputs),
     }
@@ -145,6 +153,21 @@ def macro_accuracy(records: Sequence[Record]) -> float:
     if not per_group:
         raise ValueError("no scored questions to aggregate")
     return sum(per_group.values()) / len(per_group)
+
+
+def group_chance(records: Sequence[Record], names: Mapping[str, str] | None = None) -> dict[str, float]:
+    """Per group, what a uniform guess over each question's options scores (the chance level of its accuracy)."""
+    names = names or {}
+    by_group: dict[str, list[float]] = {}
+    for record in records:
+        by_group.setdefault(record["group"], []).append(record["chance"])
+    ordered = [g for g in names if g in by_group] + sorted(g for g in by_group if g not in names)
+    return {names.get(g, g): sum(by_group[g]) / len(by_group[g]) for g in ordered}
+
+
+def failed_inference(records: Sequence[Record]) -> int:
+    """Responses whose inference failed (scored wrong under ``errors: wrong``, as the original evaluations do)."""
+    return sum(int(r["failed"]) for r in records)
 
 
 def missing_media(records: Sequence[Record]) -> int:

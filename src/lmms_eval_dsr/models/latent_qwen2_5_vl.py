@@ -36,6 +36,7 @@ from lmms_eval_dsr.media import (
     read_video_qwen,
     read_video_release,
 )
+from lmms_eval_dsr.scoring import INFERENCE_FAILED
 from lmms_eval_dsr.visuals import RULES, is_frame_video, is_ruled_video
 from trl_latent.generation import generate_with_latents
 from trl_latent.models import apply_position_rule
@@ -213,18 +214,20 @@ class LatentQwen2_5_VL(lmms):
         return results  # type: ignore[return-value]
 
     def _generate_each_or_empty(self, requests: list[Instance]) -> list[GenerationResult]:
-        """The batch; if it fails, each question alone, and an empty answer (scored wrong) for a question that still
-        fails. This is the release's rule for an inference exception (``errors: wrong`` in the 4dthinker task)."""
+        """The batch; if it fails, each question alone, and no answer (scored wrong) for a question that still
+        fails, marked :data:`~lmms_eval_dsr.scoring.INFERENCE_FAILED` so the task counts it. This is how the 4DThinker
+        release and Dyn-Bench treat an inference exception (``errors: wrong`` in those tasks)."""
         try:
             return self._generate_batch(requests)
-        except Exception:  # noqa: BLE001 - the protocol counts any inference failure as a wrong answer
+        except Exception as error:  # noqa: BLE001 - the protocol counts any inference failure as a wrong answer
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
             if len(requests) > 1:
                 return [result for request in requests for result in self._generate_each_or_empty([request])]
             _, _, _, doc_id, task, _ = requests[0].args
             logger.exception(f"{task} doc {doc_id}: inference failed; scored as a wrong answer (errors: wrong)")
-            return [GenerationResult(text="", token_counts=TokenCounts(input_tokens=0, output_tokens=0))]
+            text = f"{INFERENCE_FAILED} {type(error).__name__}: {error}"
+            return [GenerationResult(text=text, token_counts=TokenCounts(input_tokens=0, output_tokens=0))]
 
     def _generate_batch(self, requests: list[Instance]) -> list[GenerationResult]:
         contexts, visual_lists = [], []

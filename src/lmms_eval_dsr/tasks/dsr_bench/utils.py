@@ -23,12 +23,14 @@ from lmms_eval_dsr.scoring import (
     DSR_TYPE_NAMES,
     accuracy_of_group,
     group_accuracy,
+    group_chance,
     protocol_records,
 )
 from lmms_eval_dsr.task import LocalBenchmarkTask
 from lmms_eval_dsr.visuals import video_file
 
-METRICS = ("accuracy", "macro_accuracy", "per_type", "missing_media", "latent_blocks", *DSR_TYPE_NAMES)
+METRICS = ("accuracy", "macro_accuracy", "per_type", "missing_media", "failed_inference", "chance", "latent_blocks",
+           *DSR_TYPE_NAMES)
 GROUP_METRICS = {key: key for key in DSR_TYPE_NAMES}
 PROMPTS = {"official": dsr_bench_prompt, "4dthinker": release_prompt, "think": think_prompt}
 
@@ -68,6 +70,11 @@ dsr_process_results_think = partial(_process_results, protocol="think")
 def dsr_aggregate_per_type(records: list[dict[str, Any]]) -> dict[str, float]:
     """Accuracy per question type under the paper's display names; unknown types (e.g. ``cam_*``) pass through."""
     return group_accuracy(records, DSR_TYPE_NAMES)
+
+
+def dsr_aggregate_chance(records: list[dict[str, Any]]) -> dict[str, float]:
+    """Chance level (a uniform guess) per type, keyed like the accuracies."""
+    return group_chance(records, DSR_TYPE_NAMES)
 
 
 aggregate_abs_dis = partial(accuracy_of_group, group="abs_dis")

@@ -21,6 +21,7 @@ from lmms_eval_dsr.scoring import (
     DYN_EXTRACTORS,
     accuracy_of_group,
     group_accuracy,
+    group_chance,
     protocol_records,
 )
 from lmms_eval_dsr.task import LocalBenchmarkTask
@@ -28,7 +29,7 @@ from lmms_eval_dsr.visuals import PIXEL, frame_video
 
 METRICS = (
     "overall", "accuracy", "per_category", "camera_object", "inter_object", "object_scene", "missing_media",
-    "latent_blocks",
+    "failed_inference", "chance", "latent_blocks",
 )
 GROUP_METRICS = {"camera_object": "Camera-Object", "inter_object": "Inter-Object", "object_scene": "Object-Scene"}
 CATEGORY_NAMES = {name: name for name in DYN_CATEGORIES.values()}
@@ -66,6 +67,11 @@ dyn_process_results_think = partial(_process_results, protocol="think")
 
 def dyn_aggregate_per_category(records: list[dict[str, Any]]) -> dict[str, float]:
     return group_accuracy(records, CATEGORY_NAMES)
+
+
+def dyn_aggregate_chance(records: list[dict[str, Any]]) -> dict[str, float]:
+    """Chance level (a uniform guess) per type, keyed like the accuracies."""
+    return group_chance(records, CATEGORY_NAMES)
 
 
 aggregate_camera_object = partial(accuracy_of_group, group="Camera-Object")
