@@ -114,7 +114,7 @@ def protocol_records(
 ) -> dict[str, dict]:
     """A task's ``process_results``: the question scored under ``protocol``, one record per metric."""
     record = score_choice(doc, responses(results), doc[group_field], extractor_for(extractors, protocol))
-    return metric_records(record, metrics, group_metrics)
+    return metric_records({**record, "protocol": protocol}, metrics, group_metrics)
 
 
 def _mean_score(records: Sequence[Record]) -> float:
@@ -147,9 +147,10 @@ def accuracy_of_group(records: Sequence[Record], group: str) -> float | None:
     return accuracy(selected) if selected else None
 
 
-def macro_accuracy(records: Sequence[Record]) -> float:
-    """Unweighted mean of the per-group accuracies over the groups present (Dyn-Bench's official "Overall")."""
-    per_group = group_accuracy(records)
+def macro_accuracy(records: Sequence[Record], known: Mapping[str, str] | None = None) -> float:
+    """Unweighted mean of the per-group accuracies over the groups present (Dyn-Bench's official "Overall"); with
+    ``known``, over the known groups only (the 4DThinker release's "Avg" over its 13 types)."""
+    per_group = group_accuracy([r for r in records if known is None or r["group"] in known])
     if not per_group:
         raise ValueError("no scored questions to aggregate")
     return sum(per_group.values()) / len(per_group)

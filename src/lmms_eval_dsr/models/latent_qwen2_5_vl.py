@@ -12,7 +12,8 @@ for stock and released checkpoints), installed in the model so ``model.generate`
 Usage: ``lmms-eval --model latent_qwen2_5_vl --model_args pretrained=/path/ckpt,dtype=bfloat16,max_frames=50 …``.
 Sampling: ``--gen_kwargs temperature=0.7,top_p=0.9,seed=1`` (greedy whenever temperature is 0). Videos given as a
 ``{"type": "video", "rule": …}`` dict are sampled by that protocol's frame rule (``lmms_eval_dsr.visuals.RULES``);
-``errors: wrong`` in the generation settings scores a question whose inference fails as wrong instead of aborting.
+``errors: wrong`` in the generation settings scores a question whose inference fails as wrong instead of aborting;
+``sampling_defaults: checkpoint`` takes unset ``top_k`` / ``repetition_penalty`` from the checkpoint's generation config.
 """
 
 from __future__ import annotations
@@ -178,11 +179,11 @@ class LatentQwen2_5_VL(lmms):
             do_sample=do_sample,
             temperature=temperature if do_sample else 1.0,
             top_p=float(gen_kwargs.get("top_p") or 1.0) if do_sample else 1.0,
-            repetition_penalty=float(gen_kwargs.get("repetition_penalty") or 1.0),
+            repetition_penalty=float(self._setting(gen_kwargs, "repetition_penalty") or 1.0),
             eos_token_id=eos_ids,
             pad_token_id=pad_id,
         )
-        top_k = int(gen_kwargs.get("top_k") or 0) if do_sample else 0
+        top_k = int(self._setting(gen_kwargs, "top_k") or 0) if do_sample else 0
         if self.spec is not None:
             out = generate_with_latents(self.model, spec=self.spec, top_k=top_k, **sampling, **inputs)
             return out.completion_ids, out.completion_mask
@@ -192,6 +193,18 @@ class LatentQwen2_5_VL(lmms):
         eos = torch.tensor(eos_ids if isinstance(eos_ids, list) else [eos_ids], device=completion.device)
         is_eos = torch.isin(completion, eos)
         return completion, (is_eos.long().cumsum(-1) - is_eos.long()) == 0
+
+    def _setting(self, gen_kwargs: dict[str, Any], name: str) -> Any:
+        """``top_k`` / ``repetition_penalty`` as the task asks; unset, off (0 / 1.0) unless the task says
+        ``sampling_defaults: checkpoint``, which takes them from the checkpoint's ``generation_config`` as a bare
+        ``model.generate`` does (the 4DThinker release's and Dyn-Bench's evaluations)."""
+        source = gen_kwargs.get("sampling_defaults")
+        if source not in (None, "checkpoint"):
+            raise ValueError(f"sampling_defaults must be 'checkpoint' or unset, got {source!r}")
+        value = gen_kwargs.get(name)
+        if value is None and source == "checkpoint":
+            value = getattr(self.model.generation_config, name, None)
+        return value
 
     def generate_until(self, requests: list[Instance]) -> list[GenerationResult]:
         results: list[GenerationResult | None] = [None] * len(requests)

@@ -24,6 +24,7 @@ from lmms_eval_dsr.scoring import (
     accuracy_of_group,
     group_accuracy,
     group_chance,
+    macro_accuracy,
     protocol_records,
 )
 from lmms_eval_dsr.task import LocalBenchmarkTask
@@ -67,9 +68,22 @@ dsr_process_results_4dthinker = partial(_process_results, protocol="4dthinker")
 dsr_process_results_think = partial(_process_results, protocol="think")
 
 
+def _release_table(records: list[dict[str, Any]]) -> bool:
+    """The 4DThinker release's table (``dsr_eval.py``) keeps its 13 types only; the other protocols keep every type."""
+    return bool(records) and records[0].get("protocol") == "4dthinker"
+
+
 def dsr_aggregate_per_type(records: list[dict[str, Any]]) -> dict[str, float]:
-    """Accuracy per question type under the paper's display names; unknown types (e.g. ``cam_*``) pass through."""
+    """Accuracy per question type under the paper's display names; unknown types (e.g. ``cam_*``) pass through,
+    except in the release's table."""
+    if _release_table(records):
+        records = [r for r in records if r["group"] in DSR_TYPE_NAMES]
     return group_accuracy(records, DSR_TYPE_NAMES)
+
+
+def dsr_macro_accuracy(records: list[dict[str, Any]]) -> float:
+    """Mean of the per-type accuracies; the release's "Avg" (its 13 types with questions) under ``4dthinker``."""
+    return macro_accuracy(records, DSR_TYPE_NAMES if _release_table(records) else None)
 
 
 def dsr_aggregate_chance(records: list[dict[str, Any]]) -> dict[str, float]:
