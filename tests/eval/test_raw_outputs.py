@@ -86,7 +86,7 @@ def test_the_protocols_read_what_stripping_would_delete() -> None:
     assert expected("dyn_bench")["accuracy"] == pytest.approx(4 / 6)  # c0 and o1 start with "<think>"
 
 
-@pytest.mark.parametrize("door", ["command", "python", "trl-latent eval"])
+@pytest.mark.parametrize("door", [pytest.param("command", marks=pytest.mark.slow), "python", "trl-latent eval"])
 def test_every_door_scores_the_raw_output(door, dsr_root, dyn_root, tmp_path, monkeypatch) -> None:
     model_args = write_logs(tmp_path / "logs")
     tasks = ",".join(TASKS)
