@@ -133,12 +133,17 @@ def group_accuracy(records: Sequence[Record], names: Mapping[str, str] | None = 
 
     Unknown keys (e.g. the synthetic set's ``cam_*`` types) pass through under their own name.
     """
+    return {name: accuracy(group) for name, group in _grouped(records, names).items()}
+
+
+def _grouped(records: Sequence[Record], names: Mapping[str, str] | None) -> dict[str, list[Record]]:
+    """Records by group: known groups first in ``names`` order under their display names, unknown keys after, sorted."""
     names = names or {}
     by_group: dict[str, list[Record]] = {}
     for record in records:
         by_group.setdefault(record["group"], []).append(record)
     ordered = [g for g in names if g in by_group] + sorted(g for g in by_group if g not in names)
-    return {names.get(g, g): accuracy(by_group[g]) for g in ordered}
+    return {names.get(g, g): by_group[g] for g in ordered}
 
 
 def accuracy_of_group(records: Sequence[Record], group: str) -> float | None:
@@ -147,10 +152,9 @@ def accuracy_of_group(records: Sequence[Record], group: str) -> float | None:
     return accuracy(selected) if selected else None
 
 
-def macro_accuracy(records: Sequence[Record], known: Mapping[str, str] | None = None) -> float:
-    """Unweighted mean of the per-group accuracies over the groups present (Dyn-Bench's official "Overall"); with
-    ``known``, over the known groups only (the 4DThinker release's "Avg" over its 13 types)."""
-    per_group = group_accuracy([r for r in records if known is None or r["group"] in known])
+def macro_accuracy(records: Sequence[Record]) -> float:
+    """Unweighted mean of the per-group accuracies over the groups present (Dyn-Bench's official "Overall")."""
+    per_group = group_accuracy(records)
     if not per_group:
         raise ValueError("no scored questions to aggregate")
     return sum(per_group.values()) / len(per_group)
@@ -158,12 +162,7 @@ def macro_accuracy(records: Sequence[Record], known: Mapping[str, str] | None = 
 
 def group_chance(records: Sequence[Record], names: Mapping[str, str] | None = None) -> dict[str, float]:
     """Per group, what a uniform guess over each question's options scores (the chance level of its accuracy)."""
-    names = names or {}
-    by_group: dict[str, list[float]] = {}
-    for record in records:
-        by_group.setdefault(record["group"], []).append(record["chance"])
-    ordered = [g for g in names if g in by_group] + sorted(g for g in by_group if g not in names)
-    return {names.get(g, g): sum(by_group[g]) / len(by_group[g]) for g in ordered}
+    return {name: sum(r["chance"] for r in group) / len(group) for name, group in _grouped(records, names).items()}
 
 
 def failed_inference(records: Sequence[Record]) -> int:

@@ -194,3 +194,17 @@ def test_missing_root_names_what_to_download(monkeypatch, task_manager) -> None:
     monkeypatch.delenv("DSR_BENCH_ROOT", raising=False)
     with pytest.raises(FileNotFoundError, match="TencentARC/DSR_Suite-Data"):
         evaluate("dsr_bench", {}, task_manager)
+
+
+def test_release_table_keeps_its_13_types() -> None:
+    """dsr_eval.py's table and "Avg" cover its 13 types (N/A without them); the other protocols keep every type."""
+    from lmms_eval_dsr.tasks.dsr_bench.utils import dsr_aggregate_per_type, dsr_macro_accuracy
+
+    def records(protocol: str) -> list[dict]:
+        rows = [("abs_dis", 1), ("cam_pan", 0), ("cam_pan", 0)]
+        return [{"group": g, "correct": c, "responses": 1, "protocol": protocol} for g, c in rows]
+
+    assert dsr_aggregate_per_type(records("4dthinker")) == {"Abs Dis": 1.0}
+    assert dsr_macro_accuracy(records("4dthinker")) == 1.0 and dsr_macro_accuracy(records("think")) == 0.5
+    assert dsr_macro_accuracy(records("4dthinker")[1:]) is None and dsr_aggregate_per_type(records("think")[1:]) == {
+        "cam_pan": 0.0}

@@ -81,9 +81,13 @@ def dsr_aggregate_per_type(records: list[dict[str, Any]]) -> dict[str, float]:
     return group_accuracy(records, DSR_TYPE_NAMES)
 
 
-def dsr_macro_accuracy(records: list[dict[str, Any]]) -> float:
-    """Mean of the per-type accuracies; the release's "Avg" (its 13 types with questions) under ``4dthinker``."""
-    return macro_accuracy(records, DSR_TYPE_NAMES if _release_table(records) else None)
+def dsr_macro_accuracy(records: list[dict[str, Any]]) -> float | None:
+    """Mean of the per-type accuracies; under ``4dthinker`` the release's "Avg": its 13 types that have questions
+    (``None`` when the run has none of them)."""
+    if _release_table(records):
+        known = [r for r in records if r["group"] in DSR_TYPE_NAMES]
+        return macro_accuracy(known) if known else None
+    return macro_accuracy(records)
 
 
 def dsr_aggregate_chance(records: list[dict[str, Any]]) -> dict[str, float]:
