@@ -85,6 +85,8 @@ def score_choice(doc: Mapping[str, Any], outputs: Sequence[str], group: str, ext
     return {
         "question_id": doc["question_id"],
         "video_id": doc.get("video_id", doc.get("scene")),
+        "question": doc["question"],
+        "options": list(doc["options"]),
         "group": group or UNTYPED,
         "answer": doc["answer"],
         "prediction": predictions[0],
@@ -102,10 +104,13 @@ def score_choice(doc: Mapping[str, Any], outputs: Sequence[str], group: str, ext
 def metric_records(record: dict[str, Any], metrics: Sequence[str], groups: Mapping[str, str]) -> dict[str, dict]:
     """One record per metric: ``score`` kept where the metric is the mean over this record (``accuracy``, and the
     per-group metric named after the record's group, ``groups`` mapping metric name → group key), dropped elsewhere
-    so lmms-eval computes no standard error there that belongs to another metric."""
-    without_score = {k: v for k, v in record.items() if k != "score"}
-    kept = {"accuracy"} | {m for m, g in groups.items() if g == record["group"]}
-    return {m: record if m in kept else without_score for m in metrics}
+    so lmms-eval computes no standard error there that belongs to another metric. The question text and options stay
+    on the ``accuracy`` record only: lmms-eval's samples file drops the doc, and a reader pairing questions across
+    runs needs them once, not once per metric."""
+    lean = {k: v for k, v in record.items() if k not in ("question", "options")}
+    without_score = {k: v for k, v in lean.items() if k != "score"}
+    kept = {m for m, g in groups.items() if g == record["group"]}
+    return {m: record if m == "accuracy" else lean if m in kept else without_score for m in metrics}
 
 
 def protocol_records(
