@@ -9,6 +9,7 @@ from safetensors.torch import load_file
 from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
 
 from datagen.export import QUESTION_TYPES
+from trl_latent.cli_eval import latest_samples
 from trl_latent.quickstart import ARM_LABELS, Quickstart, main
 from trl_latent.quickstart.config import QuickstartConfig
 from trl_latent.quickstart.report import Score, scores_from_samples
@@ -72,7 +73,7 @@ def test_writes_every_artifact(run, perception_cache):
     assert pairs == [("text-only SFT", "DIFT"), ("DIFT", "DIFT + 4DRL"), ("DIFT", "DIFT with K = 1")]
     assert report["perception"]["clips"] == {"train": 5, "heldout": 1}
     for arm, scores in report["arms"].items():
-        samples = scores_from_samples(run / "eval" / _key(arm) / "samples_dsr_bench_think.jsonl")
+        samples = scores_from_samples(latest_samples(run / "eval" / _key(arm), "dsr_bench_think"))
         assert scores["overall"]["total"] == samples["overall"].total == 3
         assert scores["overall"]["letters"] == samples["overall"].letters and samples["overall"].answered <= 3
         low, high = scores["overall"]["ci95"]
@@ -96,7 +97,8 @@ def _stand_in_entry_points(monkeypatch, tmp_path_factory) -> list[str]:
 
     def recorder(entry):
         def record(argv):
-            ran.append(f"{entry}:{Path(argv[argv.index('--output_dir') + 1]).name}")
+            flag = "--output_path" if entry == "eval" else "--output_dir"
+            ran.append(f"{entry}:{Path(argv[argv.index(flag) + 1]).name}")
             return 0
         return record
 

@@ -34,6 +34,7 @@ def test_readme_use_block_runs_as_written(tmp_path):
     # each stage wrote what the next one reads, and both evaluations printed a score table
     for path in ("outputs/tiny-qwen2.5-vl/config.json", "data/synth_out/export/dift.jsonl",
                  "data/synth_out/export/rl.jsonl", "data/synth_out/export/benchmark/benchmark.parquet",
-                 "outputs/dift-tiny/config.json", "outputs/4drl-tiny/config.json", "outputs/eval/summary.json"):
+                 "outputs/dift-tiny/config.json", "outputs/4drl-tiny/config.json"):
         assert (tmp_path / path).is_file(), path
+    assert list(tmp_path.glob("outputs/eval/*/*_summary.json")) and list(tmp_path.glob("outputs/eval/*/*_results.json"))
     assert "dsr_bench_think" in run.stdout and "|dsr_bench" in run.stdout.replace(" ", "")

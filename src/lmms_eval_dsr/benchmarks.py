@@ -39,7 +39,9 @@ DYN_BENCH_HINT = (
 # Dyn-Bench QA file suffix → category, as the official loader maps them.
 DYN_CATEGORIES: dict[str, str] = {"cameraqa": "Camera-Object", "qa": "Inter-Object", "sceneqa": "Object-Scene"}
 _DYN_QA_FILE = re.compile(r"^(?P<scene>.+)_(?P<suffix>cameraqa|qa|sceneqa)\.json$")
-FRAME_SUFFIXES = (".jpg", ".jpeg", ".png")
+# Dyn-Bench's loader (utils/load_tasks.py) takes the first of these globs that matches anything, so a scene folder
+# holding frame_*.jpg plus other images (masks, thumbnails) gives only its frames.
+FRAME_GLOBS = ("frame_*.jpg", "frame_*.png", "*.jpg", "*.png")
 _LETTER_PREFIX = re.compile(r"^\s*\(?([A-Z])\s*[.):：]\s*")
 
 
@@ -211,9 +213,14 @@ def load_dsr_bench(
 
 
 def list_frames(frames_dir: str | os.PathLike) -> list[str]:
-    """The frame image paths of a Dyn-Bench scene in temporal (file name) order."""
+    """The frame image paths of a Dyn-Bench scene in temporal (file name) order: the first of :data:`FRAME_GLOBS`
+    that matches, as Dyn-Bench's loader picks them."""
     folder = Path(frames_dir)
-    return sorted(str(p) for p in folder.iterdir() if p.suffix.lower() in FRAME_SUFFIXES) if folder.is_dir() else []
+    for pattern in FRAME_GLOBS if folder.is_dir() else ():
+        found = sorted(str(p) for p in folder.glob(pattern))
+        if found:
+            return found
+    return []
 
 
 def load_dyn_bench(root: str | os.PathLike | None = None, ids_file: str | os.PathLike | None = None) -> LoadedBenchmark:

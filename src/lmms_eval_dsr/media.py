@@ -6,7 +6,8 @@
   to 50 by ``np.linspace(…, dtype=int)``, each fitted under 256·28² pixels, declared at 1 fps even when capped.
 - ``read_video_qwen`` (DSR-Bench ``official``): qwen-vl-utils' rule as the DSR Suite VLMEvalKit wrapper drives it
   (2 fps, per-frame 128–768·28² pixels, a 24,576·28² total): an even frame count, linspace indices, a per-frame pixel
-  cap shrinking with the frame count, declared at the sampled rate.
+  cap shrinking with the frame count, declared at 2 fps (DSR Suite calls the processor without ``fps``, so the
+  processor's default 2.0 is what the model is told, even where the sampled rate differs).
 
 PyAV is used because it is a core dependency (decord is an optional extra). A file that cannot be decoded raises
 :class:`UndecodableVideoError`, which the benchmark loaders treat as missing media.
@@ -186,24 +187,31 @@ def qwen_frame_count(total_frames: int, video_fps: float, fps: float = 2.0, min_
     return count
 
 
+def qwen_pixel_cap(count: int, min_pixels: int = 128 * 28 * 28, max_pixels: int = 768 * 28 * 28,
+                   total_pixels: float = 0.9 * 128000 * 28 * 28) -> int:
+    """qwen-vl-utils' per-frame pixel cap of a ``count``-frame video (``fetch_video``, 0.0.14):
+    ``min(max_pixels, max(min(768·28², total_pixels / count · 2), 1.05 · min_pixels))``. Its default total budget
+    (0.9 · 128,000 · 28², from ``MODEL_SEQ_LEN``) binds above 300 frames."""
+    return int(min(max_pixels, max(min(768 * 28 * 28, total_pixels / count * 2), int(min_pixels * 1.05))))
+
+
 def read_video_qwen(path: str | Path, fps: float = 2.0, min_pixels: int = 128 * 28 * 28,
                     max_pixels: int = 768 * 28 * 28, total_pixels: int = 24576 * 28 * 28) -> SampledVideo:
     """DSR-Bench's official video input: qwen-vl-utils' ``fetch_video`` with the DSR Suite wrapper's settings.
 
-    Frames at ``linspace(0, n - 1, count).round()``; the per-frame cap is
-    ``min(max_pixels, max(min(768·28², total_pixels / count · 2), 1.05 · min_pixels))``; frames are resized (bicubic) to
-    Qwen's 28-multiple size inside it; declared at ``count / n · video_fps``.
+    Frames at ``linspace(0, n - 1, count).round()``; the per-frame cap is :func:`qwen_pixel_cap`; frames are resized
+    (bicubic) to
+    Qwen's 28-multiple size inside it; declared at ``fps`` (the processor's 2.0 default DSR Suite leaves in place),
+    not at the sampled ``count / n · video_fps``.
     """
     from PIL import Image
 
     def pick(total: int, rate: float) -> list[int]:
         return np.linspace(0, total - 1, qwen_frame_count(total, rate, fps)).round().astype(int).tolist()
 
-    frames, total, rate = _frames_at(path, pick)
-    count = len(frames)
-    cap = min(max_pixels, max(min(768 * 28 * 28, total_pixels / count * 2), int(min_pixels * 1.05)))
-    fitted = _fit(frames, min_pixels, int(cap), Image.BICUBIC)
-    return SampledVideo(fitted, count / total * rate, (min_pixels, int(cap)))
+    frames, _, _ = _frames_at(path, pick)
+    cap = qwen_pixel_cap(len(frames), min_pixels, max_pixels, total_pixels)
+    return SampledVideo(_fit(frames, min_pixels, cap, Image.BICUBIC), float(fps), (min_pixels, cap))
 
 
 def read_frames(paths: Sequence[str | Path], fps: float, max_frames: int = 50) -> SampledVideo:

@@ -2,8 +2,10 @@
 
 lmms-eval prints one row per metric; a paper table wants one row per benchmark with the headline score and its
 standard error, the other accuracy and the per-type / per-category scores as columns, and a chart per benchmark.
-Works on the ``results`` mapping that ``simple_evaluate`` returns (or that its ``results.json`` holds), so saved runs
-can be re-rendered. lmms-eval's values are fractions; the table shows percentages.
+Works on what ``simple_evaluate`` returns (or what lmms-eval's ``<date>_results.json`` holds: its ``results`` and
+``n-samples``), so saved runs can be re-rendered. lmms-eval's values are fractions; the table shows percentages. ``n``
+is the number of questions scored (lmms-eval's ``n-samples`` ``effective``: media-less questions are not among them,
+they are the ``Skipped`` column; failed inferences are among them, scored wrong, and counted in ``Failed``).
 
 Headlines follow the papers: DSR-Bench reports micro accuracy (4DThinker: 439/1413 = 31.1%), with the macro average
 over types beside it; Dyn-Bench reports "Overall", the mean of its three category accuracies, with micro accuracy
@@ -37,8 +39,10 @@ class TaskSummary:
     other: float | None
     other_stderr: float | None
     groups: dict[str, float] = field(default_factory=dict)
+    chance: dict[str, float] = field(default_factory=dict)  # percent a uniform guess gets, per group
     samples: int = 0
     missing_media: int = 0
+    failed_inference: int = 0
     latent_blocks: float = 0.0
 
 
@@ -70,10 +74,12 @@ def _percent(value: float | None) -> float | None:
     return None if value is None else 100.0 * value
 
 
-def summarize(results: dict[str, dict[str, Any]]) -> list[TaskSummary]:
-    """One summary per task that reports our metrics; other tasks in the same run are left out."""
+def summarize(output: dict[str, Any]) -> list[TaskSummary]:
+    """One summary per task of an lmms-eval output (``results`` + ``n-samples``) that reports our metrics; other tasks
+    in the same run are left out."""
     summaries = []
-    for task, metrics in results.items():
+    counts = output.get("n-samples") or {}
+    for task, metrics in output["results"].items():
         family = next((f for f in _FAMILIES if isinstance(_metric(metrics, f[0]), dict)), None)
         if family is None:
             continue
@@ -90,8 +96,10 @@ def summarize(results: dict[str, dict[str, Any]]) -> list[TaskSummary]:
                 other=_percent(_number(_metric(metrics, other))),
                 other_stderr=_percent(other_se),
                 groups={k: 100.0 * v for k, v in _metric(metrics, groups_key).items()},
-                samples=int(metrics.get("samples") or 0),
+                chance={k: 100.0 * v for k, v in (_metric(metrics, "chance") or {}).items()},
+                samples=int((counts.get(task) or {}).get("effective") or 0),
                 missing_media=int(_metric(metrics, "missing_media") or 0),
+                failed_inference=int(_metric(metrics, "failed_inference") or 0),
                 latent_blocks=float(_metric(metrics, "latent_blocks") or 0.0),
             )
         )
@@ -105,20 +113,23 @@ def _fmt(value: float | None, stderr: float | None = None) -> str:
 
 
 def markdown_table(summaries: list[TaskSummary]) -> str:
-    """One table per task: headline ± SE, the other accuracy, one column per group, n, skipped, latent blocks."""
+    """One table per task: headline ± SE, the other accuracy, one column per group, n scored, skipped (no media),
+    failed inferences (scored wrong), latent blocks."""
     blocks = []
     for s in summaries:
         header = [
-            "Task", f"{s.headline_name} (± SE)", s.other_name, *s.groups, "n", "Skipped", "Latent blocks",
+            "Task", f"{s.headline_name} (± SE)", s.other_name, *s.groups, "n", "Skipped", "Failed", "Latent blocks",
         ]
         row = [s.task, _fmt(s.headline, s.headline_stderr), _fmt(s.other, s.other_stderr),
-               *(_fmt(v) for v in s.groups.values()), str(s.samples), str(s.missing_media), f"{s.latent_blocks:.2f}"]
+               *(_fmt(v) for v in s.groups.values()), str(s.samples), str(s.missing_media), str(s.failed_inference),
+               f"{s.latent_blocks:.2f}"]
         blocks.append("\n".join(["| " + " | ".join(header) + " |", "|" + "---|" * len(header), "| " + " | ".join(row) + " |"]))
     return "\n\n".join(blocks) + "\n"
 
 
 def bar_chart(summary: TaskSummary, path: str | Path, title: str | None = None) -> Path:
-    """A bar per group plus the headline bar (with its standard error), in percent, saved as PNG (Agg backend)."""
+    """A bar per group plus the headline bar (with its standard error), in percent, each group's chance level (a
+    uniform guess over its options) marked by a dashed line over its bar; saved as PNG (Agg backend)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -131,6 +142,12 @@ def bar_chart(summary: TaskSummary, path: str | Path, title: str | None = None) 
     bars = ax.bar(range(len(labels)), values, yerr=errors, capsize=3,
                   color=["#4c72b0"] * len(summary.groups) + ["#dd8452"])
     ax.bar_label(bars, fmt="%.1f", fontsize=7)
+    for index, group in enumerate(summary.groups):
+        if group in summary.chance:
+            ax.hlines(summary.chance[group], index - 0.4, index + 0.4, colors="black", linestyles="dashed",
+                      label="chance" if index == 0 else None)
+    if summary.chance:
+        ax.legend(fontsize=7, loc="upper right")
     ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right", fontsize=8)
     ax.set_ylim(0, 100)
     ax.set_ylabel("accuracy (%)")
@@ -142,14 +159,16 @@ def bar_chart(summary: TaskSummary, path: str | Path, title: str | None = None) 
     return path
 
 
-def write_report(results: dict[str, dict[str, Any]], output_dir: str | Path, title: str | None = None) -> dict[str, Path]:
-    """Write ``summary.md``, ``summary.json`` and ``<task>.png`` per task to ``output_dir``; return their paths."""
+def write_report(output: dict[str, Any], output_dir: str | Path, title: str | None = None, prefix: str = ""
+                 ) -> dict[str, Path]:
+    """Write ``<prefix>summary.md``, ``<prefix>summary.json`` and ``<prefix><task>.png`` per task to ``output_dir``
+    (``prefix``: the ``<date>_`` of lmms-eval's files of the same run); return their paths."""
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    summaries = summarize(results)
-    written = {"markdown": output_dir / "summary.md", "json": output_dir / "summary.json"}
+    summaries = summarize(output)
+    written = {"markdown": output_dir / f"{prefix}summary.md", "json": output_dir / f"{prefix}summary.json"}
     written["markdown"].write_text(markdown_table(summaries))
     written["json"].write_text(json.dumps([asdict(s) for s in summaries], indent=2))
     for s in summaries:
-        written[s.task] = bar_chart(s, output_dir / f"{s.task}.png", f"{title} · {s.task}" if title else None)
+        written[s.task] = bar_chart(s, output_dir / f"{prefix}{s.task}.png", f"{title} · {s.task}" if title else None)
     return written

@@ -38,6 +38,9 @@ DSR_TYPE_NAMES: dict[str, str] = {
     "non_temp": "Non-Temp Based",
 }
 UNTYPED = "untyped"
+# What a model adapter returns for an inference that failed under ``errors: wrong``: no scorer reads a letter from it
+# (the question is scored wrong, as the original evaluations do) and the ``failed_inference`` metric counts it.
+INFERENCE_FAILED = "[inference failed]"
 
 Record = Mapping[str, Any]
 Extractor = Callable[[str, Sequence[str]], "str | None"]
@@ -70,15 +73,20 @@ def responses(results: Sequence[Any]) -> list[str]:
 def score_choice(doc: Mapping[str, Any], outputs: Sequence[str], group: str, extract: Extractor) -> dict[str, Any]:
     """The per-question record every metric of a task aggregates (also what lmms-eval logs per sample).
 
-    ``outputs`` holds one response per repeat; ``correct`` counts the right ones and ``score`` is their share.
+    ``outputs`` holds one response per repeat; ``correct`` counts the right ones and ``score`` is their share; a failed
+    inference (:data:`INFERENCE_FAILED`) has no prediction and counts in ``failed``. ``chance`` is what a uniform
+    guess over the options scores.
     """
     if not outputs:
         raise ValueError(f"question {doc['question_id']}: no response to score")
-    predictions = [extract(text, doc["options"]) for text in outputs]
+    failed = [text.startswith(INFERENCE_FAILED) for text in outputs]
+    predictions = [None if fail else extract(text, doc["options"]) for text, fail in zip(outputs, failed)]
     correct = sum(p == doc["answer"] for p in predictions)
     return {
         "question_id": doc["question_id"],
         "video_id": doc.get("video_id", doc.get("scene")),
+        "question": doc["question"],
+        "options": list(doc["options"]),
         "group": group or UNTYPED,
         "answer": doc["answer"],
         "prediction": predictions[0],
@@ -86,6 +94,8 @@ def score_choice(doc: Mapping[str, Any], outputs: Sequence[str], group: str, ext
         "correct": correct,
         "responses": len(outputs),
         "score": correct / len(outputs),
+        "chance": 1 / len(doc["options"]),
+        "failed": sum(failed),
         "missing_media": int(doc.get("missing_media", 0)),
         "latent_blocks": sum(text.count(LATENT_START) for text in outputs) / len(outputs),
     }
@@ -94,10 +104,13 @@ def score_choice(doc: Mapping[str, Any], outputs: Sequence[str], group: str, ext
 def metric_records(record: dict[str, Any], metrics: Sequence[str], groups: Mapping[str, str]) -> dict[str, dict]:
     """One record per metric: ``score`` kept where the metric is the mean over this record (``accuracy``, and the
     per-group metric named after the record's group, ``groups`` mapping metric name → group key), dropped elsewhere
-    so lmms-eval computes no standard error there that belongs to another metric."""
-    without_score = {k: v for k, v in record.items() if k != "score"}
-    kept = {"accuracy"} | {m for m, g in groups.items() if g == record["group"]}
-    return {m: record if m in kept else without_score for m in metrics}
+    so lmms-eval computes no standard error there that belongs to another metric. The question text and options stay
+    on the ``accuracy`` record only: lmms-eval's samples file drops the doc, and a reader pairing questions across
+    runs needs them once, not once per metric."""
+    lean = {k: v for k, v in record.items() if k not in ("question", "options")}
+    without_score = {k: v for k, v in lean.items() if k != "score"}
+    kept = {m for m, g in groups.items() if g == record["group"]}
+    return {m: record if m == "accuracy" else lean if m in kept else without_score for m in metrics}
 
 
 def protocol_records(
@@ -106,7 +119,7 @@ def protocol_records(
 ) -> dict[str, dict]:
     """A task's ``process_results``: the question scored under ``protocol``, one record per metric."""
     record = score_choice(doc, responses(results), doc[group_field], extractor_for(extractors, protocol))
-    return metric_records(record, metrics, group_metrics)
+    return metric_records({**record, "protocol": protocol}, metrics, group_metrics)
 
 
 def _mean_score(records: Sequence[Record]) -> float:
@@ -125,12 +138,17 @@ def group_accuracy(records: Sequence[Record], names: Mapping[str, str] | None = 
 
     Unknown keys (e.g. the synthetic set's ``cam_*`` types) pass through under their own name.
     """
+    return {name: accuracy(group) for name, group in _grouped(records, names).items()}
+
+
+def _grouped(records: Sequence[Record], names: Mapping[str, str] | None) -> dict[str, list[Record]]:
+    """Records by group: known groups first in ``names`` order under their display names, unknown keys after, sorted."""
     names = names or {}
     by_group: dict[str, list[Record]] = {}
     for record in records:
         by_group.setdefault(record["group"], []).append(record)
     ordered = [g for g in names if g in by_group] + sorted(g for g in by_group if g not in names)
-    return {names.get(g, g): accuracy(by_group[g]) for g in ordered}
+    return {names.get(g, g): by_group[g] for g in ordered}
 
 
 def accuracy_of_group(records: Sequence[Record], group: str) -> float | None:
@@ -145,6 +163,16 @@ def macro_accuracy(records: Sequence[Record]) -> float:
     if not per_group:
         raise ValueError("no scored questions to aggregate")
     return sum(per_group.values()) / len(per_group)
+
+
+def group_chance(records: Sequence[Record], names: Mapping[str, str] | None = None) -> dict[str, float]:
+    """Per group, what a uniform guess over each question's options scores (the chance level of its accuracy)."""
+    return {name: sum(r["chance"] for r in group) / len(group) for name, group in _grouped(records, names).items()}
+
+
+def failed_inference(records: Sequence[Record]) -> int:
+    """Responses whose inference failed (scored wrong under ``errors: wrong``, as the original evaluations do)."""
+    return sum(int(r["failed"]) for r in records)
 
 
 def missing_media(records: Sequence[Record]) -> int:

@@ -1,9 +1,11 @@
 """``trl-latent eval``: lmms-eval on the trl-latent benchmarks, then a results table and per-category charts.
 
-Runs lmms-eval's own ``TaskManager`` and ``simple_evaluate`` (nothing is re-implemented; the task folder is passed
-explicitly, which also covers an lmms-eval without our task hook) and adds what lmms-eval does not write:
-``summary.md`` / ``summary.json`` with one row per benchmark (headline ± standard error) and a bar chart per
-benchmark. Flags follow lmms-eval's names. A folder that already holds results is never overwritten silently.
+Runs lmms-eval's own ``TaskManager``, ``simple_evaluate`` and ``EvaluationTracker`` (nothing is re-implemented; the
+task folder is passed explicitly, which also covers an lmms-eval without our task hook), so ``--output_path`` holds
+exactly what ``lmms-eval --output_path`` writes: ``<output_path>/<model>/<date>_results.json`` and, with
+``--log_samples``, ``<date>_samples_<task>.jsonl``. Beside them it adds what lmms-eval does not write:
+``<date>_summary.md`` / ``<date>_summary.json`` with one row per benchmark (headline ± standard error) and a bar chart
+per benchmark, ``<date>_<task>.png``. Flags follow lmms-eval's names; every run gets new dated files, as with lmms-eval.
 
     trl-latent eval --model_args pretrained=runs/grpo --tasks dsr_bench_think,dyn_bench_think --dsr_root data/dsr
 """
@@ -11,10 +13,9 @@ benchmark. Flags follow lmms-eval's names. A folder that already holds results i
 from __future__ import annotations
 
 import argparse
-import json
 import os
+import sys
 from pathlib import Path
-from typing import Any
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -22,7 +23,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--model", default="latent_qwen2_5_vl", help="lmms-eval model name (default: %(default)s)")
     parser.add_argument("--model_args", required=True, help="e.g. pretrained=/ckpt,dtype=bfloat16,max_frames=50")
     parser.add_argument("--tasks", default="dsr_bench,dyn_bench", help="comma-separated (default: %(default)s)")
-    parser.add_argument("--output_dir", default="runs/eval", help="where results and plots go (default: %(default)s)")
+    parser.add_argument("--output_path", default="runs/eval",
+                        help="lmms-eval's output folder: <output_path>/<model>/<date>_results.json (default: %(default)s)")
+    parser.add_argument("--output_dir", default=None, help=argparse.SUPPRESS)  # deprecated alias of --output_path
     parser.add_argument("--batch_size", default="1")
     parser.add_argument("--device", default=None, help="e.g. cuda:0 or cpu (default: the model's choice)")
     parser.add_argument("--limit", type=float, default=None, help="only the first N questions per task (debugging)")
@@ -33,43 +36,37 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--dyn_root", default=None, help="Dyn-Bench root (else $DYN_BENCH_ROOT)")
     parser.add_argument("--dsr_ids_file", default=None, help="score only these DSR-Bench question ids (row indices)")
     parser.add_argument("--dyn_ids_file", default=None, help="score only these Dyn-Bench question ids")
-    parser.add_argument("--overwrite", action="store_true", help="replace the results already in --output_dir")
     parser.add_argument("--seed", type=int, default=0, help="python / numpy / torch seeds of lmms-eval")
-    parser.add_argument("--log_samples", action="store_true", help="also write samples_<task>.jsonl")
+    parser.add_argument("--log_samples", action="store_true", help="also write <date>_samples_<task>.jsonl")
+    parser.add_argument("--timezone", default="Asia/Singapore", help="for the <date> of file names (lmms-eval's default)")
     parser.add_argument("--title", default=None, help="chart title prefix, e.g. the checkpoint name")
     return parser
 
 
-def _write_json(path: Path, payload: Any) -> None:
-    path.write_text(json.dumps(payload, indent=2, default=str))
-
-
-RESULT_FILES = ("results.json", "summary.md", "summary.json", "samples_*.jsonl", "*.png")
-
-
-def _claim_output_dir(output_dir: Path, overwrite: bool) -> None:
-    """Refuse a folder that already holds results (``--overwrite`` deletes them first, so no stale file remains)."""
-    existing = sorted(p for pattern in RESULT_FILES for p in output_dir.glob(pattern))
-    if existing and not overwrite:
-        raise SystemExit(f"{output_dir} already holds results ({', '.join(p.name for p in existing[:4])}); choose "
-                         f"another --output_dir or pass --overwrite")
-    for path in existing:
-        path.unlink()
-    output_dir.mkdir(parents=True, exist_ok=True)
+def latest_samples(output_path: str | Path, task: str) -> Path:
+    """The newest ``<date>_samples_<task>.jsonl`` under ``output_path`` (lmms-eval's layout; needs ``--log_samples``)."""
+    found = sorted(Path(output_path).glob(f"*_samples_{task}.jsonl")) + sorted(
+        Path(output_path).glob(f"*/*_samples_{task}.jsonl"))
+    if not found:
+        raise FileNotFoundError(f"no *_samples_{task}.jsonl under {output_path} (was the run made with --log_samples?)")
+    return max(found, key=lambda path: path.name)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.output_dir is not None:
+        print("trl-latent eval: --output_dir is deprecated; use --output_path (lmms-eval's name)", file=sys.stderr)
+        args.output_path = args.output_dir
     try:
         from lmms_eval.evaluator import simple_evaluate
+        from lmms_eval.loggers import EvaluationTracker
         from lmms_eval.tasks import TaskManager
+        from lmms_eval.utils import get_datetime_str
     except ImportError as error:
         raise SystemExit(f"trl-latent eval needs lmms-eval: pip install 'trl-latent[eval]' ({error})") from error
     from lmms_eval_dsr import TASK_NAMES, tasks_dir
     from lmms_eval_dsr.report import markdown_table, summarize, write_report
 
-    output_dir = Path(args.output_dir)
-    _claim_output_dir(output_dir, args.overwrite)
     for flag, env_var in ((args.dsr_root, "DSR_BENCH_ROOT"), (args.dyn_root, "DYN_BENCH_ROOT"),
                           (args.dsr_ids_file, "DSR_BENCH_IDS_FILE"), (args.dyn_ids_file, "DYN_BENCH_IDS_FILE")):
         if flag:
@@ -78,19 +75,28 @@ def main(argv: list[str] | None = None) -> int:
     # Indexing lmms-eval's ~2,000 built-in tasks takes seconds; only do it when a built-in task is asked for.
     task_manager = TaskManager(include_path=tasks_dir(), include_defaults=not set(tasks) <= set(TASK_NAMES))
     limit = int(args.limit) if args.limit is not None and args.limit >= 1 else args.limit
+    output_path = Path(args.output_path)
+    tracker = EvaluationTracker(output_path=str(output_path))
+    datetime_str = get_datetime_str(timezone=args.timezone)
     out = simple_evaluate(
         model=args.model, model_args=args.model_args, tasks=tasks, task_manager=task_manager,
         batch_size=args.batch_size, device=args.device, limit=limit, gen_kwargs=args.gen_kwargs or None,
-        log_samples=args.log_samples, random_seed=args.seed, numpy_random_seed=args.seed,
-        torch_random_seed=args.seed, bootstrap_iters=0, repeats=args.repeats,
+        log_samples=args.log_samples, evaluation_tracker=tracker, datetime_str=datetime_str,
+        random_seed=args.seed, numpy_random_seed=args.seed, torch_random_seed=args.seed, bootstrap_iters=0,
+        repeats=args.repeats,
     )
     if out is None:  # non-zero ranks of a distributed run
         return 0
-    _write_json(output_dir / "results.json", {k: out[k] for k in ("results", "configs", "config", "n-samples") if k in out})
-    for task, samples in (out.get("samples") or {}).items():
-        with open(output_dir / f"samples_{task}.jsonl", "w") as handle:
-            handle.writelines(json.dumps(sample, default=str) + "\n" for sample in samples)
-    written = write_report(out["results"], output_dir, args.title)
-    print(markdown_table(summarize(out["results"])))
-    print(f"wrote {', '.join(str(p) for p in written.values())} and {output_dir / 'results.json'}")
+    # What `lmms-eval --output_path` writes, by lmms-eval's own tracker (same calls, same order as its command).
+    samples = out.pop("samples", None) if args.log_samples else None
+    tracker.save_results_aggregated(results=out, samples=samples, datetime_str=datetime_str)
+    for task in out["configs"] if samples else ():
+        tracker.save_results_samples(task_name=task, samples=samples[task])
+    run_folder = output_path / tracker.general_config_tracker.model_name_sanitized
+    date_id = getattr(tracker, "date_id", None)  # set once lmms-eval has written the results (it only warns if not)
+    if date_id is None or not (run_folder / f"{date_id}_results.json").is_file():
+        raise SystemExit(f"trl-latent eval: lmms-eval could not write its results under {run_folder} (see its warning)")
+    written = write_report(out, run_folder, args.title, prefix=f"{date_id}_")
+    print(markdown_table(summarize(out)))
+    print(f"wrote {run_folder / (date_id + '_results.json')} and {', '.join(str(p) for p in written.values())}")
     return 0

@@ -17,6 +17,7 @@ from transformers import LogitsProcessor, LogitsProcessorList  # noqa: E402
 
 import lmms_eval_dsr.models.latent_qwen2_5_vl as adapter  # noqa: E402
 from lmms_eval_dsr import tasks_dir  # noqa: E402
+from lmms_eval_dsr.scoring import INFERENCE_FAILED  # noqa: E402
 
 MODEL_ARGS = "dtype=float32,max_pixels=3136,max_frames=4"
 
@@ -114,12 +115,59 @@ def test_release_protocol_counts_a_failed_inference_as_wrong(checkpoints, dsr_ro
     out = run("dsr_bench_4dthinker", checkpoints["stock"], task_manager, batch_size=2, gen_kwargs="max_new_tokens=3")
     samples = out["samples"]["dsr_bench_4dthinker"]
     texts = [s["resps"][0][0] for s in samples]
-    assert len(samples) == 5 and texts[2] == texts[3] == ""  # q2, q3 are on v1: answered '', scored wrong
-    assert all(t for i, t in enumerate(texts) if i not in (2, 3))
+    # q2, q3 are on v1: no answer (the error is logged with the sample), scored wrong, and counted
+    assert len(samples) == 5 and texts[2] == texts[3] == f"{INFERENCE_FAILED} RuntimeError: CUDA out of memory (simulated)"
+    assert all(t and not t.startswith(INFERENCE_FAILED) for i, t in enumerate(texts) if i not in (2, 3))
     assert [s["accuracy"]["score"] for s in samples][2:4] == [0.0, 0.0]
+    assert out["results"]["dsr_bench_4dthinker"]["failed_inference,none"] == 2
     with pytest.raises(RuntimeError, match="simulated"):  # other protocols do not hide errors
         monkeypatch.setattr(adapter, "read_video_qwen", failing_on_v1(adapter.read_video_qwen))
         run("dsr_bench", checkpoints["stock"], task_manager, batch_size=2, gen_kwargs="max_new_tokens=3")
+
+
+def test_dyn_bench_counts_a_failed_inference_as_wrong_and_runs_on(checkpoints, dyn_root, monkeypatch,
+                                                                     task_manager) -> None:
+    """Dyn-Bench's eval.py scores a question whose inference raises as wrong (prediction '') and goes on."""
+    monkeypatch.setenv("DYN_BENCH_ROOT", str(dyn_root))
+    calls = []
+
+    def fail_second_call(paths, fps, max_frames=50):
+        calls.append(len(calls))
+        if len(calls) == 2:
+            raise RuntimeError("CUDA out of memory (simulated)")
+        return read_frames(paths, fps, max_frames)
+
+    read_frames = adapter.read_frames
+    monkeypatch.setattr(adapter, "read_frames", fail_second_call)
+    out = run("dyn_bench", checkpoints["stock"], task_manager, batch_size=1, gen_kwargs="max_new_tokens=3")
+    samples = out["samples"]["dyn_bench"]
+    assert len(samples) == 6 and samples[1]["resps"][0][0].startswith(INFERENCE_FAILED)
+    assert samples[1]["accuracy"]["score"] == 0.0 and samples[1]["accuracy"]["prediction"] is None
+    assert out["results"]["dyn_bench"]["failed_inference,none"] == 1
+
+
+def test_sampling_defaults_come_from_the_checkpoint_when_the_task_says_so(checkpoints, monkeypatch) -> None:
+    """The release's and Dyn-Bench's ``model.generate`` take top_k / repetition_penalty from generation_config."""
+    model = adapter.LatentQwen2_5_VL(pretrained=str(checkpoints["latent"]), dtype="float32", device="cpu")
+    model.model.generation_config.top_k, model.model.generation_config.repetition_penalty = 1, 1.3
+    seen = []
+
+    class Captured(Exception):
+        pass
+
+    def capture(*args, **kwargs):
+        seen.append(kwargs)
+        raise Captured
+
+    monkeypatch.setattr(adapter, "generate_with_latents", capture)
+    inputs = model._build_inputs(["hello"], [[]])
+    sampled = {"max_new_tokens": 2, "temperature": 0.7, "top_p": 0.9}
+    for extra in ({}, {"sampling_defaults": "checkpoint"}, {"sampling_defaults": "checkpoint", "top_k": 5}):
+        with pytest.raises(Captured):
+            model._generate(inputs, {**sampled, **extra})
+    assert [(k["top_k"], k["repetition_penalty"]) for k in seen] == [(0, 1.0), (1, 1.3), (5, 1.3)]
+    with pytest.raises(ValueError, match="sampling_defaults"):
+        model._generate(inputs, {**sampled, "sampling_defaults": "model"})
 
 
 def test_official_prompt_renders_like_dsr_suite_message_items(checkpoints) -> None:

@@ -9,6 +9,7 @@ from lmms_eval_dsr.benchmarks import (
     BenchmarkDataError,
     BenchmarkNotFoundError,
     load_dsr_bench,
+    list_frames,
     load_dyn_bench,
     normalize_answer,
     normalize_options,
@@ -73,6 +74,19 @@ def test_dyn_loader(dyn_root) -> None:
     assert [r["category"] for r in loaded.rows] == ["Camera-Object"] * 2 + ["Inter-Object"] + ["Object-Scene"] * 3
     assert loaded.missing_media == ["src/s1/qa/0"]
     assert loaded.rows[2]["options"] == ["A. x", "B. y", "C. z"]
+
+
+def test_dyn_frames_are_picked_as_dyn_bench_picks_them(tmp_path) -> None:
+    """frame_*.jpg first (other images beside them are not frames), then frame_*.png, *.jpg, *.png (utils/load_tasks.py)."""
+    for name in ("frame_0001.jpg", "frame_0000.jpg", "mask_0000.png", "thumbnail.jpg", "frame_0000.png"):
+        (tmp_path / name).write_bytes(b"")
+    assert [p.rsplit("/", 1)[-1] for p in list_frames(tmp_path)] == ["frame_0000.jpg", "frame_0001.jpg"]
+    for name in ("frame_0000.jpg", "frame_0001.jpg"):
+        (tmp_path / name).unlink()
+    assert [p.rsplit("/", 1)[-1] for p in list_frames(tmp_path)] == ["frame_0000.png"]
+    (tmp_path / "frame_0000.png").unlink()
+    assert [p.rsplit("/", 1)[-1] for p in list_frames(tmp_path)] == ["thumbnail.jpg"]
+    assert list_frames(tmp_path / "absent") == []
 
 
 def test_dyn_loader_needs_layout(tmp_path) -> None:

@@ -12,6 +12,8 @@ from lmms_eval_dsr.media import (
     UndecodableVideoError,
     probe_video,
     qwen_frame_count,
+    qwen_pixel_cap,
+    read_frames,
     read_video,
     read_video_qwen,
     read_video_release,
@@ -51,7 +53,9 @@ def test_official_rule_matches_qwen_vl_utils(tmp_path, num_frames, fps) -> None:
     theirs, sample_fps = vision.fetch_video(ele, image_patch_size=14, return_video_sample_fps=True)
     assert ours.frames.shape[0] == theirs.shape[0] == qwen_frame_count(num_frames, fps)
     assert ours.frames.shape[1:3] == tuple(theirs.shape[2:4])  # the same 28-multiple size
-    assert ours.fps == pytest.approx(sample_fps)
+    # DSR Suite calls the processor without `fps`, so the model is told 2.0 fps whatever rate was sampled
+    # (qwen-vl-utils reports 8 / 41 · 10 = 1.95 and 12 / 200 · 30 = 1.8 for the last two videos)
+    assert ours.fps == 2.0 and (sample_fps == pytest.approx(2.0)) == (num_frames == 8)
 
 
 def test_release_rule_by_hand(tmp_path) -> None:
@@ -94,3 +98,31 @@ def test_a_container_that_over_reports_its_frames_is_sampled_on_the_frames_that_
     real = media._stream_info
     monkeypatch.setattr(media, "_stream_info", lambda p: (real(p)[0] + 8, real(p)[1]))  # claims 48 frames
     assert indices_of(read_video_release(path, fps=1.0, max_frames=4).frames) == indices_of(honest.frames)
+
+
+def test_dyn_official_frames_are_sized_as_qwen_vl_utils_sizes_a_frame_list(tmp_path) -> None:
+    """Dyn-Bench hands qwen-vl-utils a list of frames: an odd count is padded with the last frame and every frame is
+    capped at ``qwen_pixel_cap`` of the padded count; its default total budget binds above 300 frames."""
+    vision = pytest.importorskip("qwen_vl_utils.vision_process")
+    from PIL import Image
+
+    from lmms_eval_dsr.tasks.dyn_bench.utils import dyn_doc_to_visual_official
+
+    paths = []
+    for t in range(3):
+        paths.append(tmp_path / f"frame_{t:04d}.jpg")
+        Image.fromarray(np.full((448, 448, 3), 40 * t, dtype=np.uint8)).save(paths[-1])
+    total = 300 * 28 * 28  # a budget small enough to bind at 3 (→ 4) frames
+    theirs = vision.fetch_video({"type": "video", "video": [str(p) for p in paths], "total_pixels": total})
+    cap = qwen_pixel_cap(4, 128 * 28 * 28, total_pixels=total)
+    ours = read_frames([str(p) for p in paths], 2.0, 3).fitted(128 * 28 * 28, cap)
+    assert theirs.shape[0] == 4 and ours.frames.shape[1:3] == tuple(theirs.shape[2:4]) == (336, 336)
+    # at the default budget: no cap up to 300 frames, then a shrinking one
+    assert qwen_pixel_cap(300) == 768 * 28 * 28 and qwen_pixel_cap(302) == int(0.9 * 128000 * 28 * 28 / 302 * 2)
+    for count, expected in ((300, 768 * 28 * 28), (301, qwen_pixel_cap(302))):
+        scene = tmp_path / f"scene{count}"
+        scene.mkdir()
+        for t in range(count):
+            (scene / f"frame_{t:04d}.jpg").touch()
+        (video,) = dyn_doc_to_visual_official({"frames_dir": str(scene)})
+        assert len(video["frames"]) == count and video["pixels"] == [128 * 28 * 28, expected]

@@ -247,6 +247,15 @@ def test_bad_lines_name_file_line_and_field(tmp_path):
         load_outcomes(path)
 
 
+def test_samples_as_lmms_eval_tracker_writes_them_load(tmp_path):
+    """lmms-eval's EvaluationTracker drops ``doc`` from the samples file; the accuracy record carries its fields."""
+    line = sample("v0", "q", "A", "A")
+    line["accuracy"].update(question=line["doc"]["question"], options=line["doc"]["options"])
+    del line["doc"]
+    outcome = load_outcomes(write(tmp_path / "f.jsonl", [line])).questions[("v0", "q")]
+    assert outcome.options == tuple(OPTIONS) and outcome.prediction == "A"
+
+
 def test_responses_from_repeats_are_refused(tmp_path):
     line = sample("v0", "q", "A", "A")
     line["filtered_resps"] = [["<answer>A</answer>", "<answer>B</answer>"]]

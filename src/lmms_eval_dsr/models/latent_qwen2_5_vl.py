@@ -12,7 +12,8 @@ for stock and released checkpoints), installed in the model so ``model.generate`
 Usage: ``lmms-eval --model latent_qwen2_5_vl --model_args pretrained=/path/ckpt,dtype=bfloat16,max_frames=50 …``.
 Sampling: ``--gen_kwargs temperature=0.7,top_p=0.9,seed=1`` (greedy whenever temperature is 0). Videos given as a
 ``{"type": "video", "rule": …}`` dict are sampled by that protocol's frame rule (``lmms_eval_dsr.visuals.RULES``);
-``errors: wrong`` in the generation settings scores a question whose inference fails as wrong instead of aborting.
+``errors: wrong`` in the generation settings scores a question whose inference fails as wrong instead of aborting;
+``sampling_defaults: checkpoint`` takes unset ``top_k`` / ``repetition_penalty`` from the checkpoint's generation config.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from lmms_eval_dsr.media import (
     read_video_qwen,
     read_video_release,
 )
+from lmms_eval_dsr.scoring import INFERENCE_FAILED
 from lmms_eval_dsr.visuals import RULES, is_frame_video, is_ruled_video
 from trl_latent.generation import generate_with_latents
 from trl_latent.models import apply_position_rule
@@ -177,11 +179,11 @@ class LatentQwen2_5_VL(lmms):
             do_sample=do_sample,
             temperature=temperature if do_sample else 1.0,
             top_p=float(gen_kwargs.get("top_p") or 1.0) if do_sample else 1.0,
-            repetition_penalty=float(gen_kwargs.get("repetition_penalty") or 1.0),
+            repetition_penalty=float(self._setting(gen_kwargs, "repetition_penalty") or 1.0),
             eos_token_id=eos_ids,
             pad_token_id=pad_id,
         )
-        top_k = int(gen_kwargs.get("top_k") or 0) if do_sample else 0
+        top_k = int(self._setting(gen_kwargs, "top_k") or 0) if do_sample else 0
         if self.spec is not None:
             out = generate_with_latents(self.model, spec=self.spec, top_k=top_k, **sampling, **inputs)
             return out.completion_ids, out.completion_mask
@@ -191,6 +193,18 @@ class LatentQwen2_5_VL(lmms):
         eos = torch.tensor(eos_ids if isinstance(eos_ids, list) else [eos_ids], device=completion.device)
         is_eos = torch.isin(completion, eos)
         return completion, (is_eos.long().cumsum(-1) - is_eos.long()) == 0
+
+    def _setting(self, gen_kwargs: dict[str, Any], name: str) -> Any:
+        """``top_k`` / ``repetition_penalty`` as the task asks; unset, off (0 / 1.0) unless the task says
+        ``sampling_defaults: checkpoint``, which takes them from the checkpoint's ``generation_config`` as a bare
+        ``model.generate`` does (the 4DThinker release's and Dyn-Bench's evaluations)."""
+        source = gen_kwargs.get("sampling_defaults")
+        if source not in (None, "checkpoint"):
+            raise ValueError(f"sampling_defaults must be 'checkpoint' or unset, got {source!r}")
+        value = gen_kwargs.get(name)
+        if value is None and source == "checkpoint":
+            value = getattr(self.model.generation_config, name, None)
+        return value
 
     def generate_until(self, requests: list[Instance]) -> list[GenerationResult]:
         results: list[GenerationResult | None] = [None] * len(requests)
@@ -213,18 +227,20 @@ class LatentQwen2_5_VL(lmms):
         return results  # type: ignore[return-value]
 
     def _generate_each_or_empty(self, requests: list[Instance]) -> list[GenerationResult]:
-        """The batch; if it fails, each question alone, and an empty answer (scored wrong) for a question that still
-        fails. This is the release's rule for an inference exception (``errors: wrong`` in the 4dthinker task)."""
+        """The batch; if it fails, each question alone, and no answer (scored wrong) for a question that still
+        fails, marked :data:`~lmms_eval_dsr.scoring.INFERENCE_FAILED` so the task counts it. This is how the 4DThinker
+        release and Dyn-Bench treat an inference exception (``errors: wrong`` in those tasks)."""
         try:
             return self._generate_batch(requests)
-        except Exception:  # noqa: BLE001 - the protocol counts any inference failure as a wrong answer
+        except Exception as error:  # noqa: BLE001 - the protocol counts any inference failure as a wrong answer
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
             if len(requests) > 1:
                 return [result for request in requests for result in self._generate_each_or_empty([request])]
             _, _, _, doc_id, task, _ = requests[0].args
             logger.exception(f"{task} doc {doc_id}: inference failed; scored as a wrong answer (errors: wrong)")
-            return [GenerationResult(text="", token_counts=TokenCounts(input_tokens=0, output_tokens=0))]
+            text = f"{INFERENCE_FAILED} {type(error).__name__}: {error}"
+            return [GenerationResult(text=text, token_counts=TokenCounts(input_tokens=0, output_tokens=0))]
 
     def _generate_batch(self, requests: list[Instance]) -> list[GenerationResult]:
         contexts, visual_lists = [], []

@@ -278,8 +278,8 @@ class Quickstart:
             "--model_args", model_args, "--tasks", "dsr_bench_think", "--log_samples",
             "--gen_kwargs", f"max_new_tokens={c.max_new_tokens}",
             "--dsr_root", str(self.out / "data" / "export" / "benchmark"),
-            "--output_dir", str(self.out / "eval" / arm), "--batch_size", str(c.eval_batch_size),
-            "--seed", str(c.seed), "--title", ARM_LABELS[arm], "--overwrite",  # a redone stage replaces its results
+            "--output_path", str(self.out / "eval" / arm), "--batch_size", str(c.eval_batch_size),
+            "--seed", str(c.seed), "--title", ARM_LABELS[arm],  # a redone stage writes newer dated files, read below
         ]
         if c.eval_limit:
             argv += ["--limit", str(c.eval_limit)]
@@ -287,10 +287,11 @@ class Quickstart:
             raise RuntimeError(f"evaluation of arm {arm!r} failed")
 
     def report(self) -> Path:
+        from .. import cli_eval
         from . import report
 
-        arms = {ARM_LABELS[a]: report.scores_from_samples(self.out / "eval" / a / "samples_dsr_bench_think.jsonl")
-                for a in self.arms}
+        samples = {ARM_LABELS[a]: cli_eval.latest_samples(self.out / "eval" / a, "dsr_bench_think") for a in self.arms}
+        arms = {label: report.scores_from_samples(path) for label, path in samples.items()}
         histories = {ARM_LABELS[a]: report.log_history(self.out / "models" / a) for a in self.arms}
         plots = [
             report.plot_curves({k: v for k, v in histories.items() if k != ARM_LABELS["dift_grpo"]},
@@ -301,7 +302,6 @@ class Quickstart:
                                self.out / "rewards.png", "4DRL"),
             report.plot_accuracy(arms, self.out / "accuracy_by_type.png"),
         ]
-        samples = {ARM_LABELS[a]: self.out / "eval" / a / "samples_dsr_bench_think.jsonl" for a in self.arms}
         ablated = [("dift", f"dift_{name}") for name in self.config.ablations]
         pairs = [(ARM_LABELS[a], ARM_LABELS[b]) for a, b in PAIRS + ablated if a in self.arms and b in self.arms]
         statistics = report.arm_statistics(samples, pairs, seed=self.config.seed)

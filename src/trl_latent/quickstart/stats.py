@@ -78,7 +78,8 @@ def load_outcomes(path: str | Path) -> ArmOutcomes:
                 sample = json.loads(line)
             except json.JSONDecodeError as error:
                 raise ValueError(f"{where}: not a JSON line ({error})") from None
-            record, doc = sample.get("accuracy"), sample.get("doc")
+            # lmms-eval's tracker drops the doc from the samples file; our accuracy record carries its fields
+            record, doc = sample.get("accuracy"), sample.get("doc") or sample.get("accuracy")
             if record is None or doc is None:
                 raise ValueError(f"{where}: no 'doc' and per-question 'accuracy' record (is this a dsr_bench log?)")
             absent = [f"doc.{f}" for f in _DOC_FIELDS if f not in doc] + [

@@ -23,12 +23,15 @@ from lmms_eval_dsr.scoring import (
     DSR_TYPE_NAMES,
     accuracy_of_group,
     group_accuracy,
+    group_chance,
+    macro_accuracy,
     protocol_records,
 )
 from lmms_eval_dsr.task import LocalBenchmarkTask
 from lmms_eval_dsr.visuals import video_file
 
-METRICS = ("accuracy", "macro_accuracy", "per_type", "missing_media", "latent_blocks", *DSR_TYPE_NAMES)
+METRICS = ("accuracy", "macro_accuracy", "per_type", "missing_media", "failed_inference", "chance", "latent_blocks",
+           *DSR_TYPE_NAMES)
 GROUP_METRICS = {key: key for key in DSR_TYPE_NAMES}
 PROMPTS = {"official": dsr_bench_prompt, "4dthinker": release_prompt, "think": think_prompt}
 
@@ -65,9 +68,31 @@ dsr_process_results_4dthinker = partial(_process_results, protocol="4dthinker")
 dsr_process_results_think = partial(_process_results, protocol="think")
 
 
+def _release_table(records: list[dict[str, Any]]) -> bool:
+    """The 4DThinker release's table (``dsr_eval.py``) keeps its 13 types only; the other protocols keep every type."""
+    return bool(records) and records[0].get("protocol") == "4dthinker"
+
+
 def dsr_aggregate_per_type(records: list[dict[str, Any]]) -> dict[str, float]:
-    """Accuracy per question type under the paper's display names; unknown types (e.g. ``cam_*``) pass through."""
+    """Accuracy per question type under the paper's display names; unknown types (e.g. ``cam_*``) pass through,
+    except in the release's table."""
+    if _release_table(records):
+        records = [r for r in records if r["group"] in DSR_TYPE_NAMES]
     return group_accuracy(records, DSR_TYPE_NAMES)
+
+
+def dsr_macro_accuracy(records: list[dict[str, Any]]) -> float | None:
+    """Mean of the per-type accuracies; under ``4dthinker`` the release's "Avg": its 13 types that have questions
+    (``None`` when the run has none of them)."""
+    if _release_table(records):
+        known = [r for r in records if r["group"] in DSR_TYPE_NAMES]
+        return macro_accuracy(known) if known else None
+    return macro_accuracy(records)
+
+
+def dsr_aggregate_chance(records: list[dict[str, Any]]) -> dict[str, float]:
+    """Chance level (a uniform guess) per type, keyed like the accuracies."""
+    return group_chance(records, DSR_TYPE_NAMES)
 
 
 aggregate_abs_dis = partial(accuracy_of_group, group="abs_dis")

@@ -16,11 +16,13 @@ from lmms_eval_dsr.benchmarks import (
     list_frames,
     load_dyn_bench,
 )
+from lmms_eval_dsr.media import qwen_pixel_cap
 from lmms_eval_dsr.prompts import dyn_bench_prompt, protocol_prompt, think_prompt
 from lmms_eval_dsr.scoring import (
     DYN_EXTRACTORS,
     accuracy_of_group,
     group_accuracy,
+    group_chance,
     protocol_records,
 )
 from lmms_eval_dsr.task import LocalBenchmarkTask
@@ -28,13 +30,14 @@ from lmms_eval_dsr.visuals import PIXEL, frame_video
 
 METRICS = (
     "overall", "accuracy", "per_category", "camera_object", "inter_object", "object_scene", "missing_media",
-    "latent_blocks",
+    "failed_inference", "chance", "latent_blocks",
 )
 GROUP_METRICS = {"camera_object": "Camera-Object", "inter_object": "Inter-Object", "object_scene": "Object-Scene"}
 CATEGORY_NAMES = {name: name for name in DYN_CATEGORIES.values()}
 PROMPTS = {"official": dyn_bench_prompt, "think": think_prompt}
-# qwen-vl-utils' handling of a frame list, as Dyn-Bench's Qwen2.5-VL runner uses it: declared 2 fps, 128–768·28².
-OFFICIAL_FPS, OFFICIAL_PIXELS = 2.0, (128 * PIXEL, 768 * PIXEL)
+# qwen-vl-utils' handling of a frame list, as Dyn-Bench's Qwen2.5-VL runner uses it: declared 2 fps, at least
+# 128·28² per frame, at most qwen_pixel_cap of the (even) frame count.
+OFFICIAL_FPS, OFFICIAL_MIN_PIXELS = 2.0, 128 * PIXEL
 
 
 class DynBenchTask(LocalBenchmarkTask):
@@ -50,8 +53,11 @@ def dyn_doc_to_visual(doc: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def dyn_doc_to_visual_official(doc: dict[str, Any]) -> list[dict[str, Any]]:
-    """Every frame of the scene as one video, as Dyn-Bench's runner passes them."""
-    return [frame_video(list_frames(doc["frames_dir"]), OFFICIAL_FPS, all_frames=True, pixels=OFFICIAL_PIXELS)]
+    """Every frame of the scene as one video, as Dyn-Bench's runner passes them; qwen-vl-utils pads an odd count with
+    the last frame (so does the processor) and caps each frame's pixels by the padded count."""
+    frames = list_frames(doc["frames_dir"])
+    cap = qwen_pixel_cap(len(frames) + len(frames) % 2, OFFICIAL_MIN_PIXELS)
+    return [frame_video(frames, OFFICIAL_FPS, all_frames=True, pixels=(OFFICIAL_MIN_PIXELS, cap))]
 
 
 def dyn_doc_to_text(doc: dict[str, Any], lmms_eval_specific_kwargs: dict[str, Any] | None = None) -> str:
@@ -66,6 +72,11 @@ dyn_process_results_think = partial(_process_results, protocol="think")
 
 def dyn_aggregate_per_category(records: list[dict[str, Any]]) -> dict[str, float]:
     return group_accuracy(records, CATEGORY_NAMES)
+
+
+def dyn_aggregate_chance(records: list[dict[str, Any]]) -> dict[str, float]:
+    """Chance level (a uniform guess) per type, keyed like the accuracies."""
+    return group_chance(records, CATEGORY_NAMES)
 
 
 aggregate_camera_object = partial(accuracy_of_group, group="Camera-Object")
