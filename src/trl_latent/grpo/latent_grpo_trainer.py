@@ -130,6 +130,7 @@ class LatentGRPOTrainer(SkippedSamplesMixin, LatentModelCardMixin, GRPOTrainer):
 
     _tag_names = ["trl", "grpo", "trl-latent", "4drl"]
     _name = "LatentGRPO"
+    card_algorithm = "GRPO"  # the model card cites GRPOTrainer's paper (DeepSeekMath) as the algorithm, 4DThinker as the method
 
     def __init__(
         self,
