@@ -31,6 +31,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .citations import CITATION_4DTHINKER, CITATION_TRL
 from .tokens import LATENT_END, LATENT_PAD, LATENT_START, get_latent_spec
 
 if TYPE_CHECKING:
@@ -42,20 +43,6 @@ CARD_TAGS = ("trl", "trl-latent", "latent-reasoning", "4dthinker", "video-questi
 PIPELINE_TAG = "video-text-to-text"
 # the keys of a parent checkpoint's card that a fine-tuned card keeps
 INHERITED_KEYS = ("base_model", "license", "license_name", "license_link")
-# from the 4DThinker release's README (github.com/zhangquanchen/4DThinker)
-CITATION_4DTHINKER = """@article{chen20264dthinker,
-  title={4DThinker: Thinking with 4D Imagery for Dynamic Spatial Understanding},
-  author={Chen, Zhangquan and Zhang, Manyuan and Yu, Xinlei and An, Xiang and Li, Bo and Xie, Xin and Wang, ZiDong and Sun, Mingze and Chen, Shuang and Li, Hongyu and others},
-  journal={arXiv preprint arXiv:2605.05997},
-  year={2026}
-}"""
-CITATION_TRL = """@software{vonwerra2020trl,
-  title   = {{TRL: Transformers Reinforcement Learning}},
-  author  = {von Werra, Leandro and Belkada, Younes and Tunstall, Lewis and Beeching, Edward and Thrush, Tristan and Lambert, Nathan and Huang, Shengyi and Rasul, Kashif and Gallouédec, Quentin},
-  license = {Apache-2.0},
-  url     = {https://github.com/huggingface/trl},
-  year    = {2020}
-}"""
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json",
                 "adapter_model.safetensors", "adapter_model.bin")
 # evaluation keys that are timings, not results
@@ -219,7 +206,7 @@ def final_metrics(log_history: list[dict[str, Any]]) -> dict[str, str]:
     return {key: f"{value:.4g}" if isinstance(value, float) else str(value) for key, value in shown.items()}
 
 
-def eval_results(log_history: list[dict[str, Any]], dataset: str, model_name: str) -> list[Any]:
+def eval_results(log_history: list[dict[str, Any]], dataset: str) -> list[Any]:
     """``model-index`` results of the trainer's last evaluation (``eval_*`` metrics), empty when it never ran."""
     from huggingface_hub import EvalResult
 
@@ -227,8 +214,7 @@ def eval_results(log_history: list[dict[str, Any]], dataset: str, model_name: st
     if last is None:
         return []
     return [EvalResult(task_type=PIPELINE_TAG, dataset_type=dataset, dataset_name=dataset, dataset_split="eval",
-                       metric_type=key.removeprefix("eval_"), metric_name=key, metric_value=value,
-                       source_name=f"{model_name} (trainer evaluation at step {last.get('step', '?')})")
+                       metric_type=key.removeprefix("eval_"), metric_name=key, metric_value=value)
             for key, value in last.items()
             if key.startswith("eval_") and key not in _EVAL_TIMINGS and isinstance(value, (int, float))]
 
@@ -289,7 +275,7 @@ class LatentModelCardMixin:
             license_link=inherited.get("license_link"),
             model_name=model_name,
             tags=list(dict.fromkeys([*tags, *self._tag_names, *CARD_TAGS])),
-            eval_results=eval_results(history, eval_data, model_name) or None,
+            eval_results=eval_results(history, eval_data) or None,
         )
         model_id = self.hub_model_id or model_name
         license_line = ("" if data.license else

@@ -26,7 +26,9 @@ COMMAND_CLASSES = {
              ("trl_latent.dift.dift_config", "LatentImageryConfig"), ("trl", "ModelConfig")),
     "grpo": (("trl_latent.scripts.grpo", "LatentGRPOScriptArguments"),
              ("trl_latent.grpo.latent_grpo_config", "LatentGRPOConfig"), ("trl", "ModelConfig")),
+    "quickstart": (("trl_latent.quickstart.config", "QuickstartConfig"),),
 }
+RECIPE_COMMANDS = ("dift", "grpo")  # TrlParser: --config RECIPE.yaml
 OURS = "trl_latent"
 
 
@@ -146,6 +148,35 @@ def _field_call(node: ast.AST, module: str) -> tuple[ast.Call, str] | None:
     return None
 
 
+def _enum_choices(annotation: ast.AST, module: str) -> list | None:
+    """The values of an ``Enum`` named in a field's type (``Union[IntervalStrategy, str]``), as HfArgumentParser
+    offers them; ``Literal[...]`` values likewise."""
+    if isinstance(annotation, ast.Subscript) and ast.unparse(annotation.value).endswith("Literal"):
+        values = _shown(annotation.slice, module)
+        return list(values) if isinstance(values, tuple) else [values]
+    for node in _union_members(annotation):
+        if isinstance(node, ast.Name) and node.id not in ("str", "int", "float", "bool", "None"):
+            try:
+                owner, cls = _resolve(module, node.id)
+            except Unreadable:
+                continue
+            if isinstance(cls, ast.ClassDef) and any("Enum" in ast.unparse(b) for b in cls.bases):
+                return [n.value.value for n in cls.body if isinstance(n, ast.Assign)
+                        and isinstance(n.value, ast.Constant)]
+    return None
+
+
+def _union_members(annotation: ast.AST) -> list[ast.AST]:
+    """``X | Y``, ``Union[X, Y]``, ``Optional[X]`` → their members; anything else → itself (``list[Enum]`` offers
+    no choices, as in HfArgumentParser)."""
+    if isinstance(annotation, ast.BinOp) and isinstance(annotation.op, ast.BitOr):
+        return _union_members(annotation.left) + _union_members(annotation.right)
+    if isinstance(annotation, ast.Subscript) and ast.unparse(annotation.value).split(".")[-1] in ("Union", "Optional"):
+        members = annotation.slice.elts if isinstance(annotation.slice, ast.Tuple) else [annotation.slice]
+        return [m for member in members for m in _union_members(member)]
+    return [annotation]
+
+
 def _own_fields(module: str, cls: ast.ClassDef) -> list[Field]:
     fields = []
     for node in cls.body:
@@ -161,14 +192,20 @@ def _own_fields(module: str, cls: ast.ClassDef) -> list[Field]:
             kwargs = {k.arg: k.value for k in call.keywords}
             if "init" in kwargs and _shown(kwargs["init"], where) is False:
                 continue
-            default = kwargs.get("default", kwargs.get("default_factory"))
+            default = kwargs.get("default")
+            factory = kwargs.get("default_factory")
+            if isinstance(factory, ast.Name) and factory.id in ("list", "dict"):
+                default = ast.List(elts=[]) if factory.id == "list" else ast.Dict(keys=[], values=[])
+            elif factory is not None:
+                default = factory
             metadata = _shown(kwargs["metadata"], where) if "metadata" in kwargs else {}
             metadata = metadata if isinstance(metadata, dict) else {}
         else:
             where = module
         aliases = metadata.get("aliases") or []
+        choices = metadata.get("choices") if isinstance(metadata.get("choices"), (list, tuple)) else None
         fields.append(Field(node.target.id, f"{module}.{cls.name}", annotation, _shown(default, where),
-                            str(metadata.get("help", "")), metadata.get("choices"),
+                            str(metadata.get("help", "")), choices or _enum_choices(node.annotation, module),
                             [aliases] if isinstance(aliases, str) else list(aliases)))
     return fields
 
@@ -228,12 +265,14 @@ def _group_title(owner: str) -> str:
 
 def build_parser(command: str) -> argparse.ArgumentParser:
     """An argparse parser holding every flag of ``trl-latent <command>``, for its help; ours first."""
+    recipe = command in RECIPE_COMMANDS
     parser = argparse.ArgumentParser(
-        prog=f"trl-latent {command}", usage="%(prog)s [-h] [--config RECIPE.yaml] [--<field> VALUE ...]",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        prog=f"trl-latent {command}", usage="%(prog)s [-h] [--config RECIPE.yaml] [--<field> VALUE ...]" if recipe
+        else None, formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         description="Every field below can be set in the YAML recipe given with --config (same names); a flag "
                     "overrides the recipe. Flags use underscores like TRL (--per_device_train_batch_size); dashed "
-                    "aliases also work. The latent/method options come first, then TRL's and transformers'.",
+                    "aliases also work. The latent/method options come first, then TRL's and transformers'."
+                    if recipe else None,
     )
     fields: dict[str, Field] = {}
     for module, name in COMMAND_CLASSES[command]:
