@@ -6,7 +6,7 @@
 #                     versions pyproject.toml allows instead (the drift check: scripts/test.sh --latest)
 # Installs with uv (about 3x faster than pip on a fresh machine). Prints the venv path on its last line.
 set -euo pipefail
-repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+repo="$(cd -P "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"  # -P: also when reached through a symlink
 # shellcheck source=scripts/_uv.sh
 source "$repo/scripts/_uv.sh"
 venv="${TRL_LATENT_VENV:-$HOME/.cache/trl-latent/venv}"

@@ -129,19 +129,30 @@ def _save_hf(rows: dict[str, list[dict]], export_dir: Path, path: Path) -> None:
 
 
 def dataset_card(configs: dict[str, str]) -> str:
-    """``README.md`` of the export folder: one ``load_dataset`` configuration per JSONL file (``{name: path}``), the
-    first the default, each with one ``train`` split. (The benchmark is not one: ``load_dataset`` reads a folder with
-    one builder, and the benchmark is parquet read by the lmms-eval task.)"""
-    lines = ["---", "configs:"]
-    for index, (name, path) in enumerate(configs.items()):
-        lines += [f"- config_name: {name}", "  data_files:", "  - split: train", f"    path: {path}"]
-        if index == 0:
-            lines.append("  default: true")
-    lines += ["---", "", "# trl-latent datagen export", "",
-              "DIFT (`dift`, `dift_text_only`) and 4DRL (`rl`) records; media paths are relative to this folder.",
-              "Train on one with `trl-latent dift|grpo --dataset_name <this folder> --dataset_config <name>`, or load",
-              "it with `datasets.load_dataset(<this folder>, <name>)`.", ""]
-    return "\n".join(lines)
+    """``README.md`` of the export folder, a Hub dataset card (``huggingface_hub.DatasetCard``): one ``load_dataset``
+    configuration per JSONL file (``{name: path}``), the first the default, each with one ``train`` split, plus the
+    task, tags and the 4DThinker citation. (The benchmark is not a configuration: ``load_dataset`` reads a folder with
+    one builder, and the benchmark is parquet read by the lmms-eval task.) No license is set: it is that of the source
+    videos, which the pipeline does not know."""
+    from huggingface_hub import DatasetCard, DatasetCardData
+
+    from trl_latent.citations import CITATION_4DTHINKER
+
+    data = DatasetCardData(
+        configs=[{"config_name": name, "data_files": [{"split": "train", "path": path}], **({"default": True} if i == 0 else {})}
+                 for i, (name, path) in enumerate(configs.items())],
+        language=["en"], task_categories=["video-text-to-text"], pretty_name="trl-latent datagen export",
+        tags=["trl-latent", "4dthinker", "latent-reasoning", "video-question-answering", "spatial-reasoning"],
+    )
+    text = "\n".join([
+        "# trl-latent datagen export", "",
+        "DIFT (`dift`, `dift_text_only`) and 4DRL (`rl`) records written by the 4DThinker data pipeline as",
+        "re-implemented in trl-latent; media paths are relative to this folder. Train on one with",
+        "`trl-latent dift|grpo --dataset_name <this folder> --dataset_config <name>`, or load it with",
+        "`datasets.load_dataset(<this folder>, <name>)`. The license is that of the source videos.", "",
+        "## Citation", "", f"```bibtex\n{CITATION_4DTHINKER}\n```", "",
+    ])
+    return str(DatasetCard(f"---\n{data.to_yaml()}\n---\n\n{text}"))
 
 
 def _save_benchmark(rows: list[dict], folder: Path) -> None:

@@ -1,37 +1,52 @@
-"""Model cards for latent-imagery checkpoints, on top of TRL's own model-card mechanism.
+"""Hub-grade model cards for latent-imagery checkpoints, built with ``huggingface_hub``'s ModelCard / ModelCardData.
 
-TRL's ``_BaseTrainer.create_model_card`` renders its template (base model, framework versions, the trainer's
-citation from ``_paper``) into ``<output_dir>/README.md``. A latent checkpoint needs more than that to be usable: it
-cannot be decoded with ``generate`` (the latent loop is ours), and its K and losses define what it learned. The
-:class:`LatentModelCardMixin` keeps TRL's card and edits three parts of it: the base model (TRL writes "[None]" for a
-local checkpoint; here a local checkpoint's own card is followed to the Hub model it came from, else it is named by
-its folder), the quick start (``generate_with_latents`` on a video sampled as in training, instead of a
-text-generation pipeline that cannot run a latent block), and a "Thinking with 4D imagery" section before the
-citations. No absolute local path is written: data files and checkpoints are named by their file or folder name. It
-also writes the card on ``save_model`` (TRL only does so for checkpoints and ``push_to_hub``).
+TRL's ``_BaseTrainer.create_model_card`` renders a template that leaves a local base model out, sets no datasets,
+writes ``licence: license`` (a placeholder key the Hub does not read), leaves "Training procedure" empty, and for
+GRPO cites DeepSeekMath as if it were the trainer's own paper. A latent checkpoint needs more to be usable: it cannot
+be decoded with ``generate`` (the latent loop is ours), and its K and losses define what it learned. So
+:class:`LatentModelCardMixin` builds the whole card itself: metadata (``base_model`` followed through local
+checkpoints to the Hub model at the root, ``datasets`` when they are Hub ids, ``library_name``, ``pipeline_tag``,
+``tags``, the license inherited from the parent's card, ``model-index`` eval results when the trainer evaluated), a
+quick start with ``generate_with_latents``, the method table, the hyperparameters and final metrics, and the
+citations: 4DThinker for the method, the algorithm's paper (GRPO, for 4DRL) and TRL. No absolute local path is
+written: data files and checkpoints are named by their file or folder name.
+
+A card is written only next to weights: on ``save_model`` (TRL does so only for checkpoints and ``push_to_hub``),
+into each ``checkpoint-N`` folder, and into ``output_dir`` only once it holds a model (an interrupted run used to
+leave a README.md describing weights that were never saved).
 
 Use it first in the bases of a TRL trainer and implement ``latent_card_details``::
 
     class LatentGRPOTrainer(LatentModelCardMixin, GRPOTrainer):
+        card_algorithm = "GRPO"  # cite the TRL trainer's ``_paper`` as the algorithm
+
         def latent_card_details(self) -> dict[str, str]:
             return {"Method": "4DRL (GRPO with latent rollouts)", **latent_spec_details(self.model), ...}
 """
 
 from __future__ import annotations
 
-import re
-import shutil
+import importlib.metadata
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .citations import CITATION_4DTHINKER, CITATION_TRL
 from .tokens import LATENT_END, LATENT_PAD, LATENT_START, get_latent_spec
 
 if TYPE_CHECKING:
     from .data import VisualOptions
 
 SECTION_TITLE = "## Thinking with 4D imagery"
-CARD_TAGS = ("trl-latent", "latent-reasoning", "4dthinker")
+CARD_TAGS = ("trl", "trl-latent", "latent-reasoning", "4dthinker", "video-question-answering")
+# Qwen2.5-VL answers questions about videos; the Hub's task for text generated from a video and a prompt
+PIPELINE_TAG = "video-text-to-text"
+# the keys of a parent checkpoint's card that a fine-tuned card keeps
+INHERITED_KEYS = ("base_model", "license", "license_name", "license_link")
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json",
+                "adapter_model.safetensors", "adapter_model.bin")
+# evaluation keys that are timings, not results
+_EVAL_TIMINGS = ("eval_runtime", "eval_samples_per_second", "eval_steps_per_second", "epoch", "step")
 INFERENCE_NOTE = (
     "Latent blocks cannot be decoded with `model.generate`: inside a block the model's last hidden state is fed back "
     "as the next input embedding. Use `trl_latent.generation.generate_with_latents` (or the `latent_qwen2_5_vl` "
@@ -76,6 +91,17 @@ def training_data_details(dataset: Any, visual: VisualOptions) -> dict[str, str]
     }
 
 
+def parent_card(name_or_path: str | None) -> dict[str, Any]:
+    """The :data:`INHERITED_KEYS` of the card of a local checkpoint (its ``README.md``), empty without one."""
+    readme = Path(name_or_path) / "README.md" if name_or_path else None
+    if readme is None or not readme.is_file():
+        return {}
+    from huggingface_hub import ModelCard
+
+    data = ModelCard.load(readme).data
+    return {key: data.get(key) for key in INHERITED_KEYS if data.get(key)}
+
+
 def base_model_of(name_or_path: str | None) -> tuple[str | None, str]:
     """``(Hub id of the base model or None, the sentence's markdown naming it)`` for a model loaded from
     ``name_or_path``. A local checkpoint is followed through its own card's ``base_model`` (so DIFT → 4DRL → … still
@@ -85,15 +111,31 @@ def base_model_of(name_or_path: str | None) -> tuple[str | None, str]:
     path = Path(name_or_path)
     if not path.is_dir():
         return name_or_path, f"[{name_or_path}](https://huggingface.co/{name_or_path})"
-    base = None
-    if (path / "README.md").is_file():
-        from huggingface_hub import ModelCard
-
-        base = ModelCard.load(path / "README.md").data.get("base_model")
-        base = base[0] if isinstance(base, list) and base else base
+    base = parent_card(name_or_path).get("base_model")
+    base = base[0] if isinstance(base, list) and base else base
     if base:
         return base, f"[{base}](https://huggingface.co/{base}) (through the local checkpoint `{path.name}`)"
     return None, f"a local checkpoint, `{path.name}`"
+
+
+def hub_dataset_ids(*names: str | None) -> list[str]:
+    """The names that are Hub dataset ids: not local files or folders (those are named in the card's table)."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    ids = []
+    for name in names:
+        if not name or Path(name).exists():
+            continue
+        try:
+            validate_repo_id(name)
+        except HFValidationError:
+            continue
+        ids.append(name)
+    return list(dict.fromkeys(ids))
+
+
+def has_weights(folder: Path) -> bool:
+    return any((folder / name).is_file() for name in WEIGHT_FILES)
 
 
 def quick_start(model_id: str, visual: VisualOptions) -> str:
@@ -128,63 +170,157 @@ print(processor.decode(output.completion_ids[0], skip_special_tokens=True))
 '''
 
 
-_FINE_TUNED = re.compile(r"This model is a fine-tuned version of \[[^\]]*\]\([^)]*\)")
-_QUICK_START = re.compile(r"## Quick start\n.*?(?=## )", re.DOTALL)
-
-
 def render_section(details: Mapping[str, str]) -> str:
     """The markdown section: a two-column table of ``details`` and the note on latent decoding."""
-    rows = "\n".join(f"| {key} | {value} |" for key, value in details.items())
-    return f"{SECTION_TITLE}\n\n| | |\n|---|---|\n{rows}\n\n{INFERENCE_NOTE}\n"
+    return f"{SECTION_TITLE}\n\n{table(details)}\n\n{INFERENCE_NOTE}\n"
 
 
-def insert_section(card_text: str, section: str) -> str:
-    """Put ``section`` before the card's "## Citations" (at the end when there is none); replace an older one."""
-    if SECTION_TITLE in card_text:
-        start = card_text.index(SECTION_TITLE)
-        end = card_text.find("\n## ", start + len(SECTION_TITLE))
-        card_text = card_text[:start] + (card_text[end + 1 :] if end != -1 else "")
-    anchor = card_text.find("## Citations")
-    if anchor == -1:
-        return card_text.rstrip("\n") + "\n\n" + section
-    return card_text[:anchor] + section + "\n" + card_text[anchor:]
+def table(rows: Mapping[str, Any]) -> str:
+    """A two-column markdown table without a header row."""
+    return "| | |\n|---|---|\n" + "\n".join(f"| {key} | {value} |" for key, value in rows.items())
+
+
+def hyperparameters(args: Any, state: Any) -> dict[str, Any]:
+    """What a reader needs to rerun the training: the optimisation settings actually used."""
+    world = getattr(args, "world_size", 1)
+    batch = args.per_device_train_batch_size * args.gradient_accumulation_steps * world
+    precision = "bf16" if args.bf16 else "fp16" if args.fp16 else "fp32"
+    return {
+        "learning_rate": f"{args.learning_rate:g}",
+        "lr_scheduler_type": getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type),
+        "optimizer": getattr(args.optim, "value", args.optim),
+        "per_device_train_batch_size": args.per_device_train_batch_size,
+        "gradient_accumulation_steps": args.gradient_accumulation_steps,
+        "total_train_batch_size": f"{batch} ({world} process{'es' if world > 1 else ''})",
+        "training steps": state.max_steps or "-",
+        "seed": args.seed,
+        "precision": precision,
+    }
+
+
+def final_metrics(log_history: list[dict[str, Any]]) -> dict[str, str]:
+    """The last logged training step's metrics and the run's summary (``train_loss``, runtime), as strings."""
+    step = next((entry for entry in reversed(log_history) if "loss" in entry), {})
+    summary = next((entry for entry in reversed(log_history) if "train_loss" in entry), {})
+    shown = {**{k: v for k, v in step.items() if k not in ("epoch",)}, **summary}
+    return {key: f"{value:.4g}" if isinstance(value, float) else str(value) for key, value in shown.items()}
+
+
+def eval_results(log_history: list[dict[str, Any]], dataset: str) -> list[Any]:
+    """``model-index`` results of the trainer's last evaluation (``eval_*`` metrics), empty when it never ran."""
+    from huggingface_hub import EvalResult
+
+    last = next((entry for entry in reversed(log_history) if any(k.startswith("eval_") for k in entry)), None)
+    if last is None:
+        return []
+    return [EvalResult(task_type=PIPELINE_TAG, dataset_type=dataset, dataset_name=dataset, dataset_split="eval",
+                       metric_type=key.removeprefix("eval_"), metric_name=key, metric_value=value)
+            for key, value in last.items()
+            if key.startswith("eval_") and key not in _EVAL_TIMINGS and isinstance(value, (int, float))]
+
+
+def framework_versions() -> str:
+    lines = []
+    for label, dist in (("trl-latent", "trl-latent"), ("TRL", "trl"), ("Transformers", "transformers"),
+                        ("PEFT", "peft"), ("PyTorch", "torch"), ("Datasets", "datasets"), ("Tokenizers", "tokenizers")):
+        try:
+            lines.append(f"- {label}: {importlib.metadata.version(dist)}")
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return "\n".join(lines)
+
+
+def citations(algorithm: str | None, algorithm_citation: str | None) -> str:
+    parts = ["## Citations", "", "The method, 4DThinker (latent imagery, DIFT, 4DRL):", "",
+             f"```bibtex\n{CITATION_4DTHINKER}\n```", ""]
+    if algorithm and algorithm_citation:
+        parts += [f"{algorithm}, the algorithm this stage optimises with:", "", f"```bibtex\n{algorithm_citation.strip()}\n```",
+                  ""]
+    parts += ["TRL, the trainers this builds on:", "", f"```bibtex\n{CITATION_TRL}\n```", ""]
+    return "\n".join(parts)
 
 
 class LatentModelCardMixin:
-    """Adds the latent section to TRL's model card and writes the card on every ``save_model``."""
+    """Builds the model card (see the module docstring) and writes it wherever weights are saved.
+
+    ``card_dataset_name`` (set by the training scripts to their ``dataset_name``) is the training data named in the
+    card when ``create_model_card`` is not given one; ``card_algorithm`` names the paper in the TRL trainer's
+    ``_paper`` (``None``: the TRL trainer's algorithm has no paper to cite, as for SFT).
+    """
+
+    card_dataset_name: str | None = None
+    card_algorithm: str | None = None
 
     def latent_card_details(self) -> dict[str, str]:
         raise NotImplementedError(f"{type(self).__name__} must say what goes into its model card")
 
+    def build_model_card(self, model_name: str, dataset_name: str | None = None,
+                         tags: str | Iterable[str] | None = None) -> Any:
+        """The card as a ``huggingface_hub.ModelCard`` (metadata and text); nothing is written."""
+        from huggingface_hub import ModelCard, ModelCardData
+
+        name_or_path = getattr(self.model.config, "_name_or_path", None)
+        base, named = base_model_of(name_or_path)
+        inherited = parent_card(name_or_path) if name_or_path and Path(name_or_path).is_dir() else {}
+        tags = [tags] if isinstance(tags, str) else list(tags or [])
+        history = self.state.log_history
+        eval_data = ", ".join(data_sources(self.eval_dataset)) or "eval_dataset"
+        data = ModelCardData(
+            base_model=base,
+            datasets=hub_dataset_ids(dataset_name or self.card_dataset_name) or None,
+            library_name="transformers",
+            pipeline_tag=PIPELINE_TAG,
+            license=inherited.get("license"),
+            license_name=inherited.get("license_name"),
+            license_link=inherited.get("license_link"),
+            model_name=model_name,
+            tags=list(dict.fromkeys([*tags, *self._tag_names, *CARD_TAGS])),
+            eval_results=eval_results(history, eval_data) or None,
+        )
+        model_id = self.hub_model_id or model_name
+        license_line = ("" if data.license else
+                        "No license is recorded for the base model here; its own license applies to these weights.\n\n")
+        text = "\n".join([
+            f"# Model Card for {model_name}", "",
+            f"This model is a fine-tuned version of {named}, trained with {self._name} from trl-latent: the "
+            "4DThinker method (reasoning with latent \"mental imagery\" tokens about motion in video) on top of "
+            "[TRL](https://github.com/huggingface/trl).", "",
+            license_line + quick_start(model_id, self.args.visual_options).rstrip("\n"), "",
+            render_section(self.latent_card_details()),
+            "## Training procedure", "",
+            "### Training hyperparameters", "", table(hyperparameters(self.args, self.state)), "",
+            "### Training results", "",
+            table(final_metrics(history)) if any("loss" in entry for entry in history) else "Not trained yet.", "",
+            *(["## Evaluation", "", f"The trainer's last evaluation, on {eval_data}:", "",
+               table({r.metric_name: f"{r.metric_value:.4g}" for r in data.eval_results}), ""]
+              if data.eval_results else []),
+            "### Framework versions", "", framework_versions(), "",
+            citations(self.card_algorithm, self._paper.get("citation")),
+        ])
+        return ModelCard(f"---\n{data.to_yaml()}\n---\n\n{text}")
+
+    def write_model_card(self, folder: Path, model_name: str | None = None, dataset_name: str | None = None,
+                         tags: str | Iterable[str] | None = None) -> None:
+        """Write ``folder/README.md`` on the main process, if ``folder`` holds weights."""
+        if self.is_world_process_zero() and has_weights(folder):
+            card = self.build_model_card(model_name or folder.name, dataset_name, tags)
+            card.save(folder / "README.md")
+
     def create_model_card(
         self, model_name: str | None = None, dataset_name: str | None = None, tags: str | Iterable[str] | None = None
     ) -> None:
-        from huggingface_hub import ModelCard
+        """TRL's hook (checkpoints, ``push_to_hub``): the card for ``output_dir``, once weights are there."""
+        self.write_model_card(Path(self.args.output_dir), model_name, dataset_name, tags)
 
-        tags = [tags] if isinstance(tags, str) else list(tags or [])
-        if dataset_name and Path(dataset_name).exists():  # a local file is no Hub dataset; the section names it
-            dataset_name = None
-        super().create_model_card(model_name=model_name, dataset_name=dataset_name, tags=[*tags, *CARD_TAGS])
-        if not self.is_world_process_zero():
-            return
-        readme = Path(self.args.output_dir) / "README.md"
-        card = ModelCard.load(readme)
-        base, named = base_model_of(getattr(self.model.config, "_name_or_path", None))
-        if base:
-            card.data.base_model = base
-        model_id = self.hub_model_id or model_name or Path(self.args.output_dir).name
-        text = _FINE_TUNED.sub(lambda _: f"This model is a fine-tuned version of {named}", card.text, count=1)
-        text = _QUICK_START.sub(lambda _: quick_start(model_id, self.args.visual_options), text, count=1)
-        card.text = insert_section(text, render_section(self.latent_card_details()))
-        card.save(readme)
+    def _save_checkpoint(self, model: Any, trial: Any) -> None:
+        super()._save_checkpoint(model, trial)
+        from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+        folder = Path(self._get_output_dir(trial=trial)) / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+        self.write_model_card(folder, Path(self.args.output_dir).name)
 
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
         super().save_model(output_dir, _internal_call)
-        if _internal_call:  # checkpoints and push_to_hub already write the card themselves
-            return
-        model_name = Path(output_dir or self.args.output_dir).name
-        self.create_model_card(model_name=model_name)
-        if self.is_world_process_zero() and output_dir is not None:
-            source, target = Path(self.args.output_dir) / "README.md", Path(output_dir) / "README.md"
-            if source.resolve() != target.resolve():
-                shutil.copyfile(source, target)
+        if not _internal_call:  # push_to_hub writes the card itself, after this
+            folder = Path(output_dir or self.args.output_dir)
+            self.write_model_card(folder, folder.name)

@@ -30,6 +30,16 @@ def test_load_dataset_sees_only_the_named_configurations(export_dir):
         datasets.load_dataset(str(export_dir), "validation")
 
 
+def test_the_export_card_is_a_hub_dataset_card(export_dir):
+    from huggingface_hub import DatasetCard
+
+    card = DatasetCard.load(export_dir / "README.md")
+    assert {c["config_name"] for c in card.data.configs} == {"dift", "rl", "dift_text_only"}
+    assert card.data.configs[0]["config_name"] == "dift" and card.data.configs[0]["default"] is True
+    assert card.data.task_categories == ["video-text-to-text"] and "4dthinker" in card.data.tags
+    assert "@article{chen20264dthinker" in card.text and card.data.license is None
+
+
 @pytest.mark.parametrize("task", ["dift", "rl"])
 def test_both_dataset_forms_load_as_training_records(export_dir, task):
     from_jsonl = load_records(export_dir / f"{task}.jsonl", task)

@@ -9,8 +9,10 @@ from trl_latent.model_card import (
     SECTION_TITLE,
     base_model_of,
     data_sources,
-    insert_section,
+    eval_results,
+    hub_dataset_ids,
     latent_spec_details,
+    parent_card,
     render_section,
     training_data_details,
 )
@@ -18,16 +20,31 @@ from trl_latent.model_card import (
 TRL_CARD = "# Model Card for x\n\nbody\n\n## Citations\n\nCite TRL as: ...\n"
 
 
-def test_section_goes_before_citations_and_replaces_an_older_one():
-    first = insert_section(TRL_CARD, render_section({"Latent size K": "4"}))
-    assert first.index(SECTION_TITLE) < first.index("## Citations") and "| Latent size K | 4 |" in first
-    second = insert_section(first, render_section({"Latent size K": "8"}))
-    assert second.count(SECTION_TITLE) == 1 and "| Latent size K | 8 |" in second and "| 4 |" not in second
-    assert second.endswith("Cite TRL as: ...\n")
+def test_section_is_a_table_and_the_decoding_note():
+    section = render_section({"Latent size K": "4"})
+    assert section.startswith(SECTION_TITLE) and "| Latent size K | 4 |" in section and "generate_with_latents" in section
 
 
-def test_section_is_appended_to_a_card_without_citations():
-    assert insert_section("# card\n", render_section({"a": "b"})).startswith("# card\n\n" + SECTION_TITLE)
+def test_only_hub_ids_are_card_datasets(tmp_path):
+    local = tmp_path / "dift.jsonl"
+    local.write_text("")
+    assert hub_dataset_ids("jankin123/4DThinker-Training-Data", str(local), None, "../x/y/z") == [
+        "jankin123/4DThinker-Training-Data"]
+
+
+def test_eval_results_come_from_the_last_evaluation_without_timings():
+    history = [{"loss": 2.0, "step": 1}, {"eval_loss": 1.9, "eval_runtime": 3.0, "step": 1},
+               {"eval_loss": 1.5, "eval_sim_loss": 0.4, "eval_samples_per_second": 9.0, "epoch": 1.0, "step": 2}]
+    results = eval_results(history, "valid.jsonl")
+    assert {(r.metric_name, r.metric_value) for r in results} == {("eval_loss", 1.5), ("eval_sim_loss", 0.4)}
+    assert {r.dataset_name for r in results} == {"valid.jsonl"} and eval_results(history[:1], "v") == []
+
+
+def test_license_and_base_model_are_inherited_from_the_parent_card(tmp_path):
+    (tmp_path / "README.md").write_text("---\nbase_model: Qwen/Qwen2.5-VL-7B-Instruct\nlicense: apache-2.0\n"
+                                        "tags: [x]\n---\n# card\n")
+    assert parent_card(str(tmp_path)) == {"base_model": "Qwen/Qwen2.5-VL-7B-Instruct", "license": "apache-2.0"}
+    assert parent_card(str(tmp_path / "missing")) == {}
 
 
 def test_spec_details_and_data_sources(tiny, stock_tiny):

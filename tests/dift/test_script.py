@@ -51,7 +51,7 @@ def test_tiny_recipe_runs_two_steps(stock_checkpoint, tmp_path, monkeypatch):
 
 
 def test_recipe_flags_are_validated():
-    with pytest.raises(ValueError, match="no_such_flag"):
+    with pytest.raises(SystemExit, match="unknown flag --no_such_flag"):
         main(["--config", str(RECIPE), "--no_such_flag", "1"])
 
 

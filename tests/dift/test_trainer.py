@@ -122,8 +122,21 @@ def test_save_model_writes_a_latent_model_card(tiny, dift_records, tmp_path):
     card = (tmp_path / "final" / "README.md").read_text()
     assert "## Thinking with 4D imagery" in card and "| Latent size K | 4 |" in card
     assert "0.1 × CE" in card and "1.0 × mean(1 − cos" in card and "train.jsonl" in card
-    assert "generate_with_latents" in card and "This model was trained with DIFT" in card
-    assert card.index("## Thinking with 4D imagery") < card.index("## Citations")
+    assert "generate_with_latents" in card and "trained with DIFT from trl-latent" in card
+    assert card.index("## Thinking with 4D imagery") < card.index("## Training procedure") < card.index("## Citations")
+    assert "| learning_rate |" in card and "| train_loss |" in card  # the procedure is no longer empty
+
+
+def test_an_interrupted_run_leaves_no_card_without_weights(tiny, dift_records, tmp_path):
+    """A run stopped after its checkpoints: the card sits next to the checkpoint's weights, not in an output_dir
+    that holds none (TRL writes it there before saving the checkpoint)."""
+    from huggingface_hub import ModelCard
+
+    trainer = _trainer(tiny, dift_records, tmp_path / "run", max_steps=1, save_strategy="steps", save_steps=1)
+    trainer.train()  # ends without save_model, as a run killed after its last checkpoint
+    assert not (tmp_path / "run" / "README.md").exists()
+    card = ModelCard.load(tmp_path / "run" / "checkpoint-1" / "README.md")
+    assert (tmp_path / "run" / "checkpoint-1" / "model.safetensors").is_file() and card.data.library_name
 
 
 def test_a_video_that_fails_mid_run_is_skipped_and_counted_or_named(tiny, tmp_path):

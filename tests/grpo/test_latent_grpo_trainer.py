@@ -267,6 +267,12 @@ def test_model_card_has_the_reward_weights_and_no_local_path(tiny, tmp_path, rl_
                                 args=config(tmp_path, reward_weights=[1.0, 0.2]),
                                 train_dataset=load_records(rl_jsonl, task="rl"))
     trainer.create_model_card(model_name="run", dataset_name=str(rl_jsonl))
-    card = (tmp_path / "out" / "README.md").read_text()
+    assert not (tmp_path / "out" / "README.md").exists()  # no weights saved there yet: no card describing them
+    card = str(trainer.build_model_card("run", dataset_name=str(rl_jsonl)))
     assert "| Rewards | 1 × `accuracy` + 0.2 × `format` |" in card and "| Training data | `rl.jsonl` |" in card
     assert str(tmp_path) not in card and "[None]" not in card and "generate_with_latents(model, **inputs" in card
+    # 4DThinker is cited as the method, GRPO (from the DeepSeekMath paper) as the algorithm, never as "LatentGRPO"
+    citations = card.split("## Citations", 1)[1]
+    assert "@article{chen20264dthinker" in citations and "4DThinker: Thinking with 4D Imagery" in citations
+    assert "GRPO, the algorithm" in citations and "shao2024deepseekmath" in citations
+    assert "Cite LatentGRPO" not in card and "licence" not in card

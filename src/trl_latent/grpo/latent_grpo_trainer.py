@@ -131,6 +131,7 @@ class LatentGRPOTrainer(ResumeWeightsMixin, SkippedSamplesMixin, LatentModelCard
 
     _tag_names = ["trl", "grpo", "trl-latent", "4drl"]
     _name = "LatentGRPO"
+    card_algorithm = "GRPO"  # the model card cites GRPOTrainer's paper (DeepSeekMath) as the algorithm, 4DThinker as the method
 
     def __init__(
         self,

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import argparse
 
-from ..testing import MODEL_SIZES, save_tiny_checkpoint
+# the names of trl_latent.testing.MODEL_SIZES, spelled here so that --help answers before torch loads (testing imports
+# it); tests/test_scripts_common.py checks that the two agree
+SIZES = ("tiny", "small", "3b")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -19,7 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Save a random-weight Qwen2.5-VL checkpoint (model + processor) built from a config, offline.",
     )
     parser.add_argument("output_dir", help="Folder to write the checkpoint to (created; must not hold a checkpoint).")
-    parser.add_argument("--size", choices=sorted(MODEL_SIZES), default="tiny",
+    parser.add_argument("--size", choices=SIZES, default="tiny",
                         help="Config values: tiny / small (CPU, seconds) or 3b (the real Qwen2.5-VL-3B shape).")
     parser.add_argument("--latent_size", "--latent-size", type=int, default=0,
                         help="Register the latent tokens with K pads per block (0: a stock checkpoint, which is what "
@@ -31,6 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from pathlib import Path
+
+    from ..testing import MODEL_SIZES, save_tiny_checkpoint
 
     out = Path(args.output_dir)
     if (out / "config.json").exists():
