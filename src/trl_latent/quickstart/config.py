@@ -73,6 +73,14 @@ class QuickstartConfig:
     sft_steps: int = field(default=250, metadata={"help": "Optimizer steps of text-only SFT and of DIFT (same data order)."})
     ce_weight: float = field(default=1.0, metadata={"help": "DIFT text-loss weight (the release's 0.1 suits a pretrained "
                              "model that already writes; a model trained from scratch needs the text signal)."})
+    latent_feedback_norm: str = field(default="none", metadata={"help": "DIFT arms' latent calibration: none (the "
+                                      "release: hidden states fed back as they are) or target (rescaled to the imagery "
+                                      "targets' mean norm, recorded in the model config)."})
+    stage2_steps: int = field(default=0, metadata={"help": "DIFT stage 2 (latent_feedback self, from the DIFT arm) as "
+                              "an extra arm with this many steps (0: none)."})
+    stage2_learning_rate: float = field(default=2e-4, metadata={"help": "LR of DIFT stage 2."})
+    diagnostics: bool = field(default=True, metadata={"help": "Re-answer the held-out questions of every latent arm "
+                              "with oracle imagery and with swapped latents (imagination gap, content dependence)."})
     batch_size: int = field(default=8, metadata={"help": "Per-device batch of SFT and DIFT."})
     sft_learning_rate: float = field(default=1e-3, metadata={"help": "LR of SFT/DIFT (a random-init tiny model)."})
     grpo_steps: int = field(default=8, metadata={"help": "4DRL optimizer steps."})
@@ -117,6 +125,8 @@ class QuickstartConfig:
         if 0 < self.vocab_size < 300:
             raise ValueError(f"vocab_size must be 0 (full Qwen vocabulary) or at least 300 (256 bytes + specials), "
                              f"got {self.vocab_size}")
+        if self.latent_feedback_norm not in ("none", "target"):
+            raise ValueError(f"latent_feedback_norm must be none or target, got {self.latent_feedback_norm!r}")
         if self.num_frames % 2:
             raise ValueError(f"num_frames must be even (temporal patch 2), got {self.num_frames}")
 
