@@ -242,7 +242,7 @@ class Quickstart:
             "--learning_rate", str(changes.get("learning_rate", c.sft_learning_rate)),
             "--latent_size", str(latent_size), "--ce_weight", str(changes.get("ce_weight", c.ce_weight)),
             "--sim_weight", str(changes.get("sim_weight", 1.0)),
-            "--fps", str(c.fps), "--frames_fps", str(c.fps), "--max_frames", str(c.num_frames),
+            "--fps", str(c.fps), "--frames_fps", str(c.fps), "--max_frames", str(c.model_frames),
             "--max_pixels", str(c.image_size * c.image_size),
             "--imagery_max_pixels", str(c.imagery_size * c.imagery_size),
             "--logging_steps", str(max(1, c.sft_steps // 50)), "--save_strategy", "no", "--report_to", "none",
@@ -275,7 +275,7 @@ class Quickstart:
             "--learning_rate", str(c.grpo_learning_rate),
             "--reward_funcs", "trl_latent.rewards.accuracy", "trl_latent.rewards.format",
             "--reward_weights", "1.0", "0.2",
-            "--fps", str(c.fps), "--max_frames", str(c.num_frames),
+            "--fps", str(c.fps), "--max_frames", str(c.model_frames),
             "--max_pixels", str(c.image_size * c.image_size),
             "--logging_steps", "1", "--save_strategy", "no", "--report_to", "none",
             "--activation_checkpointing", "false", "--bf16", str(c.bf16).lower(), "--use_cpu", str(c.use_cpu).lower(),
@@ -290,7 +290,7 @@ class Quickstart:
         c = self.config
         model_args = (
             f"pretrained={self.out / 'models' / arm},device_map={c.eval_device},dtype={'bfloat16' if c.bf16 else 'float32'},"
-            f"fps={c.fps},max_frames={c.num_frames},max_pixels={c.image_size * c.image_size}"
+            f"fps={c.fps},max_frames={c.model_frames},max_pixels={c.image_size * c.image_size}"
         )
         argv = [
             "--model_args", model_args, "--tasks", "dsr_bench_think", "--log_samples",
@@ -311,7 +311,7 @@ class Quickstart:
         c = self.config
         run_diagnostics(
             self.out / "models" / arm, self.out / "data" / "export" / "benchmark", self.out / "data",
-            self.out / output(f"diagnose_{arm}"), fps=c.fps, max_frames=c.num_frames,
+            self.out / output(f"diagnose_{arm}"), fps=c.fps, max_frames=c.model_frames,
             max_pixels=c.image_size * c.image_size, imagery_max_pixels=c.imagery_size * c.imagery_size,
             max_new_tokens=c.max_new_tokens, batch_size=c.eval_batch_size, limit=c.eval_limit, seed=c.seed,
         )

@@ -50,6 +50,9 @@ class QuickstartConfig:
     image_size: int = field(default=84, metadata={"help": "Square frame side in pixels (multiple of 28)."})
     imagery_size: int = field(default=56, metadata={"help": "Imagery image side for the latent targets."})
     num_frames: int = field(default=8, metadata={"help": "Frames per clip."})
+    input_frames: int | None = field(default=None, metadata={"help": "Frames of each clip the models see, thinned "
+                                     "uniformly (default: all num_frames); questions and imagery still use every frame, "
+                                     "so imagery can show moments the model's input does not."})
     fps: float = field(default=2.0, metadata={"help": "Frame rate of the clips (and of the model's video input)."})
     cot_style: str = field(default="concise", metadata={"help": "Template CoT: concise (imagery + conclusion, learnable "
                            "in minutes) or full (the measurements behind each label too)."})
@@ -125,10 +128,17 @@ class QuickstartConfig:
         if 0 < self.vocab_size < 300:
             raise ValueError(f"vocab_size must be 0 (full Qwen vocabulary) or at least 300 (256 bytes + specials), "
                              f"got {self.vocab_size}")
+        if self.input_frames is not None and not (2 <= self.input_frames <= self.num_frames and self.input_frames % 2 == 0):
+            raise ValueError(f"input_frames must be even and in [2, num_frames={self.num_frames}], got {self.input_frames}")
         if self.latent_feedback_norm not in ("none", "target"):
             raise ValueError(f"latent_feedback_norm must be none or target, got {self.latent_feedback_norm!r}")
         if self.num_frames % 2:
             raise ValueError(f"num_frames must be even (temporal patch 2), got {self.num_frames}")
+
+    @property
+    def model_frames(self) -> int:
+        """Frames per clip the models see (``input_frames``, else every frame)."""
+        return self.input_frames or self.num_frames
 
     @property
     def latent_sizes(self) -> list[int]:
