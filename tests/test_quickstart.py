@@ -141,7 +141,10 @@ def _stand_in_entry_points(monkeypatch, tmp_path_factory) -> list[str]:
 
     monkeypatch.setattr(perception, "cached_tower", tower)
     monkeypatch.setattr(Quickstart, "_training_texts", lambda self: [])
-    monkeypatch.setattr(Quickstart, "diagnose", lambda self, arm: ran.append(f"diagnose:{arm}"))
+    from trl_latent.quickstart import diagnostics
+
+    monkeypatch.setattr(diagnostics, "run_diagnostics",
+                        lambda model_dir, *args, **kwargs: ran.append(f"diagnose:{Path(model_dir).name}"))
     return ran
 
 
