@@ -19,11 +19,10 @@ TINY = [
     "--num_frames", "4", "--model_size", "tiny", "--latent_size", "2", "--vocab_size", "600",
     "--sft_steps", "2", "--batch_size", "2", "--grpo_steps", "1", "--grpo_batch_size", "2", "--num_generations", "2",
     "--max_new_tokens", "24", "--eval_limit", "3", "--eval_batch_size", "3", "--workers", "1", "--progress", "false",
-    "--perception_clips", "6", "--perception_steps", "2", "--ablations", "k1",
-    "--stage2_steps", "1", "--latent_feedback_norm", "target",
+    "--perception_clips", "6", "--perception_steps", "2", "--ablations", "k1", "calib", "--stage2_steps", "1",
     "--families", *QUESTION_TYPES,  # four tiny clips: every family, so the held-out set is never empty
 ]
-ARMS = ("sft_text", "dift", "dift_grpo", "dift_stage2", "dift_k1")
+ARMS = ("sft_text", "dift", "dift_grpo", "dift_stage2", "dift_k1", "dift_calib")
 LATENT_ARMS = ARMS[1:]
 STAGES = ["synthesize", "datagen", "perception", "build_model", *(f"{kind}_{arm}" for kind in ("train", "eval")
                                                                    for arm in ARMS),
@@ -60,8 +59,8 @@ def test_writes_every_artifact(run, perception_cache):
         assert get_latent_spec(model).latent_size == (1 if arm == "dift_k1" else 2)
         state = json.loads((run / "models" / arm / "trainer_state.json").read_text())
         assert state["global_step"] == (1 if arm in ("dift_grpo", "dift_stage2") else 2)
-        # --latent_feedback_norm target: every latent arm records its targets' norm (the text-only arm has none)
-        assert (get_latent_spec(model).feedback_norm is not None) == (arm != "sft_text")
+        # only the calibrated arm records its targets' norm (the others are the release: none)
+        assert (get_latent_spec(model).feedback_norm is not None) == (arm == "dift_calib")
 
     # every arm starts from the cached pretrained tower; the K variants of the initial model differ in config only
     (tower_folder,) = [p for p in perception_cache.iterdir() if not p.name.startswith(".")]
@@ -75,7 +74,7 @@ def test_writes_every_artifact(run, perception_cache):
     assert set(report["arms"]) == {ARM_LABELS[arm] for arm in ARMS} and report["seed"] == 0
     pairs = [(p["a"], p["b"]) for p in report["statistics"]["paired"]]
     assert pairs == [("text-only SFT", "DIFT"), ("DIFT", "DIFT + 4DRL"), ("DIFT", "DIFT, stage 2 (self-fed)"),
-                     ("DIFT", "DIFT with K = 1")]
+                     ("DIFT", "DIFT with K = 1"), ("DIFT", "DIFT, calibrated feedback")]
     for arm in ARMS:  # oracle / swapped diagnostics of every latent arm, as fractions, per family
         diagnostics = report["arms"][ARM_LABELS[arm]].get("diagnostics")
         assert (diagnostics is not None) == (arm != "sft_text")

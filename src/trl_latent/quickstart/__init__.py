@@ -251,7 +251,7 @@ class Quickstart:
         ]
         if data == "dift.jsonl":  # the text-only arm has no imagery and no latents to calibrate
             argv += ["--latent_feedback", changes.get("latent_feedback", "teacher"),
-                     "--latent_feedback_norm", c.latent_feedback_norm]
+                     "--latent_feedback_norm", changes.get("latent_feedback_norm", c.latent_feedback_norm)]
         if dift.main(argv):
             raise RuntimeError(f"DIFT training of arm {arm!r} failed")
 

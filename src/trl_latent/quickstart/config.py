@@ -23,6 +23,7 @@ ABLATIONS = {
     "no_sim": ("DIFT without the similarity loss", {"sim_weight": 0.0}),
     "no_ce": ("DIFT without the text loss", {"ce_weight": 0.0}),
     **{f"k{k}": (f"DIFT with K = {k}", {"latent_size": k}) for k in (1, 2, 4, 8)},
+    "calib": ("DIFT, calibrated feedback", {"latent_feedback_norm": "target"}),
 }
 """Extra DIFT arms of ``--ablations``: label and the DIFT settings they change (all else as the DIFT arm)."""
 PRESETS: dict[str, dict[str, Any]] = {
@@ -68,7 +69,8 @@ class QuickstartConfig:
     perception_cache: str = field(default="~/.cache/trl-latent/perception", metadata={
         "help": "Where pretrained vision towers are kept, one folder per setting (like a model download)."})
     ablations: list[str] = field(default_factory=list, metadata={
-        "help": f"Extra DIFT arms: {', '.join(ABLATIONS)} (without the similarity / text loss, K latents)."})
+        "help": f"Extra DIFT arms: {', '.join(ABLATIONS)} (without the similarity / text loss, K latents, fed-back "
+        "latents rescaled to the targets' norm)."})
     model_size: str = field(default="small", metadata={"help": "Random-init model: tiny, small or 3b (GPU)."})
     vocab_size: int = field(default=1024, metadata={"help": "Retrain the Qwen tokenizer's BPE on the training texts with "
                             "at most this many entries (0: the full 151k Qwen vocabulary, which dominates CPU step time)."})
