@@ -296,9 +296,8 @@ def feed_back_latents(model: Any, pad_mask: torch.Tensor) -> Iterator[list[torch
     cut before every column holding a pad of some row; the pieces run in order through the language model with one KV
     cache, and a row's pad input becomes the last-layer hidden state of the position before it (post final norm, through
     :func:`trl_latent.latents.feedback_vector`, as :func:`trl_latent.generation.generate_with_latents` feeds it), with
-    its gradient. Positions are the ones the
-    backbone computed for the whole sequence (``get_rope_index``), sliced per piece, so they equal a teacher-forced
-    forward's. The pieces' hidden states are concatenated, so callers (the fused LM head, the hidden-state hook) see
+    its gradient. Positions are the ones the backbone computed for the whole sequence (``get_rope_index``), sliced per
+    piece, so they equal a teacher-forced forward's. The pieces' hidden states are concatenated, so callers (the fused LM head, the hidden-state hook) see
     one ordinary output. Yields the list the fed-back vectors are appended to, in order of the cut columns, one
     ``[rows with a pad there, H]`` tensor per column.
 
