@@ -170,3 +170,68 @@ def test_bad_inputs(tiny):
     ids = torch.tensor([[1, spec.pad_id, 2]])
     with pytest.raises(ValueError, match="must not contain <\\|latent_pad\\|>"):
         generate_with_latents(model, ids, max_new_tokens=2)
+
+
+def _calibrated(model, norm: float):
+    """The tiny model with a recorded fed-back latent norm (``latent_feedback_norm: target`` in DIFT records one)."""
+    from trl_latent.tokens import set_feedback_norm
+
+    set_feedback_norm(model, norm)
+    return model
+
+
+def test_calibrated_feedback_is_rescaled_and_stays_exact(tiny):
+    """With a recorded norm every fed-back vector has that norm and the direction of the hidden state it came from,
+    and the loop still equals a teacher-forced re-forward (cached and uncached alike)."""
+    model, processor = tiny
+    plain_spec = get_latent_spec(model)
+    batch = image_prompts(processor, QUESTIONS)
+    force = LogitsProcessorList([ForceAt(batch["input_ids"].shape[1], {0: [1], 1: [0, 7]}, plain_spec.start_id)])
+    raw = _generate(model, batch, max_new_tokens=14, logits_processor=force)
+    model = _calibrated(model, 0.37)
+    spec = get_latent_spec(model)
+    assert spec.feedback_norm == pytest.approx(0.37)
+    out = _generate(model, batch, max_new_tokens=14, output_logits=True, logits_processor=force)
+    vectors = out.latent_embeds[out.latent_mask]
+    torch.testing.assert_close(vectors.norm(dim=-1), torch.full((vectors.shape[0],), 0.37), atol=1e-5, rtol=0)
+    # the first vector of each row comes from the same prompt state as uncalibrated: same direction, new norm
+    first = out.latent_mask.float().argmax(-1)
+    for row in range(2):
+        a, b = raw.latent_embeds[row, first[row]], out.latent_embeds[row, first[row]]
+        assert b.norm() < 0.9 * a.norm() or b.norm() > 1.1 * a.norm()  # the rescale did something
+        torch.testing.assert_close(torch.nn.functional.cosine_similarity(a, b, dim=0), torch.tensor(1.0), atol=1e-5, rtol=0)
+    uncached = _generate(model, batch, max_new_tokens=14, use_cache=False, logits_processor=force)
+    assert torch.equal(out.completion_ids, uncached.completion_ids)
+    torch.testing.assert_close(out.latent_embeds, uncached.latent_embeds, atol=1e-5, rtol=1e-4)
+    ids = out.sequences
+    mask = torch.cat([batch["attention_mask"], torch.ones_like(out.completion_ids)], dim=1)
+    types = torch.cat([batch["mm_token_type_ids"], torch.zeros_like(out.completion_ids)], dim=1)
+    visual = {k: v for k, v in batch.items() if k not in ("input_ids", "attention_mask", "mm_token_type_ids")}
+    with inject_latents(model, spec.pad_id, vectors):
+        logits = model(input_ids=ids, attention_mask=mask, mm_token_type_ids=types, **visual).logits
+    prompt_len = batch["input_ids"].shape[1]
+    torch.testing.assert_close(out.logits[out.completion_mask], logits[:, prompt_len - 1 : -1].float()[out.completion_mask],
+                               atol=2e-4, rtol=1e-4)
+
+
+def test_latent_inputs_replace_the_fed_back_vectors_in_order(tiny):
+    """Diagnostics feed given vectors (oracle imagery, another question's latents): a row's first N latent positions
+    get them in order, later positions and rows without any feed back their own states."""
+    model, processor = tiny
+    spec = get_latent_spec(model)
+    hidden = model.config.text_config.hidden_size if hasattr(model.config, "text_config") else model.config.hidden_size
+    batch = image_prompts(processor, QUESTIONS)
+    force = LogitsProcessorList([ForceAt(batch["input_ids"].shape[1], {0: [0, 7], 1: [0]}, spec.start_id)])
+    own = _generate(model, batch, max_new_tokens=14, logits_processor=force)
+    given = torch.randn(spec.latent_size + 1, hidden, generator=torch.Generator().manual_seed(0))
+    out = _generate(model, batch, max_new_tokens=14, logits_processor=force, latent_inputs=[given, None])
+    fed = out.latent_embeds[0][out.latent_mask[0]]
+    torch.testing.assert_close(fed[: len(given)], given)
+    assert not torch.allclose(fed[len(given):], given[-1].expand_as(fed[len(given):]))
+    torch.testing.assert_close(out.latent_embeds[1], own.latent_embeds[1])  # row 1 unchanged (batch rows independent)
+    uncached = _generate(model, batch, max_new_tokens=14, logits_processor=force, latent_inputs=[given, None],
+                         use_cache=False)
+    assert torch.equal(out.completion_ids, uncached.completion_ids)
+    torch.testing.assert_close(out.latent_embeds, uncached.latent_embeds, atol=1e-5, rtol=1e-4)
+    with pytest.raises(ValueError, match="latent_inputs has 1 rows"):
+        _generate(model, batch, max_new_tokens=4, latent_inputs=[given])

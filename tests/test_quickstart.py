@@ -20,12 +20,14 @@ TINY = [
     "--num_frames", "4", "--model_size", "tiny", "--latent_size", "2", "--vocab_size", "600",
     "--sft_steps", "2", "--batch_size", "2", "--grpo_steps", "1", "--grpo_batch_size", "2", "--num_generations", "2",
     "--max_new_tokens", "24", "--eval_limit", "3", "--eval_batch_size", "3", "--workers", "1", "--progress", "false",
-    "--perception_clips", "6", "--perception_steps", "2", "--ablations", "k1",
+    "--perception_clips", "6", "--perception_steps", "2", "--ablations", "k1", "calib", "--stage2_steps", "1",
     "--families", *QUESTION_TYPES,  # four tiny clips: every family, so the held-out set is never empty
 ]
-ARMS = ("sft_text", "dift", "dift_grpo", "dift_k1")
+ARMS = ("sft_text", "dift", "dift_grpo", "dift_stage2", "dift_k1", "dift_calib")
+LATENT_ARMS = ARMS[1:]
 STAGES = ["synthesize", "datagen", "perception", "build_model", *(f"{kind}_{arm}" for kind in ("train", "eval")
-                                                                   for arm in ARMS)]
+                                                                   for arm in ARMS),
+          *(f"diagnose_{arm}" for arm in LATENT_ARMS)]
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +59,9 @@ def test_writes_every_artifact(run, perception_cache):
         model = Qwen2_5_VLForConditionalGeneration.from_pretrained(run / "models" / arm)
         assert get_latent_spec(model).latent_size == (1 if arm == "dift_k1" else 2)
         state = json.loads((run / "models" / arm / "trainer_state.json").read_text())
-        assert state["global_step"] == (1 if arm == "dift_grpo" else 2)
+        assert state["global_step"] == (1 if arm in ("dift_grpo", "dift_stage2") else 2)
+        # only the calibrated arm records its targets' norm (the others are the release: none)
+        assert (get_latent_spec(model).feedback_norm is not None) == (arm == "dift_calib")
 
     # every arm starts from the cached pretrained tower; the K variants of the initial model differ in config only
     (tower_folder,) = [p for p in perception_cache.iterdir() if not p.name.startswith(".")]
@@ -70,7 +74,17 @@ def test_writes_every_artifact(run, perception_cache):
     report = json.loads((run / "report.json").read_text())
     assert set(report["arms"]) == {ARM_LABELS[arm] for arm in ARMS} and report["seed"] == 0
     pairs = [(p["a"], p["b"]) for p in report["statistics"]["paired"]]
-    assert pairs == [("text-only SFT", "DIFT"), ("DIFT", "DIFT + 4DRL"), ("DIFT", "DIFT with K = 1")]
+    assert pairs == [("text-only SFT", "DIFT"), ("DIFT", "DIFT + 4DRL"), ("DIFT", "DIFT, stage 2 (self-fed)"),
+                     ("DIFT", "DIFT with K = 1"), ("DIFT", "DIFT, calibrated feedback")]
+    for arm in ARMS:  # oracle / swapped diagnostics of every latent arm, as fractions, per family
+        diagnostics = report["arms"][ARM_LABELS[arm]].get("diagnostics")
+        assert (diagnostics is not None) == (arm != "sft_text")
+        if diagnostics:
+            assert diagnostics["imagination_gap"] == pytest.approx(diagnostics["oracle"] - diagnostics["self_fed"])
+            assert diagnostics["content_dependence"] == pytest.approx(diagnostics["self_fed"] - diagnostics["swapped"])
+            assert diagnostics["by_family"]["overall"]["n"] == 3 and diagnostics["questions_with_imagery"] >= 1
+            # the diagnostics' own self-fed pass answers exactly as the lmms-eval run did
+            assert diagnostics["self_fed"] == report["arms"][ARM_LABELS[arm]]["overall"]["accuracy"]
     assert report["perception"]["clips"] == {"train": 5, "heldout": 1}
     for arm, scores in report["arms"].items():
         samples = scores_from_samples(latest_samples(run / "eval" / _key(arm), "dsr_bench_think"))
@@ -81,6 +95,7 @@ def test_writes_every_artifact(run, perception_cache):
     text = (run / "report.md").read_text()
     assert "Chance level: " in text and all(ARM_LABELS[arm] in text for arm in ARMS)
     assert "## Paired differences" in text and "## Perception pretraining" in text
+    assert "## Do the latents carry content?" in text
     assert "![losses](losses.png)" in text and "![rewards](rewards.png)" in text
 
 
@@ -127,6 +142,10 @@ def _stand_in_entry_points(monkeypatch, tmp_path_factory) -> list[str]:
 
     monkeypatch.setattr(perception, "cached_tower", tower)
     monkeypatch.setattr(Quickstart, "_training_texts", lambda self: [])
+    from trl_latent.quickstart import diagnostics
+
+    monkeypatch.setattr(diagnostics, "run_diagnostics",
+                        lambda model_dir, *args, **kwargs: ran.append(f"diagnose:{Path(model_dir).name}"))
     return ran
 
 
@@ -152,14 +171,14 @@ def test_rerun_with_other_settings_redoes_exactly_what_they_change(run, monkeypa
     Quickstart(_config(run, *cache, "--progress", "true", "--workers", "2")).run()  # settings that change no result
     assert ran == ["report"]
     Quickstart(_config(run, *cache, "--grpo_steps", "2")).run()
-    assert ran[1:] == ["grpo:dift_grpo", "eval:dift_grpo", "report"]
+    assert ran[1:] == ["grpo:dift_grpo", "eval:dift_grpo", "diagnose:dift_grpo", "report"]
     assert "train_dift_grpo: redone (grpo_steps 1 -> 2)" in capsys.readouterr().out
     assert not (run / "models" / "dift_grpo").exists()  # emptied before the stage was redone
     assert not (run / "report.md").exists() and not (run / "report.json").exists()  # the old numbers are gone
     assert json.loads((run / "quickstart_config.json").read_text())["grpo_steps"] == 2
     del ran[:]
     Quickstart(_config(run, *cache, "--grpo_steps", "2", "--eval_limit", "2")).run()
-    assert ran == ["eval:sft_text", "eval:dift", "eval:dift_grpo", "eval:dift_k1", "report"]
+    assert ran == [*(f"eval:{arm}" for arm in ARMS), *(f"diagnose:{arm}" for arm in LATENT_ARMS), "report"]
     del ran[:]
     Quickstart(_config(run, *cache, "--grpo_steps", "2", "--eval_limit", "2", "--num_clips", "6")).run()
     # the pretrained tower does not depend on the clips: kept; one initial model per K, the old ones removed first

@@ -14,7 +14,7 @@ text after it (long, low-fps video under transformers' own rule), and only the f
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,7 +27,7 @@ from transformers.generation.logits_process import (
     TopPLogitsWarper,
 )
 
-from .latents import inject_latents
+from .latents import feedback_vector, inject_latents
 from .models import adapter_for, apply_position_rule, position_rule
 from .tokens import LatentSpec, _unwrap, get_latent_spec
 
@@ -159,6 +159,7 @@ def generate_with_latents(
     use_cache: bool = True,
     spec: LatentSpec | None = None,
     output_logits: bool = False,
+    latent_inputs: Sequence[torch.Tensor | None] | None = None,
     **multimodal: Any,
 ) -> LatentGenerationOutput:
     """Generate from left-padded prompts, running a latent block wherever the model emits ``<|latent_start|>``.
@@ -206,6 +207,8 @@ def generate_with_latents(
     latent_embeds = torch.zeros(batch_size, max_new_tokens, hidden_size, dtype=embed.weight.dtype, device=device)
     latent_mask = torch.zeros(batch_size, max_new_tokens, dtype=torch.bool, device=device)
     step_logits = [] if output_logits else None
+    given, given_count = _given_latents(latent_inputs, batch_size, hidden_size, latent_embeds.dtype, device)
+    fed_count = torch.zeros(batch_size, dtype=torch.long, device=device)
 
     remaining = torch.zeros(batch_size, dtype=torch.long, device=device)  # latent steps still to feed
     force_end = torch.zeros(batch_size, dtype=torch.bool, device=device)
@@ -232,7 +235,13 @@ def generate_with_latents(
         token = torch.where(finished, pad_token_id, token)
         completion[:, t] = token
         latent_mask[:, t] = in_latent
-        latent_embeds[:, t] = torch.where(in_latent[:, None], hidden.to(latent_embeds.dtype), latent_embeds[:, t])
+        fed = feedback_vector(hidden, spec).to(latent_embeds.dtype)
+        if given is not None:
+            use_given = in_latent & (fed_count < given_count)
+            slot = given[torch.arange(batch_size, device=device), fed_count.clamp(max=given.shape[1] - 1)]
+            fed = torch.where(use_given[:, None], slot, fed)
+            fed_count = fed_count + in_latent.long()
+        latent_embeds[:, t] = torch.where(in_latent[:, None], fed, latent_embeds[:, t])
         steps = t + 1
 
         # advance each row's state machine
@@ -246,7 +255,7 @@ def generate_with_latents(
             break
 
         if use_cache:
-            step_embeds = torch.where(in_latent[:, None], hidden.to(embed.weight.dtype), embed(token)).unsqueeze(1)
+            step_embeds = torch.where(in_latent[:, None], fed.to(embed.weight.dtype), embed(token)).unsqueeze(1)
             attention_mask = torch.cat([attention_mask, attention_mask.new_ones(batch_size, 1)], dim=1)
             step_positions = (next_position + t).view(1, batch_size, 1).expand(3, -1, -1)
             out = backbone(
@@ -275,6 +284,27 @@ def generate_with_latents(
         latent_mask=latent_mask[:, :steps],
         logits=torch.stack(step_logits, dim=1) if step_logits is not None else None,
     )
+
+
+def _given_latents(
+    latent_inputs: Sequence[torch.Tensor | None] | None, batch_size: int, hidden_size: int, dtype: torch.dtype,
+    device: torch.device,
+) -> tuple[torch.Tensor | None, torch.Tensor]:
+    """``latent_inputs`` as one zero-padded ``[B, N, H]`` tensor and each row's count ``[B]`` (``None`` when unset)."""
+    counts = torch.zeros(batch_size, dtype=torch.long, device=device)
+    if latent_inputs is None:
+        return None, counts
+    if len(latent_inputs) != batch_size:
+        raise ValueError(f"latent_inputs has {len(latent_inputs)} rows, the batch {batch_size}")
+    rows = [torch.zeros(0, hidden_size) if v is None else v.reshape(-1, v.shape[-1]) for v in latent_inputs]
+    for row, vectors in enumerate(rows):
+        if vectors.shape[-1] != hidden_size:
+            raise ValueError(f"latent_inputs row {row} has vectors of size {vectors.shape[-1]}, the model {hidden_size}")
+    given = torch.zeros(batch_size, max(1, max(v.shape[0] for v in rows)), hidden_size, dtype=dtype, device=device)
+    for row, vectors in enumerate(rows):
+        given[row, : vectors.shape[0]] = vectors.to(device=device, dtype=dtype)
+        counts[row] = vectors.shape[0]
+    return given, counts
 
 
 def _full_forward(

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from .models import adapter_for
-from .tokens import _unwrap
+from .tokens import LatentSpec, _unwrap
 
 
 def vision_backbone(model: Any) -> Any:
@@ -56,6 +56,22 @@ def compute_latent_targets(
     finally:
         tower.train(was_training)
     return torch.stack([pool_latents(per_image, latent_size) for per_image in features])
+
+
+def feedback_vector(hidden: torch.Tensor, spec: LatentSpec | None) -> torch.Tensor:
+    """The latent input made from a last-layer hidden state ``hidden [..., H]``: the one place every path (inference
+    loop, DIFT ``self`` mode, 4DRL rollouts; recompute re-reads what the rollout fed) turns a state into a latent.
+
+    Without a recorded ``feedback_norm`` this is the state itself (the release). With one (a departure from the
+    release, ``latent_feedback_norm: target`` in DIFT) the state keeps its direction and takes that norm, the mean
+    norm of the imagery targets the model saw as teacher-forced inputs: the cosine loss trains only the direction, so
+    without it a model whose states are several times the targets' norm is fed vectors unlike any it was trained on.
+    Differentiable, so self-fed training backpropagates through it.
+    """
+    if spec is None or spec.feedback_norm is None:
+        return hidden
+    scale = spec.feedback_norm / hidden.float().norm(dim=-1, keepdim=True).clamp(min=1e-12)
+    return (hidden.float() * scale).to(hidden.dtype)
 
 
 class _LatentQueue:

@@ -6,7 +6,8 @@ pooled vision features of an imagery image during DIFT, the model's own fed-back
 
 The settings live in ``model.config`` under the keys the released 4DThinker checkpoints use (``latent_size``,
 ``latent_token_id``, ``latent_start_id``, ``latent_end_id``, ``compress_strategy``; DIFT adds the loss weights as
-``ce_loss_weight`` / ``sim_loss_weight``), so those checkpoints load as they are and ours round-trip through
+``ce_loss_weight`` / ``sim_loss_weight``, and ``latent_feedback_norm`` when trained with feedback calibration, see
+:func:`trl_latent.latents.feedback_vector`), so those checkpoints load as they are and ours round-trip through
 ``save_pretrained`` / ``from_pretrained`` with no custom config class. The release adds the tokens in the order
 pad, start, end (ids 151665-151667 with the Qwen2.5 tokenizer) and this code in the order start, pad, end; nothing
 depends on the order, since every id is read from the config.
@@ -28,6 +29,8 @@ OUTPUT_IMAGE = "<output_image>"
 
 _CONFIG_KEYS = ("latent_size", "latent_token_id", "latent_start_id", "latent_end_id", "compress_strategy")
 COMPRESS_STRATEGIES = ("average",)
+FEEDBACK_NORM_KEY = "latent_feedback_norm"
+"""Config key of the norm fed-back latent vectors are rescaled to (absent: the release's raw hidden states)."""
 LOSS_WEIGHT_KEYS = ("ce_loss_weight", "sim_loss_weight")
 """Config keys of the DIFT loss weights (text cross-entropy, latent similarity), named as in the release."""
 
@@ -41,6 +44,9 @@ class LatentSpec:
     pad_id: int
     end_id: int
     compress_strategy: str = "average"
+    feedback_norm: float | None = None
+    """The norm every fed-back hidden state is rescaled to before it becomes a latent input (``None``: fed back as it
+    is, as in the release); :func:`trl_latent.latents.feedback_vector` applies it."""
 
     def __post_init__(self) -> None:
         if self.latent_size < 1:
@@ -49,6 +55,8 @@ class LatentSpec:
             raise ValueError(f"latent token ids must be distinct, got {self.start_id}, {self.pad_id}, {self.end_id}")
         if self.compress_strategy not in COMPRESS_STRATEGIES:
             raise ValueError(f"compress_strategy must be one of {COMPRESS_STRATEGIES}, got {self.compress_strategy!r}")
+        if self.feedback_norm is not None and not self.feedback_norm > 0:
+            raise ValueError(f"{FEEDBACK_NORM_KEY} must be a positive number or absent, got {self.feedback_norm!r}")
 
     @property
     def block_text(self) -> str:
@@ -91,7 +99,18 @@ def get_latent_spec(model_or_config: Any) -> LatentSpec | None:
         pad_id=int(config.latent_token_id),
         end_id=int(config.latent_end_id),
         compress_strategy=getattr(config, "compress_strategy", None) or "average",
+        feedback_norm=None if getattr(config, FEEDBACK_NORM_KEY, None) is None else float(getattr(config, FEEDBACK_NORM_KEY)),
     )
+
+
+def set_feedback_norm(model: Any, norm: float | None) -> None:
+    """Record (or, with ``None``, remove) the fed-back latent norm in the config (saved with the checkpoint)."""
+    config = _unwrap(model).config
+    if norm is None:
+        if hasattr(config, FEEDBACK_NORM_KEY):
+            delattr(config, FEEDBACK_NORM_KEY)
+    else:
+        setattr(config, FEEDBACK_NORM_KEY, float(norm))
 
 
 def get_loss_weights(model_or_config: Any) -> tuple[float, float] | None:

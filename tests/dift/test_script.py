@@ -50,6 +50,26 @@ def test_tiny_recipe_runs_two_steps(stock_checkpoint, tmp_path, monkeypatch):
     exec(code_block.replace("max_new_tokens=512", "max_new_tokens=4"), {})  # raises if any line of it is wrong
 
 
+def test_two_stage_recipe_calibrated_stage_1_then_self_fed_stage_2(stock_checkpoint, tmp_path):
+    """The documented two-stage recipe through the command line: stage 1 records the targets' norm, stage 2
+    (examples/dift_stage2_tiny.yaml, self-fed) keeps it and trains."""
+    import json
+
+    from transformers import AutoConfig
+
+    data = write_jsonl(tmp_path / "data" / "train.jsonl", [dift_record(tmp_path / "data", i) for i in range(2)])
+    stage1, stage2 = tmp_path / "stage1", tmp_path / "stage2"
+    assert main(["--config", str(RECIPE), "--model_name_or_path", str(stock_checkpoint), "--dataset_name", str(data),
+                 "--output_dir", str(stage1), "--latent_feedback_norm", "target"]) == 0
+    norm = AutoConfig.from_pretrained(stage1).latent_feedback_norm
+    assert norm > 0
+    assert main(["--config", str(RECIPE.with_name("dift_stage2_tiny.yaml")), "--model_name_or_path", str(stage1),
+                 "--dataset_name", str(data), "--output_dir", str(stage2)]) == 0
+    assert AutoConfig.from_pretrained(stage2).latent_feedback_norm == norm
+    history = json.loads((stage2 / "trainer_state.json").read_text())["log_history"]
+    assert any("cos_sim" in entry for entry in history)
+
+
 def test_recipe_flags_are_validated():
     with pytest.raises(SystemExit, match="unknown flag --no_such_flag"):
         main(["--config", str(RECIPE), "--no_such_flag", "1"])

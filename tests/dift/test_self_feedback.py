@@ -50,8 +50,11 @@ def test_self_mode_needs_gradient_checkpointing_off(tmp_path):
         LatentImageryConfig(str(tmp_path), latent_feedback="teacher-forced", use_cpu=True)
 
 
-def test_training_forward_equals_the_inference_loop_teacher_forced(tiny, records, tmp_path):
-    trainer = self_fed_trainer(tiny, records, tmp_path)
+@pytest.mark.parametrize("feedback_norm", [None, "target"])
+def test_training_forward_equals_the_inference_loop_teacher_forced(tiny, records, tmp_path, feedback_norm):
+    trainer = self_fed_trainer(tiny, records, tmp_path, latent_feedback_norm=feedback_norm)
+    if feedback_norm == "target":  # calibrated: the loop and training both rescale to the recorded norm
+        assert trainer.latent_spec.feedback_norm == pytest.approx(trainer.measure_target_norm())
     model, spec = trainer.model, trainer.latent_spec
     batch = trainer.data_collator([records[0], records[1]])  # right-padded, rows of different lengths
     assert batch["input_ids"].shape[0] == 2 and not bool(batch["attention_mask"].all())
@@ -89,6 +92,9 @@ def test_training_forward_equals_the_inference_loop_teacher_forced(tiny, records
         loop_vectors = out.latent_embeds[0][out.latent_mask[0]]
         for vector in loop_vectors:  # each fed-back vector of the loop was fed back in training too
             assert (fed_back - vector).abs().amax(-1).min() <= 1e-4
+        if feedback_norm == "target":
+            torch.testing.assert_close(loop_vectors.norm(dim=-1), torch.full((len(loop_vectors),),
+                                       trainer.latent_spec.feedback_norm), atol=1e-4, rtol=1e-4)
         compared_blocks += int(out.num_latent_blocks[0])
     assert compared_blocks == 3 and fed_back.shape[0] == 3 * spec.latent_size
 
@@ -151,3 +157,30 @@ def test_self_mode_trains_with_lora_and_gradient_accumulation(stock_tiny, record
     assert all(entry["loss"] == entry["loss"] and entry["latent_norm_ratio"] > 0 for entry in logs)
     moved = [n for n, p in trainer.model.named_parameters() if n in lora and not torch.equal(p, lora[n])]
     assert moved and "self-fed" in trainer.latent_card_details()["Method"]
+
+
+def test_target_feedback_norm_is_measured_recorded_and_saved(tiny, records, tmp_path):
+    """``latent_feedback_norm='target'`` records the imagery targets' mean norm in the config (saved with the model,
+    read back by every generation path); ``'none'`` removes it again (the release); unset keeps the checkpoint's."""
+    from trl_latent.latents import compute_latent_targets
+    from trl_latent.tokens import get_latent_spec
+
+    model, processor = tiny
+    trainer = LatentImageryTrainer(model, args=tiny_config(tmp_path, latent_feedback_norm="target"),
+                                   train_dataset=records, processing_class=processor)
+    batch = trainer.data_collator([records[0], records[1]])
+    targets = compute_latent_targets(model, batch["latent_pixel_values"], batch["latent_image_grid_thw"],
+                                     trainer.latent_spec.latent_size)
+    expected = float(targets.float().norm(dim=-1).mean())
+    assert model.config.latent_feedback_norm == pytest.approx(expected, rel=1e-5)
+    trainer.save_model(str(tmp_path / "saved"))
+    from transformers import AutoConfig
+
+    assert get_latent_spec(AutoConfig.from_pretrained(tmp_path / "saved")).feedback_norm == pytest.approx(expected, rel=1e-5)
+    kept = LatentImageryTrainer(model, args=tiny_config(tmp_path), train_dataset=records, processing_class=processor)
+    assert kept.latent_spec.feedback_norm == pytest.approx(expected, rel=1e-5)  # stage 2 keeps stage 1's calibration
+    LatentImageryTrainer(model, args=tiny_config(tmp_path, latent_feedback_norm="none"), train_dataset=records,
+                         processing_class=processor)
+    assert get_latent_spec(model).feedback_norm is None and not hasattr(model.config, "latent_feedback_norm")
+    with pytest.raises(ValueError, match="latent_feedback_norm must be one of"):
+        tiny_config(tmp_path, latent_feedback_norm="mean")

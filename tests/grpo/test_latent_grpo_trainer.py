@@ -276,3 +276,25 @@ def test_model_card_has_the_reward_weights_and_no_local_path(tiny, tmp_path, rl_
     assert "@article{chen20264dthinker" in citations and "4DThinker: Thinking with 4D Imagery" in citations
     assert "GRPO, the algorithm" in citations and "shao2024deepseekmath" in citations
     assert "Cite LatentGRPO" not in card and "licence" not in card
+
+
+
+def test_calibrated_rollouts_recompute_exactly(tiny, tmp_path):
+    """A checkpoint with a recorded fed-back norm (DIFT ``latent_feedback_norm: target``): the rollout feeds rescaled
+    states, carries them with the rows, and the recomputed log-probs reproduce the sampled ones."""
+    from trl_latent.tokens import set_feedback_norm
+
+    model, processor = tiny
+    set_feedback_norm(model, 0.5)
+    dataset = load_records(write_rl_jsonl(tmp_path / "data"), task="rl")
+    trainer = trainer_for(model, processor, tmp_path, dataset, num_iterations=2)
+    assert trainer.latent_spec.feedback_norm == pytest.approx(0.5)
+    with pytest.MonkeyPatch.context() as patch:
+        rollouts = force_latent_blocks(patch)
+        out = trainer._generate_and_score_completions(rollout_rows(dataset))
+    vectors = out["latent_embeds"][[0, 2]].flatten(0, 1)
+    torch.testing.assert_close(vectors.norm(dim=-1), torch.full((vectors.shape[0],), 0.5), atol=1e-5, rtol=0)
+    ids = out["completion_ids"]
+    scored = (out["completion_mask"] * out["tool_mask"]).bool()
+    sampled = rollout_logps(rollouts[-1], ids)
+    assert torch.allclose(out["old_per_token_logps"][scored], sampled[scored], atol=1e-4)

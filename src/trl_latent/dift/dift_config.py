@@ -18,6 +18,7 @@ from ..tokens import COMPRESS_STRATEGIES
 
 DEFAULT_CE_WEIGHT, DEFAULT_SIM_WEIGHT = 0.1, 1.0
 LATENT_FEEDBACK = ("teacher", "self")
+LATENT_FEEDBACK_NORMS = ("none", "target")
 
 
 @dataclass
@@ -53,6 +54,15 @@ class LatentImageryConfig(ActivationCheckpointingDefault, SFTConfig):
             forward); `"self"`, the model's own previous last-layer hidden state, as at inference (the sequence runs
             block by block with the KV cache; needs `activation_checkpointing=False`). Both supervise the hidden state
             before each pad against the target.
+        latent_feedback_norm (`str` or `None`, *optional*, defaults to `None`):
+            Calibration of the fed-back latents, a departure from the release: `"target"` measures the mean norm of
+            the imagery targets on the first `feedback_norm_samples` training records and records it in the model
+            config (`latent_feedback_norm`), and every fed-back hidden state is then rescaled to that norm, in `self`
+            mode, at inference, in 4DRL rollouts and in lmms-eval alike (the cosine loss leaves the states' norm
+            free, often several times the targets'); `"none"` removes it (the release: states fed back as they are);
+            `None` keeps what the checkpoint records (nothing, for a model never calibrated).
+        feedback_norm_samples (`int`, *optional*, defaults to `64`):
+            Training records whose imagery targets give the recorded norm (`latent_feedback_norm="target"`).
 
         > Visual inputs
 
@@ -105,6 +115,14 @@ class LatentImageryConfig(ActivationCheckpointingDefault, SFTConfig):
         metadata={"help": "Input at the latent pads: the targets (teacher) or the model's own hidden state (self).",
                   "choices": list(LATENT_FEEDBACK)},
     )
+    latent_feedback_norm: str | None = field(
+        default=None,
+        metadata={"help": "Rescale fed-back latents to the imagery targets' mean norm (target), not at all as the "
+                  "release (none), or keep what the checkpoint records (unset).", "choices": list(LATENT_FEEDBACK_NORMS)},
+    )
+    feedback_norm_samples: int = field(
+        default=64, metadata={"help": "Training records whose targets' mean norm latent_feedback_norm=target records."}
+    )
     fps: float = field(default=1.0, metadata={"help": "Frame rate the user video is sampled at."})
     frames_fps: float = field(default=1.0, metadata={"help": "Frame rate an `image_input` frame list was extracted at."})
     max_frames: int = field(default=50, metadata={"help": "Most frames per video (thinned uniformly beyond)."})
@@ -139,6 +157,11 @@ class LatentImageryConfig(ActivationCheckpointingDefault, SFTConfig):
             )
         if self.latent_feedback not in LATENT_FEEDBACK:
             raise ValueError(f"latent_feedback must be one of {LATENT_FEEDBACK}, got {self.latent_feedback!r}")
+        if self.latent_feedback_norm not in (None, *LATENT_FEEDBACK_NORMS):
+            raise ValueError(f"latent_feedback_norm must be one of {LATENT_FEEDBACK_NORMS} or unset, "
+                             f"got {self.latent_feedback_norm!r}")
+        if self.feedback_norm_samples < 1:
+            raise ValueError(f"feedback_norm_samples must be >= 1, got {self.feedback_norm_samples}")
         if self.latent_feedback == "self" and self.activation_checkpointing:
             raise ValueError(
                 "latent_feedback='self' runs the sequence block by block through the KV cache, which transformers "

@@ -22,7 +22,7 @@ from transformers.modeling_outputs import BaseModelOutputWithPast
 from trl import SFTTrainer
 from trl.trainer.utils import create_model_from_path
 
-from ..latents import compute_latent_targets, inject_latents, vision_backbone
+from ..latents import compute_latent_targets, feedback_vector, inject_latents, vision_backbone
 from ..model_card import (
     LatentModelCardMixin,
     latent_spec_details,
@@ -31,7 +31,14 @@ from ..model_card import (
 from ..models import apply_position_rule
 from ..resume import ResumeWeightsMixin
 from ..skipping import SkippedSamplesMixin
-from ..tokens import LatentSpec, add_latent_tokens, get_loss_weights, set_loss_weights
+from ..tokens import (
+    LatentSpec,
+    add_latent_tokens,
+    get_latent_spec,
+    get_loss_weights,
+    set_feedback_norm,
+    set_loss_weights,
+)
 from .collator import DataCollatorForLatentImagery
 from .dift_config import LatentImageryConfig
 
@@ -137,6 +144,34 @@ class LatentImageryTrainer(ResumeWeightsMixin, SkippedSamplesMixin, LatentModelC
             **kwargs,
         )
         _expose_lm_head_bias(self.model)
+        if args.latent_feedback_norm is not None:
+            norm = self.measure_target_norm() if args.latent_feedback_norm == "target" else None
+            set_feedback_norm(self.model, norm)
+            self.latent_spec = get_latent_spec(self.model)
+
+    @torch.no_grad()
+    def measure_target_norm(self) -> float:
+        """Mean norm of the imagery target vectors of the first ``feedback_norm_samples`` training records.
+
+        These are the vectors the pads receive under teacher forcing, so their norm is the scale the model learnt to
+        read latents at; with a frozen tower (the default) it never changes during training.
+        """
+        records = self.train_dataset
+        count = min(len(records), self.args.feedback_norm_samples)
+        step = max(1, self.args.per_device_train_batch_size)
+        total, vectors = 0.0, 0
+        for start in range(0, count, step):
+            batch = self.data_collator([records[i] for i in range(start, min(count, start + step))])
+            if "latent_pixel_values" not in batch:
+                continue
+            device = self.model.get_input_embeddings().weight.device
+            targets = compute_latent_targets(self.model, batch["latent_pixel_values"].to(device),
+                                             batch["latent_image_grid_thw"].to(device), self.latent_spec.latent_size)
+            norms = targets.float().norm(dim=-1).flatten()
+            total, vectors = total + float(norms.sum()), vectors + norms.numel()
+        if not vectors:
+            raise ValueError(f"latent_feedback_norm='target' needs imagery: the first {count} training records have none")
+        return total / vectors
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         mode = "train" if self.model.training else "eval"
@@ -260,16 +295,17 @@ def feed_back_latents(model: Any, pad_mask: torch.Tensor) -> Iterator[list[torch
 
     ``pad_mask [B, L]`` marks the ``<|latent_pad|>`` positions of the batch. Each forward over a ``[B, L]`` sequence is
     cut before every column holding a pad of some row; the pieces run in order through the language model with one KV
-    cache, and a row's pad input becomes the last-layer hidden state of the position before it (post final norm, as
-    :func:`trl_latent.generation.generate_with_latents` feeds it), with its gradient. Positions are the ones the
-    backbone computed for the whole sequence (``get_rope_index``), sliced per piece, so they equal a teacher-forced
-    forward's. The pieces' hidden states are concatenated, so callers (the fused LM head, the hidden-state hook) see
+    cache, and a row's pad input becomes the last-layer hidden state of the position before it (post final norm, through
+    :func:`trl_latent.latents.feedback_vector`, as :func:`trl_latent.generation.generate_with_latents` feeds it), with
+    its gradient. Positions are the ones the backbone computed for the whole sequence (``get_rope_index``), sliced per
+    piece, so they equal a teacher-forced forward's. The pieces' hidden states are concatenated, so callers (the fused LM head, the hidden-state hook) see
     one ordinary output. Yields the list the fed-back vectors are appended to, in order of the cut columns, one
     ``[rows with a pad there, H]`` tensor per column.
 
     Gradient checkpointing cannot be on: transformers drops the cache of a checkpointed layer.
     """
     language_model = vision_backbone(model).language_model
+    spec = get_latent_spec(model)
     original = language_model.forward
     own = "forward" in vars(language_model)
     fed_back: list[torch.Tensor] = []
@@ -291,7 +327,7 @@ def feed_back_latents(model: Any, pad_mask: torch.Tensor) -> Iterator[list[torch
             embeds = inputs_embeds[:, start:end]
             if pieces:  # every piece but the first starts at a pad column
                 rows = mask[:, start]
-                fed_back.append(pieces[-1][rows, -1])
+                fed_back.append(feedback_vector(pieces[-1][rows, -1], spec))
                 first = embeds[:, 0].masked_scatter(rows[:, None], fed_back[-1].to(embeds.dtype))
                 embeds = torch.cat([first[:, None], embeds[:, 1:]], dim=1)
             out = original(

@@ -31,9 +31,12 @@ from transformers import HfArgumentParser
 from .config import ABLATIONS, PRESETS, QuickstartConfig
 
 BASE_ARMS = ("sft_text", "dift", "dift_grpo")
+STAGE2_ARM = "dift_stage2"
+"""DIFT stage 2 (``--stage2_steps``): continued from the DIFT arm with ``latent_feedback: self``, the release's intent."""
 ARM_LABELS = {"sft_text": "text-only SFT", "dift": "DIFT", "dift_grpo": "DIFT + 4DRL",
+              STAGE2_ARM: "DIFT, stage 2 (self-fed)",
               **{f"dift_{name}": label for name, (label, _) in ABLATIONS.items()}}
-PAIRS = [("sft_text", "dift"), ("dift", "dift_grpo")]
+PAIRS = [("sft_text", "dift"), ("dift", "dift_grpo"), ("dift", STAGE2_ARM)]
 """The paired comparisons of every report (second minus first); each ablation arm is compared with DIFT too."""
 
 
@@ -47,7 +50,7 @@ def upstream(stage: str) -> tuple[str, ...]:
         return ("datagen", "perception")
     kind, arm = stage.split("_", 1)
     if kind == "train":
-        return ("datagen", "train_dift" if arm == "dift_grpo" else "build_model")
+        return ("datagen", "train_dift" if arm in ("dift_grpo", STAGE2_ARM) else "build_model")
     return ("datagen", f"train_{arm}")
 
 
@@ -57,7 +60,7 @@ def output(stage: str) -> str:
     if stage in fixed:
         return fixed[stage]
     kind, arm = stage.split("_", 1)
-    return f"models/{arm}" if kind == "train" else f"eval/{arm}"
+    return {"train": f"models/{arm}", "eval": f"eval/{arm}", "diagnose": f"diagnostics/{arm}"}[kind]
 
 
 RESULT_NEUTRAL = frozenset({"output_dir", "progress", "workers", "perception_cache"})
@@ -137,7 +140,13 @@ class Quickstart:
     def arms(self) -> tuple[str, ...]:
         if self.config.no_latents:
             return ("sft_text",)
-        return BASE_ARMS + tuple(f"dift_{name}" for name in self.config.ablations)
+        stage2 = (STAGE2_ARM,) if self.config.stage2_steps else ()
+        return BASE_ARMS + stage2 + tuple(f"dift_{name}" for name in self.config.ablations)
+
+    @property
+    def latent_arms(self) -> tuple[str, ...]:
+        """The arms diagnosed with oracle and swapped latents (all but text-only, when ``--diagnostics``)."""
+        return tuple(a for a in self.arms if a != "sft_text") if self.config.diagnostics else ()
 
     # ---- stages ------------------------------------------------------------------------------------------------
     def synthesize(self) -> None:
@@ -216,31 +225,40 @@ class Quickstart:
                     texts += [row["text_input"], row.get("text_output", "")]
         return texts
 
-    def train_sft(self, arm: str, data: str, changes: dict[str, Any] | None = None) -> None:
-        """Text-only SFT or DIFT through the ``trl-latent dift`` entry point; ``changes`` are an ablation's settings."""
+    def train_sft(self, arm: str, data: str, changes: dict[str, Any] | None = None, start: Path | None = None) -> None:
+        """Text-only SFT or DIFT through the ``trl-latent dift`` entry point; ``changes`` are an ablation's (or stage
+        2's) DIFT settings, ``start`` a checkpoint to continue from instead of the initial weights."""
         from ..scripts import dift
 
         c = self.config
         changes = changes or {}
         latent_size = changes.get("latent_size", c.latent_size)
         argv = [
-            "--model_name_or_path", str(self._init_path(latent_size)),
+            "--model_name_or_path", str(start or self._init_path(latent_size)),
             "--dataset_name", str(self.out / "data" / "export" / data),
             "--output_dir", str(self.out / "models" / arm),
-            "--max_steps", str(c.sft_steps),
+            "--max_steps", str(changes.get("max_steps", c.sft_steps)),
             "--per_device_train_batch_size", str(c.batch_size),
-            "--learning_rate", str(c.sft_learning_rate),
+            "--learning_rate", str(changes.get("learning_rate", c.sft_learning_rate)),
             "--latent_size", str(latent_size), "--ce_weight", str(changes.get("ce_weight", c.ce_weight)),
             "--sim_weight", str(changes.get("sim_weight", 1.0)),
-            "--fps", str(c.fps), "--frames_fps", str(c.fps), "--max_frames", str(c.num_frames),
+            "--fps", str(c.fps), "--frames_fps", str(c.fps), "--max_frames", str(c.model_frames),
             "--max_pixels", str(c.image_size * c.image_size),
             "--imagery_max_pixels", str(c.imagery_size * c.imagery_size),
             "--logging_steps", str(max(1, c.sft_steps // 50)), "--save_strategy", "no", "--report_to", "none",
             "--activation_checkpointing", "false", "--bf16", str(c.bf16).lower(), "--use_cpu", str(c.use_cpu).lower(),
             "--seed", str(c.seed), "--disable_tqdm", str(not c.progress).lower(),
         ]
+        if data == "dift.jsonl":  # the text-only arm has no imagery and no latents to calibrate
+            argv += ["--latent_feedback", changes.get("latent_feedback", "teacher"),
+                     "--latent_feedback_norm", changes.get("latent_feedback_norm", c.latent_feedback_norm)]
         if dift.main(argv):
             raise RuntimeError(f"DIFT training of arm {arm!r} failed")
+
+    def _stage2_changes(self) -> dict[str, Any]:
+        """Stage 2 of the release's two-stage DIFT: the DIFT arm continued with its own hidden states fed back."""
+        c = self.config
+        return {"latent_feedback": "self", "max_steps": c.stage2_steps, "learning_rate": c.stage2_learning_rate}
 
     def train_grpo(self) -> None:
         from ..scripts import grpo
@@ -257,7 +275,7 @@ class Quickstart:
             "--learning_rate", str(c.grpo_learning_rate),
             "--reward_funcs", "trl_latent.rewards.accuracy", "trl_latent.rewards.format",
             "--reward_weights", "1.0", "0.2",
-            "--fps", str(c.fps), "--max_frames", str(c.num_frames),
+            "--fps", str(c.fps), "--max_frames", str(c.model_frames),
             "--max_pixels", str(c.image_size * c.image_size),
             "--logging_steps", "1", "--save_strategy", "no", "--report_to", "none",
             "--activation_checkpointing", "false", "--bf16", str(c.bf16).lower(), "--use_cpu", str(c.use_cpu).lower(),
@@ -272,7 +290,7 @@ class Quickstart:
         c = self.config
         model_args = (
             f"pretrained={self.out / 'models' / arm},device_map={c.eval_device},dtype={'bfloat16' if c.bf16 else 'float32'},"
-            f"fps={c.fps},max_frames={c.num_frames},max_pixels={c.image_size * c.image_size}"
+            f"fps={c.fps},max_frames={c.model_frames},max_pixels={c.image_size * c.image_size}"
         )
         argv = [
             "--model_args", model_args, "--tasks", "dsr_bench_think", "--log_samples",
@@ -286,9 +304,21 @@ class Quickstart:
         if cli_eval.main(argv):
             raise RuntimeError(f"evaluation of arm {arm!r} failed")
 
+    def diagnose(self, arm: str) -> None:
+        """The held-out questions again with oracle and swapped latents (:mod:`.diagnostics`)."""
+        from .diagnostics import run_diagnostics
+
+        c = self.config
+        run_diagnostics(
+            self.out / "models" / arm, self.out / "data" / "export" / "benchmark", self.out / "data",
+            self.out / output(f"diagnose_{arm}"), fps=c.fps, max_frames=c.model_frames,
+            max_pixels=c.image_size * c.image_size, imagery_max_pixels=c.imagery_size * c.imagery_size,
+            max_new_tokens=c.max_new_tokens, batch_size=c.eval_batch_size, limit=c.eval_limit, seed=c.seed,
+        )
+
     def report(self) -> Path:
         from .. import cli_eval
-        from . import report
+        from . import diagnostics, report
 
         samples = {ARM_LABELS[a]: cli_eval.latest_samples(self.out / "eval" / a, "dsr_bench_think") for a in self.arms}
         arms = {label: report.scores_from_samples(path) for label, path in samples.items()}
@@ -308,12 +338,17 @@ class Quickstart:
         perception = self._perception_fit()
         text = report.markdown(arms, self.timings, self.config.summary(), [p.name for p in plots if p is not None],
                                statistics=statistics, perception=perception)
+        diagnosed = {ARM_LABELS[a]: json.loads((self.out / output(f"diagnose_{a}") / "diagnostics.json").read_text())
+                     for a in self.latent_arms}
+        text += "\n" + "\n".join(diagnostics.markdown(diagnosed))
         path = self.out / "report.md"
         path.write_text(text)
         (self.out / "report.json").write_text(json.dumps({
             "seed": self.config.seed,
-            "arms": {arm: {t: {"correct": s.correct, "total": s.total, "letters": s.letters, "accuracy": s.accuracy,
-                               "ci95": s.wilson()} for t, s in scores.items()} for arm, scores in arms.items()},
+            "arms": {arm: {**{t: {"correct": s.correct, "total": s.total, "letters": s.letters, "accuracy": s.accuracy,
+                                  "ci95": s.wilson()} for t, s in scores.items()},
+                           **({"diagnostics": diagnosed[arm]} if arm in diagnosed else {})}
+                     for arm, scores in arms.items()},
             "statistics": statistics.to_json(),
             "perception": perception,
         }, indent=2))
@@ -344,11 +379,16 @@ class Quickstart:
         if not self.config.no_latents:
             self._stage("train_dift", lambda: self.train_sft("dift", "dift.jsonl"))
             self._stage("train_dift_grpo", self.train_grpo)
+            if self.config.stage2_steps:
+                self._stage(f"train_{STAGE2_ARM}", lambda: self.train_sft(
+                    STAGE2_ARM, "dift.jsonl", self._stage2_changes(), start=self.out / "models" / "dift"))
             for name in self.config.ablations:
                 self._stage(f"train_dift_{name}", lambda name=name: self.train_sft(
                     f"dift_{name}", "dift.jsonl", ABLATIONS[name][1]))
         for arm in self.arms:
             self._stage(f"eval_{arm}", lambda arm=arm: self.evaluate(arm))
+        for arm in self.latent_arms:
+            self._stage(f"diagnose_{arm}", lambda arm=arm: self.diagnose(arm))
         path = self.report()
         print(f"[quickstart] finished in {time.perf_counter() - start:.0f} s; report: {path}", flush=True)
         print(path.read_text(), flush=True)

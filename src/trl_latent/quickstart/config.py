@@ -23,6 +23,7 @@ ABLATIONS = {
     "no_sim": ("DIFT without the similarity loss", {"sim_weight": 0.0}),
     "no_ce": ("DIFT without the text loss", {"ce_weight": 0.0}),
     **{f"k{k}": (f"DIFT with K = {k}", {"latent_size": k}) for k in (1, 2, 4, 8)},
+    "calib": ("DIFT, calibrated feedback", {"latent_feedback_norm": "target"}),
 }
 """Extra DIFT arms of ``--ablations``: label and the DIFT settings they change (all else as the DIFT arm)."""
 PRESETS: dict[str, dict[str, Any]] = {
@@ -50,6 +51,9 @@ class QuickstartConfig:
     image_size: int = field(default=84, metadata={"help": "Square frame side in pixels (multiple of 28)."})
     imagery_size: int = field(default=56, metadata={"help": "Imagery image side for the latent targets."})
     num_frames: int = field(default=8, metadata={"help": "Frames per clip."})
+    input_frames: int | None = field(default=None, metadata={"help": "Frames of each clip the models see, thinned "
+                                     "uniformly (default: all num_frames); questions and imagery still use every frame, "
+                                     "so imagery can show moments the model's input does not."})
     fps: float = field(default=2.0, metadata={"help": "Frame rate of the clips (and of the model's video input)."})
     cot_style: str = field(default="concise", metadata={"help": "Template CoT: concise (imagery + conclusion, learnable "
                            "in minutes) or full (the measurements behind each label too)."})
@@ -65,7 +69,8 @@ class QuickstartConfig:
     perception_cache: str = field(default="~/.cache/trl-latent/perception", metadata={
         "help": "Where pretrained vision towers are kept, one folder per setting (like a model download)."})
     ablations: list[str] = field(default_factory=list, metadata={
-        "help": f"Extra DIFT arms: {', '.join(ABLATIONS)} (without the similarity / text loss, K latents)."})
+        "help": f"Extra DIFT arms: {', '.join(ABLATIONS)} (without the similarity / text loss, K latents, fed-back "
+        "latents rescaled to the targets' norm)."})
     model_size: str = field(default="small", metadata={"help": "Random-init model: tiny, small or 3b (GPU)."})
     vocab_size: int = field(default=1024, metadata={"help": "Retrain the Qwen tokenizer's BPE on the training texts with "
                             "at most this many entries (0: the full 151k Qwen vocabulary, which dominates CPU step time)."})
@@ -73,6 +78,14 @@ class QuickstartConfig:
     sft_steps: int = field(default=250, metadata={"help": "Optimizer steps of text-only SFT and of DIFT (same data order)."})
     ce_weight: float = field(default=1.0, metadata={"help": "DIFT text-loss weight (the release's 0.1 suits a pretrained "
                              "model that already writes; a model trained from scratch needs the text signal)."})
+    latent_feedback_norm: str = field(default="none", metadata={"help": "DIFT arms' latent calibration: none (the "
+                                      "release: hidden states fed back as they are) or target (rescaled to the imagery "
+                                      "targets' mean norm, recorded in the model config)."})
+    stage2_steps: int = field(default=0, metadata={"help": "DIFT stage 2 (latent_feedback self, from the DIFT arm) as "
+                              "an extra arm with this many steps (0: none)."})
+    stage2_learning_rate: float = field(default=2e-4, metadata={"help": "LR of DIFT stage 2."})
+    diagnostics: bool = field(default=True, metadata={"help": "Re-answer the held-out questions of every latent arm "
+                              "with oracle imagery and with swapped latents (imagination gap, content dependence)."})
     batch_size: int = field(default=8, metadata={"help": "Per-device batch of SFT and DIFT."})
     sft_learning_rate: float = field(default=1e-3, metadata={"help": "LR of SFT/DIFT (a random-init tiny model)."})
     grpo_steps: int = field(default=8, metadata={"help": "4DRL optimizer steps."})
@@ -117,8 +130,17 @@ class QuickstartConfig:
         if 0 < self.vocab_size < 300:
             raise ValueError(f"vocab_size must be 0 (full Qwen vocabulary) or at least 300 (256 bytes + specials), "
                              f"got {self.vocab_size}")
+        if self.input_frames is not None and not (2 <= self.input_frames <= self.num_frames and self.input_frames % 2 == 0):
+            raise ValueError(f"input_frames must be even and in [2, num_frames={self.num_frames}], got {self.input_frames}")
+        if self.latent_feedback_norm not in ("none", "target"):
+            raise ValueError(f"latent_feedback_norm must be none or target, got {self.latent_feedback_norm!r}")
         if self.num_frames % 2:
             raise ValueError(f"num_frames must be even (temporal patch 2), got {self.num_frames}")
+
+    @property
+    def model_frames(self) -> int:
+        """Frames per clip the models see (``input_frames``, else every frame)."""
+        return self.input_frames or self.num_frames
 
     @property
     def latent_sizes(self) -> list[int]:

@@ -1,0 +1,241 @@
+"""Does an arm use what its latents say? Held-out accuracy with self-fed, oracle and swapped latents.
+
+Each latent arm answers the held-out questions three times, with the same prompts, frames and greedy decoding as its
+lmms-eval run (the ``latent_qwen2_5_vl`` model's own input builder and decoding):
+
+* ``self_fed``: as at inference, every latent is the model's own fed-back hidden state;
+* ``oracle``: a question's latent positions receive its own imagery targets (the held-out question's imagery, which
+  datagen renders for every question, pooled by the frozen tower exactly as DIFT pools its targets), in order; a
+  latent position beyond the question's imagery feeds back as usual;
+* ``swapped``: a question's latent positions receive the latents the model generated for another question (the one
+  half the list away, moved on to a question about another video): in-distribution vectors with the wrong content.
+
+``imagination_gap = oracle − self_fed`` says how much better the model would answer if it imagined its imagery
+exactly; ``content_dependence = self_fed − swapped`` how much its answers depend on what its latents say rather than
+on their being there. Both come with the paired bootstrap interval and McNemar test of :mod:`.stats`, per family.
+The fed-back norm ratio is the mean norm of the self-fed latents over the mean norm of the oracle targets.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+VARIANTS = ("self_fed", "oracle", "swapped")
+SAMPLES_FILE = "samples_dsr_bench_think.jsonl"
+STOP = "</answer>"  # the dsr_bench_think task's stop string
+
+
+def heldout_imagery(data_dir: Path, rows: Sequence[dict[str, Any]]) -> list[list[Path]]:
+    """The imagery images of each benchmark row's question, in CoT order (``[]`` when it has none).
+
+    The benchmark parquet has no question id, so a row is matched to datagen's question by video and wording in
+    ``qa/<camera|object>/<clip>.json``; its images are listed in ``imagery/<clip>.json``.
+    """
+    found: list[list[Path]] = []
+    cache: dict[str, tuple[dict[str, str], dict[str, Any]]] = {}
+    for row in rows:
+        clip = row["video_id"]
+        if clip not in cache:
+            ids = {}
+            for kind in ("camera", "object"):
+                path = data_dir / "qa" / kind / f"{clip}.json"
+                for qa in json.loads(path.read_text()) if path.is_file() else []:
+                    ids[qa["question"].strip()] = qa["qa_id"]
+            imagery_path = data_dir / "imagery" / f"{clip}.json"
+            cache[clip] = (ids, json.loads(imagery_path.read_text()) if imagery_path.is_file() else {})
+        ids, imagery = cache[clip]
+        entry = imagery.get(ids.get(row["question"].strip(), ""), {})
+        found.append([data_dir / "imagery" / clip / name for name in entry.get("images", [])])
+    return found
+
+
+def swap_partner(rows: Sequence[dict[str, Any]]) -> list[int]:
+    """For each row, the row whose latents it receives: half the list away, moved on until the video differs."""
+    n = len(rows)
+    partners = []
+    for i in range(n):
+        j = (i + n // 2) % n
+        for step in range(n):
+            candidate = (i + n // 2 + step) % n
+            if rows[candidate]["video_id"] != rows[i]["video_id"]:
+                j = candidate
+                break
+        partners.append(j)
+    return partners
+
+
+class _Runner:
+    """The evaluated model, its inputs and its decoding, as the lmms-eval model builds them."""
+
+    def __init__(self, model_dir: Path, *, fps: float, max_frames: int, max_pixels: int, max_new_tokens: int,
+                 batch_size: int) -> None:
+        from lmms_eval_dsr.models.latent_qwen2_5_vl import LatentQwen2_5_VL
+
+        self.lmm = LatentQwen2_5_VL(pretrained=str(model_dir), device="cpu", dtype="float32", batch_size=batch_size,
+                                    fps=fps, max_frames=max_frames, max_pixels=max_pixels)
+        self.max_new_tokens, self.batch_size = max_new_tokens, batch_size
+
+    @property
+    def spec(self) -> Any:
+        return self.lmm.spec
+
+    def answer(self, rows: Sequence[dict[str, Any]], given: Sequence[torch.Tensor | None] | None
+               ) -> tuple[list[str], list[torch.Tensor]]:
+        """Greedy responses (cut at the task's stop string) and each row's fed latents ``[N, H]``."""
+        from lmms_eval_dsr.models.latent_qwen2_5_vl import _cut_at_stop, _decode
+        from lmms_eval_dsr.prompts import think_prompt
+
+        from ..generation import generate_with_latents
+
+        tokenizer = self.lmm.processor.tokenizer
+        eos = self.lmm.model.generation_config.eos_token_id or tokenizer.eos_token_id
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        texts, latents = [], []
+        for start in range(0, len(rows), self.batch_size):
+            batch = rows[start : start + self.batch_size]
+            inputs = self.lmm._build_inputs([think_prompt(r["question"], r["options"]) for r in batch],
+                                            [[r["video"]] for r in batch])
+            out = generate_with_latents(
+                self.lmm.model, spec=self.spec, max_new_tokens=self.max_new_tokens, eos_token_id=eos, pad_token_id=pad,
+                latent_inputs=None if given is None else list(given[start : start + len(batch)]), **inputs)
+            for row in range(len(batch)):
+                ids = out.completion_ids[row][out.completion_mask[row]].tolist()
+                texts.append(_cut_at_stop(_decode(tokenizer, ids, self.lmm._latent_ids, self.lmm._special_ids), [STOP]))
+                latents.append(out.latent_embeds[row][out.latent_mask[row] & out.completion_mask[row]].float())
+        return texts, latents
+
+    @torch.no_grad()
+    def targets(self, images: Sequence[Sequence[Path]], imagery_max_pixels: int) -> list[torch.Tensor | None]:
+        """Each row's imagery pooled to ``[N * K, H]`` by the frozen tower, as DIFT computes its targets."""
+        from ..data import load_image
+        from ..latents import compute_latent_targets
+
+        budget = {"shortest_edge": 28 * 28, "longest_edge": imagery_max_pixels}
+        result: list[torch.Tensor | None] = []
+        for paths in images:
+            if not paths:
+                result.append(None)
+                continue
+            pictures = [load_image(str(p), 28 * 28, imagery_max_pixels, str(p)) for p in paths]
+            encoded = self.lmm.processor.image_processor(images=pictures, size=budget, return_tensors="pt")
+            targets = compute_latent_targets(self.lmm.model, encoded["pixel_values"], encoded["image_grid_thw"],
+                                             self.spec.latent_size)
+            result.append(targets.flatten(0, 1).float())
+        return result
+
+
+def _write_samples(path: Path, rows: Sequence[dict[str, Any]], texts: Sequence[str]) -> None:
+    """An lmms-eval-style samples file (doc, per-question record, response), readable by :func:`.stats.load_outcomes`."""
+    from lmms_eval_dsr.tasks.dsr_bench.utils import dsr_process_results_think
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as handle:
+        for row, text in zip(rows, texts):
+            record = dsr_process_results_think(row, [[text]])["accuracy"]
+            handle.write(json.dumps({"doc": row, "accuracy": record, "filtered_resps": [[text]]}) + "\n")
+
+
+def _mean_norm(vectors: Sequence[torch.Tensor | None]) -> float | None:
+    norms = [v.norm(dim=-1) for v in vectors if v is not None and v.numel()]
+    return float(torch.cat(norms).mean()) if norms else None
+
+
+def run_diagnostics(
+    model_dir: Path, benchmark_root: Path, data_dir: Path, out_dir: Path, *, fps: float, max_frames: int,
+    max_pixels: int, imagery_max_pixels: int, max_new_tokens: int, batch_size: int, limit: int | None, seed: int,
+) -> dict[str, Any]:
+    """Answer the held-out questions self-fed, with oracle and with swapped latents; write one samples file per
+    variant under ``out_dir`` and return (and write as ``diagnostics.json``) the summary of :func:`summarise`."""
+    from lmms_eval_dsr.benchmarks import load_dsr_bench
+
+    torch.manual_seed(seed)
+    rows = load_dsr_bench(benchmark_root).rows
+    rows = rows[:limit] if limit else rows
+    runner = _Runner(model_dir, fps=fps, max_frames=max_frames, max_pixels=max_pixels,
+                     max_new_tokens=max_new_tokens, batch_size=batch_size)
+    if runner.spec is None:
+        raise ValueError(f"{model_dir} has no latent tokens: diagnostics are for latent arms")
+    images = heldout_imagery(data_dir, rows)
+    if not any(images):
+        raise ValueError(f"no held-out question of {benchmark_root} has imagery under {data_dir / 'imagery'}")
+    oracle_vectors = runner.targets(images, imagery_max_pixels)
+    self_texts, self_latents = runner.answer(rows, None)
+    oracle_texts, _ = runner.answer(rows, oracle_vectors)
+    partners = swap_partner(rows)
+    swapped_texts, _ = runner.answer(rows, [self_latents[j] for j in partners])
+    for name, texts in zip(VARIANTS, (self_texts, oracle_texts, swapped_texts)):
+        _write_samples(out_dir / name / SAMPLES_FILE, rows, texts)
+    self_norm, target_norm = _mean_norm(self_latents), _mean_norm(oracle_vectors)
+    summary = summarise(out_dir, seed=seed)
+    summary["norm_ratio"] = None if not (self_norm and target_norm) else self_norm / target_norm
+    summary["feedback_norm"] = runner.spec.feedback_norm
+    summary["questions_with_imagery"] = sum(bool(p) for p in images)
+    summary["questions_with_latents"] = sum(bool(v.numel()) for v in self_latents)
+    (out_dir / "diagnostics.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def summarise(out_dir: Path, *, seed: int = 0, n_boot: int = 10_000) -> dict[str, Any]:
+    """Accuracy of each variant and the two paired differences, overall and per family (fractions)."""
+    from .stats import OVERALL, load_outcomes, paired_difference
+
+    outcomes = {name: load_outcomes(out_dir / name / SAMPLES_FILE) for name in VARIANTS}
+    gap = paired_difference(outcomes["self_fed"], outcomes["oracle"], n_boot=n_boot, seed=seed)
+    content = paired_difference(outcomes["swapped"], outcomes["self_fed"], n_boot=n_boot, seed=seed)
+    families = {}
+    for group in gap:
+        families[group] = {
+            "n": gap[group].n,
+            "self_fed": gap[group].accuracy_a, "oracle": gap[group].accuracy_b, "swapped": content[group].accuracy_a,
+            "imagination_gap": gap[group].to_dict(), "content_dependence": content[group].to_dict(),
+        }
+    overall = families[OVERALL]
+    return {
+        "self_fed": overall["self_fed"], "oracle": overall["oracle"], "swapped": overall["swapped"],
+        "imagination_gap": gap[OVERALL].difference, "content_dependence": content[OVERALL].difference,
+        "by_family": families,
+    }
+
+
+def markdown(diagnostics: dict[str, dict[str, Any]]) -> list[str]:
+    """The report's section: one row per latent arm and family."""
+    if not diagnostics:
+        return []
+
+    def pct(x: float) -> str:
+        return f"{100 * x:.1f}%"
+
+    def diff(d: dict[str, Any]) -> str:
+        low, high = d["ci95"]
+        return f"{100 * d['difference']:+.1f} ({100 * low:+.1f} to {100 * high:+.1f}; p {d['p_mcnemar']:.2g})"
+
+    lines = [
+        "## Do the latents carry content?",
+        "",
+        "Each latent arm answers the held-out questions again with its latents replaced (same prompts, greedy): "
+        "**oracle** feeds each question's own imagery targets, **swapped** the latents the model generated for a "
+        "question about another video. Imagination gap = oracle − self-fed; content dependence = self-fed − swapped "
+        "(points, 95% video-bootstrap interval, McNemar p). Norm ratio: mean fed-back latent norm / mean target norm.",
+        "",
+        "| arm | family | n | self-fed | oracle | swapped | imagination gap | content dependence |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for arm, summary in diagnostics.items():
+        for family, row in summary["by_family"].items():
+            lines.append(f"| {arm} | {family} | {row['n']} | {pct(row['self_fed'])} | {pct(row['oracle'])} | "
+                         f"{pct(row['swapped'])} | {diff(row['imagination_gap'])} | "
+                         f"{diff(row['content_dependence'])} |")
+    lines.append("")
+    for arm, summary in diagnostics.items():
+        ratio = summary.get("norm_ratio")
+        calibrated = summary.get("feedback_norm")
+        lines.append(f"- {arm}: fed-back norm ratio {ratio:.2f}" if ratio is not None else f"- {arm}: no latents fed")
+        lines[-1] += (f" (calibrated to {calibrated:.3g})" if calibrated else " (uncalibrated, as the release)") + \
+            f"; {summary['questions_with_latents']} of {summary['by_family']['overall']['n']} self-fed answers imagined"
+    lines.append("")
+    return lines

@@ -1,0 +1,67 @@
+"""The quickstart's latent diagnostics: held-out imagery lookup, the swap partner, and the summary's arithmetic (the
+full path, through trained arms and the report, runs in tests/test_quickstart.py)."""
+
+import json
+
+import pytest
+
+from trl_latent.quickstart import diagnostics
+from trl_latent.quickstart.diagnostics import SAMPLES_FILE, heldout_imagery, summarise, swap_partner
+
+OPTIONS = ["A. It moves left", "B. It moves right", "C. It moves up", "D. It moves down"]
+
+
+def _row(video, question, answer="A", group="cam_dir"):
+    return {"question_id": 0, "video_id": video, "video": f"/x/{video}.mp4", "question": question,
+            "options": OPTIONS, "answer": answer, "type": group}
+
+
+def _write(path, rows, letters):
+    from lmms_eval_dsr.tasks.dsr_bench.utils import dsr_process_results_think
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as handle:
+        for row, letter in zip(rows, letters):
+            text = f"<think>x</think><answer>{letter}</answer>"
+            record = dsr_process_results_think(row, [[text]])["accuracy"]
+            handle.write(json.dumps({"doc": row, "accuracy": record, "filtered_resps": [[text]]}) + "\n")
+
+
+def test_heldout_imagery_matches_questions_by_video_and_wording(tmp_path):
+    (tmp_path / "qa" / "camera").mkdir(parents=True)
+    (tmp_path / "imagery").mkdir()
+    qa = [{"qa_id": "v1-cam-000", "question": "Between 0s and 2s, where?"},
+          {"qa_id": "v1-cam-001", "question": "Between 1s and 3s, where?"}]
+    (tmp_path / "qa" / "camera" / "v1.json").write_text(json.dumps(qa))
+    (tmp_path / "imagery" / "v1.json").write_text(json.dumps({"v1-cam-001": {"images": ["b_0.jpg", "b_1.jpg"]}}))
+    rows = [_row("v1", "Between 1s and 3s, where? "), _row("v1", "Between 0s and 2s, where?"), _row("v2", "q")]
+    found = heldout_imagery(tmp_path, rows)
+    assert found == [[tmp_path / "imagery" / "v1" / "b_0.jpg", tmp_path / "imagery" / "v1" / "b_1.jpg"], [], []]
+
+
+def test_swap_partner_takes_another_video_half_the_list_away():
+    rows = [_row(v, f"q{i}") for i, v in enumerate(["a", "a", "b", "b", "c", "c"])]
+    partners = swap_partner(rows)
+    assert partners == [3, 4, 5, 0, 1, 2]
+    assert all(rows[i]["video_id"] != rows[j]["video_id"] for i, j in enumerate(partners))
+    rows = [_row(v, f"q{i}") for i, v in enumerate(["a", "a", "a", "b"])]
+    assert swap_partner(rows) == [3, 3, 3, 1]  # half-way lands on the same video: moved on to the next other one
+    assert swap_partner([_row("a", "q0"), _row("a", "q1")]) == [1, 0]  # one video: another question at least
+
+
+def test_summary_is_oracle_minus_self_and_self_minus_swapped_per_family(tmp_path):
+    rows = [_row("a", "q0", "A"), _row("b", "q1", "B"), _row("c", "q2", "C", "cam_rot"), _row("d", "q3", "D", "cam_rot")]
+    _write(tmp_path / "self_fed" / SAMPLES_FILE, rows, "AABB")  # 1 of 4 right
+    _write(tmp_path / "oracle" / SAMPLES_FILE, rows, "ABCD")  # 4 of 4
+    _write(tmp_path / "swapped" / SAMPLES_FILE, rows, "BBBB")  # 1 of 4 (another one)
+    summary = summarise(tmp_path, n_boot=200)
+    assert (summary["self_fed"], summary["oracle"], summary["swapped"]) == (0.25, 1.0, 0.25)
+    assert summary["imagination_gap"] == pytest.approx(0.75) and summary["content_dependence"] == pytest.approx(0.0)
+    rot = summary["by_family"]["cam_rot"]
+    assert rot["n"] == 2 and rot["self_fed"] == 0.0 and rot["oracle"] == 1.0
+    assert rot["imagination_gap"]["b_only"] == 2 and rot["imagination_gap"]["a_only"] == 0
+    gap = summary["by_family"]["overall"]["content_dependence"]
+    assert (gap["b_only"], gap["a_only"]) == (1, 1)  # self-fed right on q0 only, swapped on q1 only
+    text = "\n".join(diagnostics.markdown({"DIFT": {**summary, "norm_ratio": 1.5, "feedback_norm": None,
+                                                   "questions_with_latents": 3}}))
+    assert "| DIFT | cam_rot | 2 | 0.0% | 100.0% | 0.0% | +100.0" in text and "norm ratio 1.50" in text
