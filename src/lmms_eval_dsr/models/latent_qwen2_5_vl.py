@@ -148,7 +148,8 @@ class LatentQwen2_5_VL(lmms):
             media["images"] = images
         if videos:
             media["videos"] = [v.frames for v in videos]
-            media["video_metadata"] = [{"fps": v.fps, "total_num_frames": len(v.frames)} for v in videos]
+            media["video_metadata"] = [{"fps": v.fps, "total_num_frames": len(v.frames),
+                                        "frames_indices": list(range(len(v.frames)))} for v in videos]
             media["cap_pixels_per_frame"] = True  # frames are fitted one by one already; this is transformers' future default
         inputs = self.processor(text=texts, padding=True, return_tensors="pt", **self._budget(videos), **media)
         return {k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}
