@@ -50,8 +50,9 @@ def test_self_mode_needs_gradient_checkpointing_off(tmp_path):
         LatentImageryConfig(str(tmp_path), latent_feedback="teacher-forced", use_cpu=True)
 
 
-def test_training_forward_equals_the_inference_loop_teacher_forced(tiny, records, tmp_path):
-    trainer = self_fed_trainer(tiny, records, tmp_path)
+def test_training_forward_equals_the_inference_loop_teacher_forced(family_tiny, records, tmp_path):
+    """Every family (self mode)."""
+    trainer = self_fed_trainer(family_tiny, records, tmp_path)
     model, spec = trainer.model, trainer.latent_spec
     batch = trainer.data_collator([records[0], records[1]])  # right-padded, rows of different lengths
     assert batch["input_ids"].shape[0] == 2 and not bool(batch["attention_mask"].all())

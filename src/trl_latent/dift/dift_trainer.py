@@ -28,7 +28,7 @@ from ..model_card import (
     latent_spec_details,
     training_data_details,
 )
-from ..models import apply_position_rule
+from ..models import adapter_for, apply_position_rule
 from ..skipping import SkippedSamplesMixin
 from ..tokens import LatentSpec, add_latent_tokens, get_loss_weights, set_loss_weights
 from .collator import DataCollatorForLatentImagery
@@ -269,6 +269,7 @@ def feed_back_latents(model: Any, pad_mask: torch.Tensor) -> Iterator[list[torch
     Gradient checkpointing cannot be on: transformers drops the cache of a checkpointed layer.
     """
     language_model = vision_backbone(model).language_model
+    slice_kwargs = adapter_for(model).slice_language_model_kwargs
     original = language_model.forward
     own = "forward" in vars(language_model)
     fed_back: list[torch.Tensor] = []
@@ -300,7 +301,7 @@ def feed_back_latents(model: Any, pad_mask: torch.Tensor) -> Iterator[list[torch
                 position_ids=None if position_ids is None else position_ids[..., start:end],
                 cache=cache,
                 use_cache=True,
-                **kwargs,
+                **slice_kwargs(kwargs, start, end),
             )
             pieces.append(out.last_hidden_state)
         return BaseModelOutputWithPast(last_hidden_state=torch.cat(pieces, dim=1))

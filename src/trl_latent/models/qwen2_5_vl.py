@@ -161,6 +161,12 @@ class Adapter:
         prompt's features. Qwen2.5-VL's forward reads only the merged features (``pooler_output``)."""
         return type(output)(pooler_output=tuple(output.pooler_output[i] for i in items))
 
+    @staticmethod
+    def slice_language_model_kwargs(kwargs: dict[str, Any], start: int, end: int) -> dict[str, Any]:
+        """The language model's extra keyword inputs for the columns ``start:end`` of its sequence (DIFT's self-fed
+        latents run a sequence piece by piece). Qwen2.5-VL's has none that follow the sequence."""
+        return kwargs
+
     # ----- positions ------------------------------------------------------------------------------------------
     def token_types(self, input_ids: torch.Tensor) -> torch.Tensor:
         """``mm_token_type_ids``: 0 text, 1 image placeholder, 2 video placeholder."""

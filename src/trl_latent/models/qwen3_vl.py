@@ -65,6 +65,21 @@ class Adapter(qwen2_5_vl.Adapter):
             deepstack_features=[tuple(level[i] for i in items) for level in output.deepstack_features],
         )
 
+    @staticmethod
+    def slice_language_model_kwargs(kwargs: dict[str, Any], start: int, end: int) -> dict[str, Any]:
+        """DeepStack inputs of the columns ``start:end``: ``visual_pos_masks [B, L]`` sliced, and each level's
+        features ``[N, H]`` (one row per vision position, row-major) cut to the positions inside the slice."""
+        masks = kwargs.get("visual_pos_masks")
+        if masks is None:
+            return kwargs
+        order = torch.zeros(masks.shape, dtype=torch.long, device=masks.device)
+        order[masks] = torch.arange(int(masks.sum()), device=masks.device)
+        piece = masks[:, start:end]
+        rows = order[:, start:end][piece]
+        levels = kwargs.get("deepstack_visual_embeds")
+        return {**kwargs, "visual_pos_masks": piece,
+                "deepstack_visual_embeds": None if levels is None else [level[rows] for level in levels]}
+
     def positions(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, multimodal: dict[str, Any], rule: str
     ) -> tuple[torch.Tensor, torch.Tensor]:
