@@ -31,3 +31,14 @@ def test_init_tiny_defaults_to_qwen2_5_vl_and_names_bad_sizes(tmp_path):
         main(["init-tiny", "--model_type", "qwen3_vl", "--size", "3b", str(tmp_path / "big")])
     with pytest.raises(ValueError, match="no adapter for model_type 'llava'; supported: qwen2_5_vl, qwen2_vl, qwen3_vl"):
         family_module("llava")
+
+
+def test_quickstart_takes_the_model_family():
+    from trl_latent.quickstart import parse_config
+
+    config = parse_config(["--model_family", "qwen3_vl", "--model_size", "tiny"])
+    assert config.model_family == "qwen3_vl"
+    with pytest.raises(ValueError, match="model_size must be one of \\['small', 'tiny'\\] for qwen3_vl"):
+        parse_config(["--model_family", "qwen3_vl", "--model_size", "3b"])
+    with pytest.raises(ValueError, match="model_family must be one of"):
+        parse_config(["--model_family", "llava"])
