@@ -40,7 +40,9 @@ from transformers import (
     Qwen2VLImageProcessor,
     Qwen2VLVideoProcessor,
 )
-from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import Qwen2_5_VisionTransformerPretrainedModel
+from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import (
+    Qwen2_5_VisionTransformerPretrainedModel,
+)
 
 from ..tokens import _unwrap
 
@@ -194,11 +196,11 @@ class Adapter:
         backbone = self.backbone(model)
         backbone.__dict__.pop("get_rope_index", None)
         if rule == "reference":
-            backbone.get_rope_index = types.MethodType(_reference_get_rope_index, backbone)
+            backbone.get_rope_index = types.MethodType(_reference_get_rope_index, self)
 
 
 def _reference_get_rope_index(
-    self: Any,
+    adapter: Adapter,
     input_ids: torch.Tensor,
     mm_token_type_ids: torch.Tensor,
     image_grid_thw: torch.Tensor | None = None,
@@ -207,13 +209,12 @@ def _reference_get_rope_index(
     attention_mask: torch.Tensor | None = None,
     **kwargs: Any,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``Qwen2_5_VLModel.get_rope_index`` with Qwen's reference rule; same signature and return convention (deltas
-    are the next position minus the unpadded length, which cached decoding adds to its running text position)."""
-    positions, next_positions = mrope_positions(
-        mm_token_type_ids, attention_mask, image_grid_thw, video_grid_thw, second_per_grid_ts,
-        spatial_merge_size=self.config.vision_config.spatial_merge_size,
-        tokens_per_second=self.config.vision_config.tokens_per_second, rule="reference",
-    )
+    """The backbone's ``get_rope_index`` with Qwen's reference rule (bound to the family's adapter); same signature and
+    return convention (deltas are the next position minus the unpadded length, which cached decoding adds to its
+    running text position)."""
+    multimodal = {"mm_token_type_ids": mm_token_type_ids, "image_grid_thw": image_grid_thw,
+                  "video_grid_thw": video_grid_thw, "second_per_grid_ts": second_per_grid_ts}
+    positions, next_positions = adapter.positions(input_ids, attention_mask, multimodal, "reference")
     lengths = attention_mask.sum(-1) if attention_mask is not None else torch.full_like(next_positions, input_ids.shape[1])
     return positions, (next_positions - lengths.to(next_positions.device)).unsqueeze(1)
 

@@ -11,7 +11,6 @@ the merger output, as for Qwen2.5-VL: the vectors the language model receives in
 
 from __future__ import annotations
 
-import types
 from typing import Any
 
 import torch
@@ -22,11 +21,19 @@ from transformers import (
     Qwen2VLProcessor,
     Qwen2VLVideoProcessor,
 )
-from transformers.models.qwen2_vl.modeling_qwen2_vl import Qwen2VisionTransformerPretrainedModel
+from transformers.models.qwen2_vl.modeling_qwen2_vl import (
+    Qwen2VisionTransformerPretrainedModel,
+)
 
 from . import qwen2_5_vl
-from .qwen2_5_vl import MERGE_SIZE, PATCH_SIZE, TEMPORAL_PATCH_SIZE, mrope_positions, special_token_ids, text_ids
-from .qwen2_5_vl import video_budget as video_budget
+from .qwen2_5_vl import (
+    MERGE_SIZE,
+    PATCH_SIZE,
+    TEMPORAL_PATCH_SIZE,
+    special_token_ids,
+    text_ids,
+    video_budget,  # noqa: F401  (the same per-frame budget: this family reads it here)
+)
 
 FRAME_INDEX_TIME = 1
 """``tokens_per_second`` that, with one second per temporal patch, puts patch ``i`` at time id ``i``."""
@@ -49,31 +56,6 @@ class Adapter(qwen2_5_vl.Adapter):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """:func:`~trl_latent.models.qwen2_5_vl.mrope_positions` with frame-index time."""
         return super().positions(input_ids, attention_mask, {**multimodal, "second_per_grid_ts": None}, rule)
-
-    def install_positions(self, model: Any, rule: str) -> None:
-        backbone = self.backbone(model)
-        backbone.__dict__.pop("get_rope_index", None)
-        if rule == "reference":
-            backbone.get_rope_index = types.MethodType(_reference_get_rope_index, backbone)
-
-
-def _reference_get_rope_index(
-    self: Any,
-    input_ids: torch.Tensor,
-    mm_token_type_ids: torch.Tensor,
-    image_grid_thw: torch.Tensor | None = None,
-    video_grid_thw: torch.Tensor | None = None,
-    attention_mask: torch.Tensor | None = None,
-    **kwargs: Any,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """``Qwen2VLModel.get_rope_index`` with Qwen's reference rule; same signature and return convention."""
-    positions, next_positions = mrope_positions(
-        mm_token_type_ids, attention_mask, image_grid_thw, video_grid_thw, None,
-        spatial_merge_size=self.config.vision_config.spatial_merge_size, tokens_per_second=FRAME_INDEX_TIME,
-        rule="reference",
-    )
-    lengths = attention_mask.sum(-1) if attention_mask is not None else torch.full_like(next_positions, input_ids.shape[1])
-    return positions, (next_positions - lengths.to(next_positions.device)).unsqueeze(1)
 
 
 # ----- building ---------------------------------------------------------------------------------------------------

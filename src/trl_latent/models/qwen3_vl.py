@@ -21,15 +21,27 @@ the DeepStack levels along (:meth:`Adapter.select_encoder_items`), so the vision
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
-from transformers import Qwen2VLImageProcessor, Qwen3VLConfig, Qwen3VLForConditionalGeneration, Qwen3VLProcessor
+from transformers import (
+    Qwen2VLImageProcessor,
+    Qwen3VLConfig,
+    Qwen3VLForConditionalGeneration,
+    Qwen3VLProcessor,
+)
 from transformers.models.qwen3_vl.modeling_qwen3_vl import Qwen3VLVisionModel
 from transformers.models.qwen3_vl.video_processing_qwen3_vl import Qwen3VLVideoProcessor
 
 from . import qwen2_5_vl
-from .qwen2_5_vl import MERGE_SIZE, PATCH_SIZE, TEMPORAL_PATCH_SIZE, mrope_positions, special_token_ids, text_ids
+from .qwen2_5_vl import (
+    MERGE_SIZE,
+    PATCH_SIZE,
+    TEMPORAL_PATCH_SIZE,
+    special_token_ids,
+    text_ids,
+)
 
 MAX_FRAMES = 768
 """The video processor's frame limit (Qwen3-VL's default), used to size its whole-video pixel budget."""
@@ -84,13 +96,9 @@ class Adapter(qwen2_5_vl.Adapter):
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, multimodal: dict[str, Any], rule: str
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Positions of ``Qwen3VLModel.get_rope_index`` for either rule (they coincide; see the module docstring)."""
-        types_ = multimodal.get("mm_token_type_ids")
-        if types_ is None or types_.shape != input_ids.shape:
-            types_ = self.token_types(input_ids)
-        return mrope_positions(
-            types_, attention_mask, multimodal.get("image_grid_thw"), split_video_grids(multimodal.get("video_grid_thw")),
-            None, spatial_merge_size=self.spatial_merge_size, tokens_per_second=self.tokens_per_second, rule=rule,
-        )
+        split = {**multimodal, "video_grid_thw": split_video_grids(multimodal.get("video_grid_thw")),
+                 "second_per_grid_ts": None}
+        return super().positions(input_ids, attention_mask, split, rule)
 
     def install_positions(self, model: Any, rule: str) -> None:
         """Both rules are the installed transformers' ``get_rope_index``: drop any instance override."""

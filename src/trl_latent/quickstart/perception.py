@@ -30,17 +30,23 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 from datagen.geometry import intrinsics_to_k
 from datagen.layout import ClipMeta, read_metadata
 from datagen.synthetic.palette import COLORS
 
-from safetensors.torch import load_file, save_file
-
 from ..data import decode_video
 from ..models import FAMILIES, family_module, video_budget
-from ..testing import MERGE_SIZE, PATCH_SIZE, TEMPORAL_PATCH_SIZE, build_config, build_processor, model_sizes
+from ..testing import (
+    MERGE_SIZE,
+    PATCH_SIZE,
+    TEMPORAL_PATCH_SIZE,
+    build_config,
+    build_processor,
+    model_sizes,
+)
 
 COLOR_NAMES = tuple(COLORS)
 SKY_DEPTH_M = 60.0
@@ -231,7 +237,9 @@ def cached_tower(cache_root: str | Path, *, model_size: str, image_size: int, nu
     Built in a temporary folder next to the cache and moved in whole, so an interrupted build leaves nothing that
     looks finished; the pretraining world is deleted afterwards (only the weights are worth keeping).
     """
-    from datagen.synthetic import write_dataset  # looked up per call, so tests can stand in for the renderer
+    from datagen.synthetic import (
+        write_dataset,  # looked up per call, so tests can stand in for the renderer
+    )
 
 
     key = {"format": FORMAT, "model_size": model_size, "image_size": image_size, "num_frames": num_frames, "fps": fps,
