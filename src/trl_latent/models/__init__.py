@@ -2,8 +2,8 @@
 
 An adapter is the module ``trl_latent.models.<config.model_type>`` with a class ``Adapter(config)`` offering
 ``family`` (its display name), ``backbone(model)``, ``vision_tower(model)``, ``image_features(model, pixel_values,
-grid_thw)``, ``select_encoder_items(output, items)``, ``token_types(ids)``, ``positions(ids, attention_mask, multimodal,
-rule)`` and ``install_positions(model, rule)``, plus what builds a random checkpoint of the family: ``MODEL_CLASS``,
+grid_thw)``, ``select_encoder_items(output, items)``, ``slice_language_model_kwargs(kwargs, start, end)``,
+``token_types(ids)``, ``positions(ids, attention_mask, multimodal, rule)`` and ``install_positions(model, rule)``, plus what builds a random checkpoint of the family: ``MODEL_CLASS``,
 ``PROCESSOR_CLASS``, ``VISION_TOWER_CLASS``, ``CHAT_TEMPLATE``, ``SIZES``, ``build_config``, ``build_processor`` and
 ``video_budget`` (see :mod:`trl_latent.models.qwen2_5_vl`). The rest of the package reaches the model only through
 these, so supporting another family is one more module here, found by its ``model_type``, and its name in
