@@ -32,7 +32,8 @@ def test_section_is_appended_to_a_card_without_citations():
 
 def test_spec_details_and_data_sources(tiny, stock_tiny):
     assert latent_spec_details(tiny[0])["Latent size K"] == "4"
-    assert latent_spec_details(stock_tiny[0]) == {}
+    assert latent_spec_details(tiny[0])["Model family"] == "Qwen2.5-VL"  # the card names the family
+    assert latent_spec_details(stock_tiny[0]) == {"Model family": "Qwen2.5-VL"}
     records = datasets.Dataset.from_dict({"source": ["/d/a.jsonl:1", "/d/a.jsonl:2", "/d/b.parquet:row 0"]})
     assert data_sources(records) == ["a.jsonl", "b.parquet"]  # names only: no local path in a card
 
