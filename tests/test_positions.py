@@ -13,8 +13,9 @@ import copy
 import pytest
 import torch
 
-from trl_latent.models import adapter_for, apply_position_rule, position_rule
+from trl_latent.models import POSITION_RULES, adapter_for, apply_position_rule, position_rule
 from trl_latent.models.qwen2_5_vl import mrope_positions
+from trl_latent.testing import build_tiny
 
 T, I, V = 0, 1, 2  # token types: text, image placeholder, video placeholder
 
@@ -100,8 +101,10 @@ def test_blocks_are_consumed_in_order_across_rows():
         mrope_positions(kinds, mask, None, torch.tensor([[2, 2, 2]]), None, spatial_merge_size=2, tokens_per_second=2)
 
 
-def _random_batch(adapter, generator: torch.Generator, with_video: bool):
-    """Left-padded rows of text with 1-2 vision blocks each; grids, intervals and padding drawn at random."""
+def _random_batch(adapter, generator: torch.Generator, with_video: bool, frame_blocks: bool = False):
+    """Left-padded rows of text with 1-2 vision blocks each; grids, intervals and padding drawn at random.
+    ``frame_blocks``: a video is laid out as Qwen3-VL's processor does it, one block per temporal patch, each after
+    its timestamp text."""
     rows, images, videos, seconds = [], [], [], []
     for _ in range(3):
         row = [T] * int(torch.randint(1, 4, (1,), generator=generator))
@@ -112,7 +115,12 @@ def _random_batch(adapter, generator: torch.Generator, with_video: bool):
             (videos if kind == V else images).append([t, h, w])
             if kind == V:
                 seconds.append(float(torch.empty(1).uniform_(0.05, 25.0, generator=generator)))
-            row += [kind] * (t * h * w // 4) + [T] * int(torch.randint(1, 4, (1,), generator=generator))
+            if kind == V and frame_blocks:
+                for _ in range(t):
+                    row += [T] * 2 + [V] * (h * w // 4)
+            else:
+                row += [kind] * (t * h * w // 4)
+            row += [T] * int(torch.randint(1, 4, (1,), generator=generator))
         rows.append(row)
     length = max(map(len, rows))
     kinds = torch.tensor([[T] * (length - len(r)) + r for r in rows])
@@ -123,11 +131,12 @@ def _random_batch(adapter, generator: torch.Generator, with_video: bool):
                        "video_grid_thw": as_tensor(videos), "second_per_grid_ts": as_tensor(seconds, torch.float32)}
 
 
+@pytest.mark.parametrize("model_type", ["qwen2_5_vl", "qwen2_vl"])
 @pytest.mark.parametrize("with_video", [False, True])
-def test_agreement_with_transformers(stock_tiny, with_video):
+def test_agreement_with_transformers(model_type, with_video):
     """Images: both rules equal transformers' ``get_rope_index``. Videos: the ``upstream`` rule reproduces it exactly
     (fractional intervals included) and the reference rule differs only where the time axis outgrows the text."""
-    model, _ = stock_tiny
+    model, _ = build_tiny(model_type, latent_size=None)
     backbone = model.model
     upstream = type(backbone).get_rope_index.__get__(backbone)
     adapter = adapter_for(model)
@@ -144,6 +153,27 @@ def test_agreement_with_transformers(stock_tiny, with_video):
             assert torch.equal(following, deltas.squeeze(1) + mask.sum(-1))  # next = max + 1 = last + 1 for images
         reference_differs |= not torch.equal(reference[:, mask.bool()], expected[:, mask.bool()])
     assert reference_differs == with_video
+
+
+def test_qwen3_vl_positions_are_transformers_for_both_rules():
+    """Qwen3-VL: per-frame blocks after timestamps; both rules, and the next position, equal its ``get_rope_index``
+    (the family's reference), on random layouts and with the model's own forward left unpatched."""
+    model, _ = build_tiny("qwen3_vl", latent_size=None)
+    backbone = model.model
+    reference = type(backbone).get_rope_index.__get__(backbone)
+    adapter = adapter_for(model)
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(20):
+        ids, mask, multimodal = _random_batch(adapter, generator, with_video=True, frame_blocks=True)
+        del multimodal["second_per_grid_ts"]
+        expected, deltas = reference(ids, attention_mask=mask, **multimodal)
+        for rule in POSITION_RULES:
+            ours, following = adapter.positions(ids, mask, multimodal, rule)
+            assert torch.equal(ours[:, mask.bool()], expected[:, mask.bool()]), rule
+            assert torch.equal(following, deltas.squeeze(1) + mask.sum(-1)), rule
+    for rule in POSITION_RULES:
+        apply_position_rule(model, rule)
+        assert "get_rope_index" not in vars(backbone)
 
 
 def test_patch_switches_the_models_own_forward(stock_tiny):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -47,11 +48,17 @@ def test_the_use_block_reaches_the_venv_itself():
 
 @pytest.mark.slow
 @pytest.mark.timeout(1500)
-def test_readme_use_block_runs_as_written(tmp_path):
+@pytest.mark.parametrize("model_type", [None, "qwen3_vl"])
+def test_readme_use_block_runs_as_written(tmp_path, model_type):
+    """As written, and with ``--model_type qwen3_vl`` given to ``init-tiny`` (the rest of the block unchanged)."""
     # a fresh folder that reaches the clone's examples and scripts the way the commands name them
     (tmp_path / "examples").symlink_to(REPO / "examples")
     (tmp_path / "scripts").symlink_to(REPO / "scripts")
-    script = "set -euxo pipefail\n" + use_block()
+    block = use_block()
+    if model_type:
+        assert "trl-latent init-tiny outputs/" in block
+        block = block.replace("trl-latent init-tiny outputs/", f"trl-latent init-tiny --model_type {model_type} outputs/")
+    script = "set -euxo pipefail\n" + block
     run = subprocess.run(["bash", "--noprofile", "--norc", "-c", script], cwd=tmp_path, env=fresh_shell_env(),
                          capture_output=True, text=True)
     assert run.returncode == 0, f"README Use block failed (exit {run.returncode}):\n{run.stderr[-6000:]}"
@@ -62,3 +69,5 @@ def test_readme_use_block_runs_as_written(tmp_path):
         assert (tmp_path / path).is_file(), path
     assert list(tmp_path.glob("outputs/eval/*/*_summary.json")) and list(tmp_path.glob("outputs/eval/*/*_results.json"))
     assert "dsr_bench_think" in run.stdout and "|dsr_bench" in run.stdout.replace(" ", "")
+    config = json.loads((tmp_path / "outputs/4drl-tiny/config.json").read_text())
+    assert config["model_type"] == (model_type or "qwen2_5_vl")

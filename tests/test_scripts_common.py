@@ -168,7 +168,9 @@ def test_help_read_from_source_lists_what_the_real_parser_parses(command):
 
 
 def test_init_tiny_sizes_are_the_model_sizes():
-    from trl_latent.scripts.init_tiny import SIZES
-    from trl_latent.testing import MODEL_SIZES
+    from trl_latent import models
+    from trl_latent.scripts.init_tiny import FAMILIES, SIZES
+    from trl_latent.testing import model_sizes
 
-    assert set(SIZES) == set(MODEL_SIZES)
+    assert FAMILIES == models.FAMILIES
+    assert set(SIZES) == {size for family in FAMILIES for size in model_sizes(family)}

@@ -33,7 +33,7 @@ def video_prompt(processor, question: str, seed: int = 0, fps: float = 1.0):
     text = processor.apply_chat_template(messages, add_generation_prompt=True)
     return processor(
         text=[text], videos=[frames], return_tensors="pt",
-        videos_kwargs={"video_metadata": [{"fps": fps, "total_num_frames": len(frames)}]},
+        videos_kwargs={"video_metadata": [{"fps": fps, "total_num_frames": len(frames), "frames_indices": list(range(len(frames)))}]},
     )
 
 

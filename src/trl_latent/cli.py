@@ -23,7 +23,7 @@ COMMANDS = {
     "grpo": ("trl_latent.scripts.grpo", "4D reinforcement learning (LatentGRPOTrainer)"),
     "eval": ("trl_latent.cli_eval", "evaluate on dsr_bench / dyn_bench through lmms-eval, write tables and plots"),
     "quickstart": ("trl_latent.quickstart", "synthetic world → datagen → DIFT → 4DRL → eval → report, on CPU"),
-    "init-tiny": ("trl_latent.scripts.init_tiny", "save a random-weight Qwen2.5-VL checkpoint to start from offline"),
+    "init-tiny": ("trl_latent.scripts.init_tiny", "save a random-weight checkpoint (Qwen2.5-VL, Qwen2-VL, Qwen3-VL) to start from offline"),
 }
 DEBUG_ENV = "TRL_LATENT_DEBUG"
 

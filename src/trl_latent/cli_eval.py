@@ -20,7 +20,8 @@ from pathlib import Path
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="trl-latent eval", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default="latent_qwen2_5_vl", help="lmms-eval model name (default: %(default)s)")
+    parser.add_argument("--model", default="latent_vlm",
+                        help="lmms-eval model name (default: %(default)s, any supported family)")
     parser.add_argument("--model_args", required=True, help="e.g. pretrained=/ckpt,dtype=bfloat16,max_frames=50")
     parser.add_argument("--tasks", default="dsr_bench,dyn_bench", help="comma-separated (default: %(default)s)")
     parser.add_argument("--output_path", default="runs/eval",

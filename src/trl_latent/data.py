@@ -402,8 +402,9 @@ class Visual:
 
     @property
     def video_metadata(self) -> dict[str, Any]:
-        """What the Qwen2.5-VL processor needs to space the frames by real time (it assumes 24 fps otherwise)."""
-        return {"fps": self.fps, "total_num_frames": len(self.frames)}
+        """What the processor needs to space the frames by real time (it assumes 24 fps otherwise); Qwen3-VL also
+        writes each frame's timestamp from its index, and these frames are all of the sampled clip."""
+        return {"fps": self.fps, "total_num_frames": len(self.frames), "frames_indices": list(range(len(self.frames)))}
 
 
 def budget_size(height: int, width: int, min_pixels: int, max_pixels: int) -> tuple[int, int]:

@@ -49,17 +49,21 @@ WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_mo
 _EVAL_TIMINGS = ("eval_runtime", "eval_samples_per_second", "eval_steps_per_second", "epoch", "step")
 INFERENCE_NOTE = (
     "Latent blocks cannot be decoded with `model.generate`: inside a block the model's last hidden state is fed back "
-    "as the next input embedding. Use `trl_latent.generation.generate_with_latents` (or the `latent_qwen2_5_vl` "
+    "as the next input embedding. Use `trl_latent.generation.generate_with_latents` (or the `latent_vlm` "
     "lmms-eval model) with the processor saved next to the weights."
 )
 
 
 def latent_spec_details(model: Any) -> dict[str, str]:
-    """K, tokens and pooling of a latent model, for the card; empty for a model without latent tokens."""
+    """The model family, and K, tokens and pooling of a latent model, for the card."""
+    from .models import adapter_for
+
+    family = {"Model family": adapter_for(model).family}
     spec = get_latent_spec(model)
     if spec is None:
-        return {}
+        return family
     return {
+        **family,
         "Latent size K": str(spec.latent_size),
         "Latent block": f"`{LATENT_START}` + {spec.latent_size} × `{LATENT_PAD}` + `{LATENT_END}`",
         "Imagery pooling": f"{spec.compress_strategy} of the frozen vision tower's merged tokens in K groups",
@@ -144,13 +148,13 @@ def quick_start(model_id: str, visual: VisualOptions) -> str:
     return f'''## Quick start
 
 ```python
-from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
+from transformers import AutoModelForImageTextToText, AutoProcessor
 
 from trl_latent import generate_with_latents
 from trl_latent.data import VisualOptions, build_prompt, load_visual
 
 model_id = "{model_id}"
-model = Qwen2_5_VLForConditionalGeneration.from_pretrained(model_id, device_map="auto").eval()
+model = AutoModelForImageTextToText.from_pretrained(model_id, device_map="auto").eval()
 processor = AutoProcessor.from_pretrained(model_id)
 
 # the video is sampled as in training

@@ -125,7 +125,7 @@ def test_frame_list_visual_is_a_budgeted_video_with_real_fps(tmp_path):
     visual = load_visual(record, VisualOptions(fps=1.0, max_frames=3, min_pixels=784, max_pixels=28 * 28 * 2))
     assert visual.is_video and visual.frames.shape == (3, 28, 28, 3) and visual.frames.dtype == np.uint8
     assert visual.fps == pytest.approx(0.5)  # 3 frames spread over 6 seconds
-    assert visual.video_metadata == {"fps": pytest.approx(0.5), "total_num_frames": 3}
+    assert visual.video_metadata == {"fps": pytest.approx(0.5), "total_num_frames": 3, "frames_indices": [0, 1, 2]}
 
 
 def test_video_file_is_decoded_at_the_requested_fps(tmp_path):

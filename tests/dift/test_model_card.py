@@ -49,7 +49,8 @@ def test_license_and_base_model_are_inherited_from_the_parent_card(tmp_path):
 
 def test_spec_details_and_data_sources(tiny, stock_tiny):
     assert latent_spec_details(tiny[0])["Latent size K"] == "4"
-    assert latent_spec_details(stock_tiny[0]) == {}
+    assert latent_spec_details(tiny[0])["Model family"] == "Qwen2.5-VL"  # the card names the family
+    assert latent_spec_details(stock_tiny[0]) == {"Model family": "Qwen2.5-VL"}
     records = datasets.Dataset.from_dict({"source": ["/d/a.jsonl:1", "/d/a.jsonl:2", "/d/b.parquet:row 0"]})
     assert data_sources(records) == ["a.jsonl", "b.parquet"]  # names only: no local path in a card
 

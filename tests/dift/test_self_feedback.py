@@ -51,8 +51,9 @@ def test_self_mode_needs_gradient_checkpointing_off(tmp_path):
 
 
 @pytest.mark.parametrize("feedback_norm", [None, "target"])
-def test_training_forward_equals_the_inference_loop_teacher_forced(tiny, records, tmp_path, feedback_norm):
-    trainer = self_fed_trainer(tiny, records, tmp_path, latent_feedback_norm=feedback_norm)
+def test_training_forward_equals_the_inference_loop_teacher_forced(family_tiny, records, tmp_path, feedback_norm):
+    """Every family (self mode), with the release's feedback and calibrated."""
+    trainer = self_fed_trainer(family_tiny, records, tmp_path, latent_feedback_norm=feedback_norm)
     if feedback_norm == "target":  # calibrated: the loop and training both rescale to the recorded norm
         assert trainer.latent_spec.feedback_norm == pytest.approx(trainer.measure_target_norm())
     model, spec = trainer.model, trainer.latent_spec

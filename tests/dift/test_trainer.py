@@ -35,8 +35,9 @@ def _trainer(tiny, records, output_dir, **overrides):
                                 processing_class=processor)
 
 
-def test_compute_loss_equals_hand_computation(tiny, dift_records, tmp_path):
-    trainer = _trainer(tiny, dift_records, tmp_path, ce_weight=0.3, sim_weight=2.0)
+def test_compute_loss_equals_hand_computation(family_tiny, dift_records, tmp_path):
+    """Every family (teacher mode)."""
+    trainer = _trainer(family_tiny, dift_records, tmp_path, ce_weight=0.3, sim_weight=2.0)
     model, spec = trainer.model, trainer.latent_spec
     batch = trainer.data_collator([dift_records[0], dift_records[2]])
     inputs = {k: v for k, v in batch.items() if not k.startswith("latent_")}

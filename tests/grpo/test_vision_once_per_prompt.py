@@ -15,6 +15,7 @@ from tiny_inputs import random_frames
 from trl_latent.data import load_records
 from trl_latent.grpo.latent_grpo_trainer import _RowBatch, unpack_latents
 from trl_latent.latents import vision_backbone
+from trl_latent.testing import build_tiny
 
 from .helpers import force_latent_blocks
 from .test_latent_grpo_trainer import trainer_for
@@ -37,11 +38,15 @@ def write_videos(folder: Path) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def video_batch(tiny_session, tmp_path_factory):
+@pytest.fixture(scope="module", params=["qwen2_5_vl", "qwen3_vl"])
+def video_batch(request, tiny_session, tmp_path_factory):
     """Two video prompts x 3 generations (even rows imagining), shuffled as TRL shuffles a generation batch; one
-    rollout for the module (the tests only read it, and restore what they change on the trainer)."""
-    model, processor = (copy.deepcopy(x) for x in tiny_session)
+    rollout per family for the module (the tests only read it, and restore what they change on the trainer). Qwen3-VL
+    also shares its DeepStack features, which its forward adds inside the language model."""
+    if request.param == "qwen2_5_vl":
+        model, processor = (copy.deepcopy(x) for x in tiny_session)
+    else:
+        model, processor = build_tiny(request.param, latent_size=4, seed=0)
     tmp_path = tmp_path_factory.mktemp("video_batch")
     dataset = load_records(write_videos(tmp_path / "data"), task="rl")
     trainer = trainer_for(model, processor, tmp_path, dataset, num_generations=GENERATIONS,
@@ -108,6 +113,9 @@ def test_shared_vision_gives_the_per_row_logps_loss_and_gradients(video_batch):
     grads = assert_same(trainer, out)
     tower = [name for name in grads if ".visual." in name]
     assert tower and any(grads[name].abs().sum() > 0 for name in tower)  # the trainable tower is trained through them
+    deepstack = [name for name in tower if "deepstack_merger" in name]  # Qwen3-VL: the DeepStack path is shared too
+    assert bool(deepstack) == (trainer.model.config.model_type == "qwen3_vl")
+    assert not deepstack or any(grads[name].abs().sum() > 0 for name in deepstack)
 
 
 def test_frozen_tower_is_shared_without_a_graph(video_batch):

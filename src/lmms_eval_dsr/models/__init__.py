@@ -1,7 +1,7 @@
 """lmms-eval registration: the ``lmms_eval.models`` entry point of trl-latent points at :func:`manifests`.
 
-The adapter class is named by its import path, so lmms-eval imports it (and torch / transformers) only when a run
-asks for ``--model latent_qwen2_5_vl``.
+The adapter classes are named by their import paths, so lmms-eval imports them (and torch / transformers) only when a
+run asks for ``--model latent_qwen2_5_vl`` (Qwen2.5-VL checkpoints) or ``--model latent_vlm`` (any supported family).
 
 lmms-eval 0.7.3 has no entry point for tasks, but it loads this entry point while ``lmms_eval.models`` is imported,
 before any ``TaskManager`` exists. :func:`manifests` uses that moment to make every ``TaskManager`` also index our task
@@ -18,6 +18,8 @@ from typing import Any
 
 MODEL_ID = "latent_qwen2_5_vl"
 CLASS_PATH = "lmms_eval_dsr.models.latent_qwen2_5_vl.LatentQwen2_5_VL"
+VLM_MODEL_ID = "latent_vlm"
+VLM_CLASS_PATH = "lmms_eval_dsr.models.latent_vlm.LatentVLM"
 _HOOKED = "_trl_latent_tasks_hooked"
 
 
@@ -65,3 +67,11 @@ def manifests() -> list[Any]:
 
     register_task_folder()
     return [ModelManifest(model_id=MODEL_ID, simple_class_path=CLASS_PATH)]
+
+
+def latent_vlm_manifests() -> list[Any]:
+    """The ``latent_vlm`` entry point: the family-agnostic model (any family trl-latent supports)."""
+    from lmms_eval.models.registry_v2 import ModelManifest
+
+    register_task_folder()
+    return [ModelManifest(model_id=VLM_MODEL_ID, simple_class_path=VLM_CLASS_PATH)]

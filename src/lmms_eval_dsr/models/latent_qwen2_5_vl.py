@@ -27,7 +27,7 @@ from lmms_eval.api.model import lmms
 from loguru import logger
 from PIL import Image
 from tqdm import tqdm
-from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
+from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
 
 from lmms_eval_dsr.media import (
     SampledVideo,
@@ -40,7 +40,7 @@ from lmms_eval_dsr.media import (
 from lmms_eval_dsr.scoring import INFERENCE_FAILED
 from lmms_eval_dsr.visuals import RULES, is_frame_video, is_ruled_video
 from trl_latent.generation import generate_with_latents
-from trl_latent.models import apply_position_rule
+from trl_latent.models import FAMILIES, apply_position_rule, video_budget
 from trl_latent.tokens import LatentSpec, get_latent_spec
 
 _DTYPES = {"bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "float32": torch.float32, "fp32": torch.float32,
@@ -91,7 +91,8 @@ class LatentQwen2_5_VL(lmms):
         load_kwargs: dict[str, Any] = {"dtype": _DTYPES[str(dtype)], "device_map": device_map or device}
         if attn_implementation:
             load_kwargs["attn_implementation"] = attn_implementation
-        self.model = Qwen2_5_VLForConditionalGeneration.from_pretrained(pretrained, **load_kwargs).eval()
+        self._check_family(AutoConfig.from_pretrained(pretrained).model_type)
+        self.model = AutoModelForImageTextToText.from_pretrained(pretrained, **load_kwargs).eval()
         apply_position_rule(self.model, mrope_position_rule or None)
         self.processor = AutoProcessor.from_pretrained(pretrained)
         self.processor.tokenizer.padding_side = "left"
@@ -103,6 +104,14 @@ class LatentQwen2_5_VL(lmms):
         tokenizer = self.processor.tokenizer
         self._latent_ids = set(self.spec.special_ids) if self.spec is not None else set()
         self._special_ids = set(tokenizer.all_special_ids)
+
+    families: tuple[str, ...] = ("qwen2_5_vl",)
+    """The ``model_type`` values this model id loads (``latent_vlm``: every family trl-latent supports)."""
+
+    def _check_family(self, model_type: str) -> None:
+        if model_type not in self.families:
+            hint = " (use --model latent_vlm)" if model_type in FAMILIES else f"; supported: {', '.join(FAMILIES)}"
+            raise ValueError(f"{type(self).__name__} loads {', '.join(self.families)} checkpoints, not {model_type!r}{hint}")
 
     @property
     def device(self) -> torch.device:
@@ -150,9 +159,14 @@ class LatentQwen2_5_VL(lmms):
             media["images"] = images
         if videos:
             media["videos"] = [v.frames for v in videos]
-            media["video_metadata"] = [{"fps": v.fps, "total_num_frames": len(v.frames)} for v in videos]
-            media["cap_pixels_per_frame"] = True  # frames are fitted one by one already; this is transformers' future default
-        inputs = self.processor(text=texts, padding=True, return_tensors="pt", **self._budget(videos), **media)
+            media["video_metadata"] = [{"fps": v.fps, "total_num_frames": len(v.frames),
+                                        "frames_indices": list(range(len(v.frames)))} for v in videos]
+        budget = self._budget(videos)
+        if videos:  # frames are fitted one by one already; the family's video budget keeps them as they are
+            size = budget["size"]
+            media["videos_kwargs"] = video_budget(self.processor, size["shortest_edge"], size["longest_edge"],
+                                                  max(len(v.frames) for v in videos))
+        inputs = self.processor(text=texts, padding=True, return_tensors="pt", images_kwargs=budget, **media)
         return {k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}
 
     def _budget(self, videos: Sequence[SampledVideo]) -> dict[str, Any]:

@@ -14,6 +14,7 @@ import torch
 from PIL import Image
 
 from ..data import DataRecordError, Visual, VisualOptions, load_image, load_visual
+from ..models import video_budget
 from ..skipping import skip_or_raise
 from ..tokens import LatentSpec, expand_output_images
 
@@ -121,7 +122,8 @@ class DataCollatorForLatentImagery:
             videos=videos or None,
             images_kwargs={"size": budget},
             # frames are already fitted to the budget one by one, which is what the per-frame cap does
-            videos_kwargs={"size": budget, "cap_pixels_per_frame": True,
+            videos_kwargs={**video_budget(self.processor, budget["shortest_edge"], budget["longest_edge"],
+                                          max((len(v) for v in videos), default=1)),
                            **({"video_metadata": metadata} if videos else {})},
             padding=True,
             padding_side="right",

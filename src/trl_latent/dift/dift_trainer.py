@@ -28,7 +28,7 @@ from ..model_card import (
     latent_spec_details,
     training_data_details,
 )
-from ..models import apply_position_rule
+from ..models import adapter_for, apply_position_rule
 from ..resume import ResumeWeightsMixin
 from ..skipping import SkippedSamplesMixin
 from ..tokens import (
@@ -306,6 +306,7 @@ def feed_back_latents(model: Any, pad_mask: torch.Tensor) -> Iterator[list[torch
     """
     language_model = vision_backbone(model).language_model
     spec = get_latent_spec(model)
+    slice_kwargs = adapter_for(model).slice_language_model_kwargs
     original = language_model.forward
     own = "forward" in vars(language_model)
     fed_back: list[torch.Tensor] = []
@@ -337,7 +338,7 @@ def feed_back_latents(model: Any, pad_mask: torch.Tensor) -> Iterator[list[torch
                 position_ids=None if position_ids is None else position_ids[..., start:end],
                 cache=cache,
                 use_cache=True,
-                **kwargs,
+                **slice_kwargs(kwargs, start, end),
             )
             pieces.append(out.last_hidden_state)
         return BaseModelOutputWithPast(last_hidden_state=torch.cat(pieces, dim=1))

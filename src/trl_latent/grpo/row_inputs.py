@@ -6,7 +6,7 @@ rollout batch carries its own processor tensors (``pixel_values`` / ``image_grid
 row. A list survives TRL's ``shuffle_sequence_dict`` / ``split_tensor_dict`` untouched, so the rows stay paired with
 their completions whatever the shuffle and gradient-accumulation split.
 
-:func:`feed_row_inputs` hands those tensors to the Qwen2.5-VL backbone through a keyword forward pre-hook, in row order
+:func:`feed_row_inputs` hands those tensors to the backbone through a keyword forward pre-hook, in row order
 across forwards, exactly like :func:`trl_latent.latents.inject_latents` hands out latent vectors. TRL's chunked
 ``_get_per_token_logps_and_entropies`` therefore runs unchanged for images, videos and latents alike. The hook also
 sets the 3-D mRoPE ``position_ids`` with :func:`trl_latent.generation.rope_positions`, the function the rollout used:
@@ -29,15 +29,14 @@ from contextlib import contextmanager
 from typing import Any
 
 import torch
-from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from ..data import Visual
 from ..generation import rope_positions
 from ..latents import vision_backbone
-from ..models import adapter_for, apply_position_rule
+from ..models import adapter_for, apply_position_rule, video_budget
 
 ENCODED = (("pixel_values", "image_grid_thw", "image"), ("pixel_values_videos", "video_grid_thw", "video"))
-"""Each modality's pixel key, grid key and ``mm_encoder_outputs`` key in ``Qwen2_5_VLModel.forward``."""
+"""Each modality's pixel key, grid key and ``mm_encoder_outputs`` key in the backbone's forward."""
 
 VISUAL_KEYS = ("pixel_values", "image_grid_thw", "pixel_values_videos", "video_grid_thw", "second_per_grid_ts")
 
@@ -54,11 +53,13 @@ def process_row(processor: Any, prompt_text: str, visual: Visual | None) -> tupl
     if visual is None:
         encoded = processor(text=[prompt_text], return_tensors="pt")
     elif visual.is_video:
+        frame_pixels = visual.frames.shape[1] * visual.frames.shape[2]
         encoded = processor(
             text=[prompt_text],
             videos=[visual.frames],
+            # frames are fitted one by one already (load_visual): a budget of their own size keeps them
             videos_kwargs={"video_metadata": [visual.video_metadata], "do_sample_frames": False,
-                           "cap_pixels_per_frame": True},  # frames are fitted one by one already (load_visual)
+                           **video_budget(processor, frame_pixels, frame_pixels, len(visual.frames))},
             return_tensors="pt",
         )
     else:
@@ -76,29 +77,29 @@ def concat_rows(rows: Sequence[RowInputs], device: torch.device | None = None) -
     return merged
 
 
-def encode_once(backbone: Any, rows: Sequence[RowInputs], device: torch.device) -> dict[str, BaseModelOutputWithPooling]:
+def encode_once(backbone: Any, rows: Sequence[RowInputs], device: torch.device) -> dict[str, Any]:
     """``mm_encoder_outputs`` for ``rows``: the vision tower runs once (one call per modality) over the distinct row
-    dicts, and each row gets its prompt's merged features ``[N_i, hidden]``, in row order."""
+    dicts, and each row gets its prompt's encoder outputs (merged features, and whatever else the family's forward
+    reads, e.g. Qwen3-VL's DeepStack levels), in row order."""
     distinct = list({id(row): row for row in rows}.values())
+    adapter = adapter_for(backbone)
     outputs = {}
     for pixel_key, grid_key, modality in ENCODED:
         encoded = [row for row in distinct if pixel_key in row]
         if not encoded:
             continue
         encode = backbone.get_image_features if modality == "image" else backbone.get_video_features
-        features = encode(
+        output = encode(
             torch.cat([row[pixel_key] for row in encoded]).to(device),
             torch.cat([row[grid_key] for row in encoded]).to(device),
             return_dict=True,
-        ).pooler_output
-        per_row, start = {}, 0
-        for row in encoded:
-            count = row[grid_key].shape[0]
-            per_row[id(row)] = features[start : start + count]
-            start += count
-        outputs[modality] = BaseModelOutputWithPooling(
-            pooler_output=tuple(item for row in rows if pixel_key in row for item in per_row[id(row)])
         )
+        first, start = {}, 0
+        for row in encoded:
+            first[id(row)] = start
+            start += row[grid_key].shape[0]
+        items = [first[id(row)] + i for row in rows if pixel_key in row for i in range(row[grid_key].shape[0])]
+        outputs[modality] = adapter.select_encoder_items(output, items)
     return outputs
 
 
@@ -138,7 +139,7 @@ def feed_row_inputs(
 ) -> Iterator[_RowFeeder]:
     """Feed ``rows`` (one dict per batch row) to the forwards of ``model`` run inside the block, in row order.
 
-    ``model`` may be PEFT-, DDP- or DeepSpeed-wrapped: the hook sits on the Qwen2.5-VL backbone, which every forward
+    ``model`` may be PEFT-, DDP- or DeepSpeed-wrapped: the hook sits on the backbone, which every forward
     (plain, fused-LM-head, adapter disabled) reaches through ``__call__``. With ``strict`` the block raises when rows
     were left unused, since a row/sequence mismatch would silently pair a completion with another row's video.
     ``share_vision`` encodes each prompt's visual once per forward (see the module docstring); off, every row runs the

@@ -1,10 +1,13 @@
 """Per-family adapters: everything trl-latent needs that depends on the vision-language model family.
 
 An adapter is the module ``trl_latent.models.<config.model_type>`` with a class ``Adapter(config)`` offering
-``backbone(model)``, ``vision_tower(model)``, ``image_features(model, pixel_values, grid_thw)``, ``token_types(ids)``,
-``positions(ids, attention_mask, multimodal, rule)`` and ``install_positions(model, rule)`` (see
-:mod:`trl_latent.models.qwen2_5_vl`). The rest of the package reaches the model only through these, so supporting
-another family (Qwen2-VL, Qwen3-VL) is one more module here, found by its ``model_type``.
+``family`` (its display name), ``backbone(model)``, ``vision_tower(model)``, ``image_features(model, pixel_values,
+grid_thw)``, ``select_encoder_items(output, items)``, ``slice_language_model_kwargs(kwargs, start, end)``,
+``token_types(ids)``, ``positions(ids, attention_mask, multimodal, rule)`` and ``install_positions(model, rule)``, plus what builds a random checkpoint of the family: ``MODEL_CLASS``,
+``PROCESSOR_CLASS``, ``VISION_TOWER_CLASS``, ``CHAT_TEMPLATE``, ``SIZES``, ``build_config``, ``build_processor`` and
+``video_budget`` (see :mod:`trl_latent.models.qwen2_5_vl`). The rest of the package reaches the model only through
+these, so supporting another family is one more module here, found by its ``model_type``, and its name in
+:data:`FAMILIES` (docs/architecture.md, "Adding a family").
 
 The mRoPE position rule is part of the run-time patch: :func:`apply_position_rule` records it in ``model.config``
 (``mrope_position_rule``, saved with the checkpoint) and installs it in the model, and every position our code
@@ -21,6 +24,25 @@ from .qwen2_5_vl import POSITION_RULES
 
 POSITION_RULE_KEY = "mrope_position_rule"
 DEFAULT_POSITION_RULE = "reference"
+FAMILIES = ("qwen2_5_vl", "qwen2_vl", "qwen3_vl")
+"""The supported ``model_type`` values, default first (``init-tiny --model_type``, ``quickstart --model_family``)."""
+
+
+def family_module(model_type: str) -> Any:
+    """The adapter module of ``model_type``; a clear error for a family trl-latent does not support."""
+    if model_type not in FAMILIES:
+        raise ValueError(f"trl-latent has no adapter for model_type {model_type!r}; supported: {', '.join(FAMILIES)}")
+    return importlib.import_module(f"{__name__}.{model_type}")
+
+
+def video_budget(processor: Any, min_pixels: int, max_pixels: int, num_frames: int) -> dict[str, Any]:
+    """``videos_kwargs`` for ``processor`` that keep frames already fitted one by one into ``[min_pixels,
+    max_pixels]`` as they are (families budget a frame or a whole clip)."""
+    for model_type in FAMILIES:
+        module = family_module(model_type)
+        if isinstance(processor, module.PROCESSOR_CLASS):
+            return module.video_budget(min_pixels, max_pixels, num_frames)
+    raise TypeError(f"no trl-latent family uses a processor of type {type(processor).__name__}")
 
 
 def adapter_for(model_or_config: Any) -> Any:
@@ -56,4 +78,7 @@ def apply_position_rule(model: Any, rule: str | None = None) -> str:
     return rule
 
 
-__all__ = ["POSITION_RULES", "POSITION_RULE_KEY", "adapter_for", "apply_position_rule", "position_rule"]
+__all__ = [
+    "FAMILIES", "POSITION_RULES", "POSITION_RULE_KEY", "adapter_for", "apply_position_rule", "family_module",
+    "position_rule", "video_budget",
+]

@@ -29,10 +29,20 @@ from __future__ import annotations
 
 import itertools
 import types
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
+from transformers import (
+    Qwen2_5_VLConfig,
+    Qwen2_5_VLForConditionalGeneration,
+    Qwen2_5_VLProcessor,
+    Qwen2VLImageProcessor,
+    Qwen2VLVideoProcessor,
+)
+from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import (
+    Qwen2_5_VisionTransformerPretrainedModel,
+)
 
 from ..tokens import _unwrap
 
@@ -124,6 +134,8 @@ def mrope_positions(
 class Adapter:
     """Qwen2.5-VL (``model_type == "qwen2_5_vl"``). One instance per model config; see the module docstring."""
 
+    family = "Qwen2.5-VL"
+
     def __init__(self, config: Any) -> None:
         self.config = config
         self.spatial_merge_size = int(config.vision_config.spatial_merge_size)
@@ -143,6 +155,19 @@ class Adapter:
     def image_features(self, model: Any, pixel_values: torch.Tensor, image_grid_thw: torch.Tensor) -> list[torch.Tensor]:
         """Each image's merged vision tokens ``[N_i, hidden]``, in the language model's width (the latent targets)."""
         return list(self.backbone(model).get_image_features(pixel_values, image_grid_thw, return_dict=True).pooler_output)
+
+    @staticmethod
+    def select_encoder_items(output: Any, items: Sequence[int]) -> Any:
+        """The vision encoder's per-item outputs (``get_image_features`` / ``get_video_features``) at ``items``, in
+        that order, as ``mm_encoder_outputs`` takes them: 4DRL encodes each prompt once and hands every rollout row its
+        prompt's features. Qwen2.5-VL's forward reads only the merged features (``pooler_output``)."""
+        return type(output)(pooler_output=tuple(output.pooler_output[i] for i in items))
+
+    @staticmethod
+    def slice_language_model_kwargs(kwargs: dict[str, Any], start: int, end: int) -> dict[str, Any]:
+        """The language model's extra keyword inputs for the columns ``start:end`` of its sequence (DIFT's self-fed
+        latents run a sequence piece by piece). Qwen2.5-VL's has none that follow the sequence."""
+        return kwargs
 
     # ----- positions ------------------------------------------------------------------------------------------
     def token_types(self, input_ids: torch.Tensor) -> torch.Tensor:
@@ -171,11 +196,11 @@ class Adapter:
         backbone = self.backbone(model)
         backbone.__dict__.pop("get_rope_index", None)
         if rule == "reference":
-            backbone.get_rope_index = types.MethodType(_reference_get_rope_index, backbone)
+            backbone.get_rope_index = types.MethodType(_reference_get_rope_index, self)
 
 
 def _reference_get_rope_index(
-    self: Any,
+    adapter: Adapter,
     input_ids: torch.Tensor,
     mm_token_type_ids: torch.Tensor,
     image_grid_thw: torch.Tensor | None = None,
@@ -184,12 +209,81 @@ def _reference_get_rope_index(
     attention_mask: torch.Tensor | None = None,
     **kwargs: Any,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``Qwen2_5_VLModel.get_rope_index`` with Qwen's reference rule; same signature and return convention (deltas
-    are the next position minus the unpadded length, which cached decoding adds to its running text position)."""
-    positions, next_positions = mrope_positions(
-        mm_token_type_ids, attention_mask, image_grid_thw, video_grid_thw, second_per_grid_ts,
-        spatial_merge_size=self.config.vision_config.spatial_merge_size,
-        tokens_per_second=self.config.vision_config.tokens_per_second, rule="reference",
-    )
+    """The backbone's ``get_rope_index`` with Qwen's reference rule (bound to the family's adapter); same signature and
+    return convention (deltas are the next position minus the unpadded length, which cached decoding adds to its
+    running text position)."""
+    multimodal = {"mm_token_type_ids": mm_token_type_ids, "image_grid_thw": image_grid_thw,
+                  "video_grid_thw": video_grid_thw, "second_per_grid_ts": second_per_grid_ts}
+    positions, next_positions = adapter.positions(input_ids, attention_mask, multimodal, "reference")
     lengths = attention_mask.sum(-1) if attention_mask is not None else torch.full_like(next_positions, input_ids.shape[1])
     return positions, (next_positions - lengths.to(next_positions.device)).unsqueeze(1)
+
+
+# ----- building: random-weight checkpoints (trl_latent.testing, ``trl-latent init-tiny``) ------------------------------
+MODEL_CLASS = Qwen2_5_VLForConditionalGeneration
+PROCESSOR_CLASS = Qwen2_5_VLProcessor
+VISION_TOWER_CLASS = Qwen2_5_VisionTransformerPretrainedModel
+CHAT_TEMPLATE = "qwen2_5_vl.jinja"  # the stock template, as TRL ships it
+PATCH_SIZE, MERGE_SIZE, TEMPORAL_PATCH_SIZE = 14, 2, 2
+
+TINY_TEXT = dict(
+    hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+    rope_parameters={"rope_type": "default", "rope_theta": 1e6, "mrope_section": [2, 3, 3]},
+)
+SMALL_TEXT = dict(
+    hidden_size=256, intermediate_size=512, num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=2,
+    rope_parameters={"rope_type": "default", "rope_theta": 1e6, "mrope_section": [8, 12, 12]},
+)
+SIZES: dict[str, tuple[dict, dict]] = {  # (text, vision) config values by name
+    "tiny": (TINY_TEXT, dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, window_size=56,
+                             fullatt_block_indexes=[1])),
+    "small": (SMALL_TEXT, dict(depth=4, hidden_size=128, intermediate_size=256, num_heads=4, window_size=56,
+                               fullatt_block_indexes=[1, 3])),
+    "3b": (  # Qwen2.5-VL-3B
+        dict(hidden_size=2048, intermediate_size=11008, num_hidden_layers=36, num_attention_heads=16,
+             num_key_value_heads=2, max_position_embeddings=128000,
+             rope_parameters={"rope_type": "default", "rope_theta": 1e6, "mrope_section": [16, 24, 24]}),
+        dict(depth=32, hidden_size=1280, intermediate_size=3420, num_heads=16, window_size=112,
+             fullatt_block_indexes=[7, 15, 23, 31]),
+    ),
+}
+
+
+def special_token_ids(tokenizer: Any) -> dict[str, int]:
+    """The vision placeholder and delimiter ids a Qwen-VL config names, read from ``tokenizer``."""
+    names = {"image_token_id": "<|image_pad|>", "video_token_id": "<|video_pad|>",
+             "vision_start_token_id": "<|vision_start|>", "vision_end_token_id": "<|vision_end|>"}
+    return {key: int(tokenizer.convert_tokens_to_ids(token)) for key, token in names.items()}
+
+
+def text_ids(tokenizer: Any) -> dict[str, Any]:
+    """The text config's vocabulary size and special ids, read from ``tokenizer``."""
+    return dict(vocab_size=len(tokenizer), bos_token_id=None, eos_token_id=tokenizer.eos_token_id,
+                pad_token_id=tokenizer.pad_token_id)
+
+
+def build_config(tokenizer: Any, text: dict, vision: dict, **overrides: Any) -> Qwen2_5_VLConfig:
+    """A Qwen2.5-VL config with ``text`` / ``vision`` values whose special ids match ``tokenizer``."""
+    text, vision = dict(text), dict(vision)
+    vision.setdefault("out_hidden_size", text["hidden_size"])
+    vision.update(patch_size=PATCH_SIZE, spatial_merge_size=MERGE_SIZE, temporal_patch_size=TEMPORAL_PATCH_SIZE)
+    text.update(text_ids(tokenizer))
+    return Qwen2_5_VLConfig(text_config=text, vision_config=vision, **special_token_ids(tokenizer),
+                            tie_word_embeddings=True, **overrides)
+
+
+def build_processor(tokenizer: Any, template: str, min_pixels: int, max_pixels: int, video_max_pixels: int) -> Any:
+    """A stock ``Qwen2_5_VLProcessor`` around ``tokenizer``; pixel budgets as in Qwen's processors."""
+    common = dict(patch_size=PATCH_SIZE, merge_size=MERGE_SIZE, temporal_patch_size=TEMPORAL_PATCH_SIZE)
+    return Qwen2_5_VLProcessor(
+        image_processor=Qwen2VLImageProcessor(min_pixels=min_pixels, max_pixels=max_pixels, **common),
+        video_processor=Qwen2VLVideoProcessor(min_pixels=min_pixels, max_pixels=video_max_pixels,
+                                              do_sample_frames=False, **common),
+        tokenizer=tokenizer, chat_template=template,
+    )
+
+
+def video_budget(min_pixels: int, max_pixels: int, num_frames: int) -> dict[str, Any]:
+    """``videos_kwargs`` that keep frames already fitted one by one into ``[min_pixels, max_pixels]`` as they are:
+    the Qwen2-VL video processor's ``size`` is per frame, and its per-frame cap is transformers' future default."""
+    return {"size": {"shortest_edge": min_pixels, "longest_edge": max_pixels}, "cap_pixels_per_frame": True}

@@ -184,7 +184,7 @@ class Quickstart:
         settings = PerceptionSettings(steps=c.perception_steps)
         folder = cached_tower(c.perception_cache, model_size=c.model_size, image_size=c.image_size,
                               num_frames=c.num_frames, fps=c.fps, clips=c.perception_clips, settings=settings,
-                              workers=c.workers, progress=c.progress)
+                              workers=c.workers, progress=c.progress, model_family=c.model_family)
         shutil.copytree(folder, self.out / output("perception"))
 
     def _init_path(self, latent_size: int) -> Path:
@@ -194,20 +194,19 @@ class Quickstart:
 
     def build_model(self) -> None:
         from .. import testing
-        from .config import MODEL_SIZES
         from .perception import load_tower
 
         c = self.config
-        text, vision = MODEL_SIZES[c.model_size]
+        text, vision = testing.model_sizes(c.model_family)[c.model_size]
         tokenizer = (testing.corpus_tokenizer(self._training_texts(), c.vocab_size, whole_tokens=("<answer>", "</answer>"))
                      if c.vocab_size else None)
-        base = testing.build_processor(tokenizer=tokenizer)
+        base = testing.build_processor(tokenizer=tokenizer, model_type=c.model_family)
         for stale in (self.out / "models").glob("init_k*"):  # the K variants of an earlier build (output() is init)
             shutil.rmtree(stale)
         for k in c.latent_sizes:  # each from its own copy of the processor, so every K gets the same weights
             processor = copy.deepcopy(base)
-            model, _ = testing.build_tiny_qwen2_5_vl(latent_size=k, seed=c.seed, text=text, vision=vision,
-                                                     processor=processor)
+            model, _ = testing.build_tiny(c.model_family, latent_size=k, seed=c.seed, text=text, vision=vision,
+                                          processor=processor)
             if c.perception:
                 load_tower(model, self.out / output("perception"))
             model.save_pretrained(self._init_path(k))

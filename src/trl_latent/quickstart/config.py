@@ -13,7 +13,8 @@ from datagen.cot.template import TEMPLATE_STYLES
 from datagen.export import QUESTION_TYPES
 from datagen.mcq import OPTION_ORDERS
 
-from ..testing import MODEL_SIZES, PIXEL_UNIT
+from ..models import FAMILIES
+from ..testing import PIXEL_UNIT, model_sizes
 
 DEFAULT_FAMILIES = ("cam_dir", "cam_rot")
 """The question families of the default run: those a small model learns within its minutes (docs/quickstart.md)."""
@@ -71,7 +72,8 @@ class QuickstartConfig:
     ablations: list[str] = field(default_factory=list, metadata={
         "help": f"Extra DIFT arms: {', '.join(ABLATIONS)} (without the similarity / text loss, K latents, fed-back "
         "latents rescaled to the targets' norm)."})
-    model_size: str = field(default="small", metadata={"help": "Random-init model: tiny, small or 3b (GPU)."})
+    model_family: str = field(default=FAMILIES[0], metadata={"help": f"Random-init model family: {', '.join(FAMILIES)}."})
+    model_size: str = field(default="small", metadata={"help": "Random-init model: tiny, small or 3b (GPU, Qwen2.5-VL)."})
     vocab_size: int = field(default=1024, metadata={"help": "Retrain the Qwen tokenizer's BPE on the training texts with "
                             "at most this many entries (0: the full 151k Qwen vocabulary, which dominates CPU step time)."})
     latent_size: int = field(default=4, metadata={"help": "K latent vectors per imagery image."})
@@ -113,8 +115,11 @@ class QuickstartConfig:
             raise ValueError(f"option_order must be one of {list(OPTION_ORDERS)}, got {self.option_order!r}")
         if not self.families:
             raise ValueError("families must name at least one question type")
-        if self.model_size not in MODEL_SIZES:
-            raise ValueError(f"model_size must be one of {sorted(MODEL_SIZES)}, got {self.model_size!r}")
+        if self.model_family not in FAMILIES:
+            raise ValueError(f"model_family must be one of {list(FAMILIES)}, got {self.model_family!r}")
+        if self.model_size not in model_sizes(self.model_family):
+            raise ValueError(f"model_size must be one of {sorted(model_sizes(self.model_family))} for "
+                             f"{self.model_family}, got {self.model_size!r}")
         for name in ("image_size", "imagery_size"):
             if getattr(self, name) % PIXEL_UNIT:
                 raise ValueError(f"{name} must be a multiple of 28 (Qwen2.5-VL patch 14 x merge 2), got {getattr(self, name)}")

@@ -30,17 +30,23 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors.torch import load_file, save_file
 from torch import nn
-from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import Qwen2_5_VisionTransformerPretrainedModel
 
 from datagen.geometry import intrinsics_to_k
 from datagen.layout import ClipMeta, read_metadata
 from datagen.synthetic.palette import COLORS
 
-from safetensors.torch import load_file, save_file
-
 from ..data import decode_video
-from ..testing import MERGE_SIZE, MODEL_SIZES, PATCH_SIZE, TEMPORAL_PATCH_SIZE, build_config, build_processor
+from ..models import FAMILIES, family_module, video_budget
+from ..testing import (
+    MERGE_SIZE,
+    PATCH_SIZE,
+    TEMPORAL_PATCH_SIZE,
+    build_config,
+    build_processor,
+    model_sizes,
+)
 
 COLOR_NAMES = tuple(COLORS)
 SKY_DEPTH_M = 60.0
@@ -129,9 +135,9 @@ def _encode_clips(metas: list[ClipMeta], processor: Any, fps: float, max_frames:
         frames, rate = decode_video(str(meta.video_path), fps, max_frames)
         rows = [int(round(i * meta.fps / rate)) for i in range(len(frames))]  # decoded frame → annotation row
         rows = rows[: len(rows) - len(rows) % TEMPORAL_PATCH_SIZE]
-        budget = {"shortest_edge": frames.shape[1] * frames.shape[2], "longest_edge": frames.shape[1] * frames.shape[2]}
+        pixels = frames.shape[1] * frames.shape[2]
         video = processor.video_processor(
-            videos=[frames[: len(rows)]], size=budget, cap_pixels_per_frame=True,
+            videos=[frames[: len(rows)]], **video_budget(processor, pixels, pixels, len(rows)),
             video_metadata=[{"fps": rate, "total_num_frames": len(rows)}], return_tensors="pt",
         )
         targets = torch.from_numpy(clip_targets(meta, rows))
@@ -223,21 +229,27 @@ FORMAT = 1
 
 
 def cached_tower(cache_root: str | Path, *, model_size: str, image_size: int, num_frames: int, fps: float,
-                 clips: int, settings: PerceptionSettings, workers: int = 1, progress: bool = False) -> Path:
+                 clips: int, settings: PerceptionSettings, workers: int = 1, progress: bool = False,
+                 model_family: str = FAMILIES[0]) -> Path:
     """The folder of a vision tower pretrained with these settings, built once per machine and reused (like a model
     download): ``vision_tower.safetensors`` (the tower's state dict) and ``perception.json`` (settings and fit).
 
     Built in a temporary folder next to the cache and moved in whole, so an interrupted build leaves nothing that
     looks finished; the pretraining world is deleted afterwards (only the weights are worth keeping).
     """
-    from datagen.synthetic import write_dataset  # looked up per call, so tests can stand in for the renderer
+    from datagen.synthetic import (
+        write_dataset,  # looked up per call, so tests can stand in for the renderer
+    )
 
 
     key = {"format": FORMAT, "model_size": model_size, "image_size": image_size, "num_frames": num_frames, "fps": fps,
            "clips": clips, "world_seed": PERCEPTION_SEED, **settings.__dict__}
+    family = "" if model_family == FAMILIES[0] else f"{model_family}-"  # the default's cache keeps its name
+    if family:
+        key["model_family"] = model_family
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
     root = Path(cache_root).expanduser()
-    folder = root / f"{model_size}-{image_size}px-{num_frames}f-{digest}"
+    folder = root / f"{family}{model_size}-{image_size}px-{num_frames}f-{digest}"
     if (folder / LOG_FILE).is_file() and (folder / TOWER_FILE).is_file():
         return folder
     root.mkdir(parents=True, exist_ok=True)
@@ -245,11 +257,11 @@ def cached_tower(cache_root: str | Path, *, model_size: str, image_size: int, nu
         world = Path(tmp) / "world"
         write_dataset(world, clips, seed=PERCEPTION_SEED, workers=workers, progress=progress, width=image_size,
                       height=image_size, num_frames=num_frames, fps=fps)
-        processor = build_processor()
-        text, vision = MODEL_SIZES[model_size]
-        config = build_config(processor.tokenizer, text, vision).vision_config
+        processor = build_processor(model_type=model_family)
+        text, vision = model_sizes(model_family)[model_size]
+        config = build_config(processor.tokenizer, text, vision, model_type=model_family).vision_config
         torch.manual_seed(settings.seed)
-        visual = Qwen2_5_VisionTransformerPretrainedModel._from_config(config)
+        visual = family_module(model_family).VISION_TOWER_CLASS._from_config(config)
         result = pretrain_vision_tower(visual, processor, world, fps, num_frames, settings)
         built = Path(tmp) / "tower"
         built.mkdir()
@@ -261,6 +273,6 @@ def cached_tower(cache_root: str | Path, *, model_size: str, image_size: int, nu
 
 
 def load_tower(model: Any, folder: str | Path) -> None:
-    """Put the pretrained tower of ``folder`` into ``model`` (a Qwen2.5-VL of the same size); every key must match."""
+    """Put the pretrained tower of ``folder`` into ``model`` (of the same family and size); every key must match."""
     state = load_file(str(Path(folder) / TOWER_FILE))
     model.model.visual.load_state_dict(state, strict=True)
