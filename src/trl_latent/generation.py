@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from transformers import StaticCache
 from transformers.generation.logits_process import (
     LogitsProcessorList,
     RepetitionPenaltyLogitsProcessor,
@@ -159,6 +160,8 @@ def generate_with_latents(
     use_cache: bool = True,
     spec: LatentSpec | None = None,
     output_logits: bool = False,
+    cache_implementation: str = "dynamic",
+    compile_decode: bool = False,
     **multimodal: Any,
 ) -> LatentGenerationOutput:
     """Generate from left-padded prompts, running a latent block wherever the model emits ``<|latent_start|>``.
@@ -168,7 +171,19 @@ def generate_with_latents(
     as in ``transformers``' ``generate``. With a stock checkpoint (no latent settings and no
     ``spec``) this is ordinary decoding. ``use_cache=False`` re-runs the whole sequence every step with the latent
     vectors injected; it is the slow reference the cached path is tested against.
+
+    ``cache_implementation="static"`` decodes into a preallocated ``StaticCache`` (kept on the model and reused by the
+    next call of the same shape), so every decode step, latent steps included, has the same shapes; with
+    ``compile_decode`` that step is ``torch.compile``-d with CUDA graphs (``mode="reduce-overhead"``), which removes the
+    per-layer launch overhead that bounds small-batch decoding on a GPU. Both give the dynamic loop's tokens.
     """
+    if cache_implementation not in ("dynamic", "static"):
+        raise ValueError(f"cache_implementation must be 'dynamic' or 'static', got {cache_implementation!r}")
+    static = cache_implementation == "static"
+    if (static or compile_decode) and not use_cache:
+        raise ValueError("cache_implementation='static' and compile_decode need use_cache=True")
+    if compile_decode and not static:
+        raise ValueError("compile_decode needs cache_implementation='static' (a compiled step needs fixed shapes)")
     base = _unwrap(model)
     backbone, lm_head, embed = base.model, base.get_output_embeddings(), base.get_input_embeddings()
     spec = spec if spec is not None else get_latent_spec(base)
@@ -213,10 +228,15 @@ def generate_with_latents(
     if spec is not None:
         remaining[input_ids[:, -1] == spec.start_id] = spec.latent_size
 
+    cache = _static_cache(base, batch_size, prompt_length + max_new_tokens) if static else None
     out = backbone(
-        input_ids=input_ids, attention_mask=attention_mask, position_ids=positions, use_cache=use_cache, **multimodal
+        input_ids=input_ids, attention_mask=attention_mask, position_ids=positions, cache=cache, use_cache=use_cache,
+        **multimodal,
     )
     cache = out.cache if use_cache else None
+    if static:  # the cache's causal mask hides the slots not yet written, so the mask can cover them from the start
+        attention_mask = torch.cat([attention_mask, attention_mask.new_ones(batch_size, max_new_tokens)], dim=1)
+        decode_step = _compiled_step(backbone.language_model) if compile_decode else _step
     hidden = out.last_hidden_state[:, -1]
     steps = 0
     for t in range(max_new_tokens):
@@ -247,8 +267,11 @@ def generate_with_latents(
 
         if use_cache:
             step_embeds = torch.where(in_latent[:, None], hidden.to(embed.weight.dtype), embed(token)).unsqueeze(1)
-            attention_mask = torch.cat([attention_mask, attention_mask.new_ones(batch_size, 1)], dim=1)
             step_positions = (next_position + t).view(1, batch_size, 1).expand(3, -1, -1)
+            if static:
+                hidden = decode_step(backbone.language_model, step_embeds, attention_mask, step_positions, cache)
+                continue
+            attention_mask = torch.cat([attention_mask, attention_mask.new_ones(batch_size, 1)], dim=1)
             out = backbone(
                 inputs_embeds=step_embeds,
                 attention_mask=attention_mask,
@@ -275,6 +298,45 @@ def generate_with_latents(
         latent_mask=latent_mask[:, :steps],
         logits=torch.stack(step_logits, dim=1) if step_logits is not None else None,
     )
+
+
+def _static_cache(base: Any, batch_size: int, length: int) -> StaticCache:
+    """The model's ``StaticCache`` for ``batch_size x length``, reset; made (and kept on the model) on first use.
+
+    Reusing one cache keeps its tensors at the same addresses, so a compiled, CUDA-graphed step replays instead of
+    recompiling on every call.
+    """
+    kept = getattr(base, "_latent_static_cache", None)
+    shape = (batch_size, length, base.get_input_embeddings().weight.dtype)
+    if kept is not None and kept[0] == shape:
+        kept[1].reset()
+        return kept[1]
+    cache = StaticCache(config=base.config.get_text_config(), max_cache_len=length)
+    base._latent_static_cache = (shape, cache)
+    return cache
+
+
+def _step(language_model: Any, embeds: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, cache: Any) -> torch.Tensor:
+    """One decode step into a static cache: the last-layer hidden state ``[B, H]`` of the new position."""
+    out = language_model(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, cache=cache, use_cache=True)
+    return out.last_hidden_state[:, -1]
+
+
+_COMPILED_STEP = None
+
+
+def _compiled_step(language_model: Any) -> Any:
+    """:func:`_step` under ``torch.compile`` with CUDA graphs; its output is copied out of the graph's buffers."""
+    global _COMPILED_STEP
+    if _COMPILED_STEP is None:
+        _COMPILED_STEP = torch.compile(_step, mode="reduce-overhead", fullgraph=True, dynamic=False)
+    compiled = _COMPILED_STEP
+
+    def step(*args: Any) -> torch.Tensor:
+        torch.compiler.cudagraph_mark_step_begin()
+        return compiled(*args).clone()
+
+    return step
 
 
 def _full_forward(

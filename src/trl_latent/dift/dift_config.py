@@ -51,8 +51,17 @@ class LatentImageryConfig(ActivationCheckpointingDefault, SFTConfig):
         latent_feedback (`str`, *optional*, defaults to `"teacher"`):
             What the latent pad positions receive as input: `"teacher"`, the imagery target vectors (one parallel
             forward); `"self"`, the model's own previous last-layer hidden state, as at inference (the sequence runs
-            block by block with the KV cache; needs `activation_checkpointing=False`). Both supervise the hidden state
-            before each pad against the target.
+            in lockstep rounds with the KV cache, one batched pass per latent position; needs
+            `activation_checkpointing=False` and `sdpa` or `eager` attention). Both supervise the hidden state before
+            each pad against the target.
+        cache_latent_targets (`bool`, *optional*, defaults to `True`):
+            Compute each imagery image's targets once and reuse them (keyed by path) while the vision tower has no
+            trainable parameter; K x hidden values per image stay on the device (16 KiB at 3B in bf16, K=4).
+        padding_free (`bool`, *optional*, defaults to `False`):
+            The `SFTConfig` field, honoured here for multimodal rows (stock TRL refuses it for vision data): the
+            collator packs a batch's rows end to end into one row with per-row 3-D mRoPE positions and no padding
+            (flash-attention varlen when that is the attention implementation, a block-diagonal mask otherwise).
+            Needs `latent_feedback="teacher"`.
 
         > Visual inputs
 
@@ -105,6 +114,9 @@ class LatentImageryConfig(ActivationCheckpointingDefault, SFTConfig):
         metadata={"help": "Input at the latent pads: the targets (teacher) or the model's own hidden state (self).",
                   "choices": list(LATENT_FEEDBACK)},
     )
+    cache_latent_targets: bool = field(
+        default=True, metadata={"help": "Compute a frozen tower's imagery targets once per image and reuse them."}
+    )
     fps: float = field(default=1.0, metadata={"help": "Frame rate the user video is sampled at."})
     frames_fps: float = field(default=1.0, metadata={"help": "Frame rate an `image_input` frame list was extracted at."})
     max_frames: int = field(default=50, metadata={"help": "Most frames per video (thinned uniformly beyond)."})
@@ -144,6 +156,9 @@ class LatentImageryConfig(ActivationCheckpointingDefault, SFTConfig):
                 "latent_feedback='self' runs the sequence block by block through the KV cache, which transformers "
                 "drops under gradient checkpointing: set activation_checkpointing (gradient_checkpointing) to false"
             )
+        if self.latent_feedback == "self" and self.padding_free:
+            raise ValueError("latent_feedback='self' runs rows in lockstep rounds and cannot be packed: set "
+                             "padding_free to false")
         _ = self.visual_options  # validates fps / frames / pixel budgets now rather than at the first batch
 
     def resolve_loss_weights(self, recorded: tuple[float, float] | None) -> None:
