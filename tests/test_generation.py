@@ -105,7 +105,7 @@ def test_cached_equals_uncached(tiny):
 
 @pytest.mark.parametrize("use_video", [False, True])
 def test_static_cache_equals_dynamic_loop(tiny, use_video):
-    """The static-cache loop (what the compiled GPU step runs) gives today's tokens, latent vectors and logits, with
+    """The static-cache loop (what the CUDA-graphed GPU step runs) gives today's tokens, latent vectors and logits, with
     left-padded rows and blocks opening at different steps; a second call reuses the cache and gives them again."""
     model, processor = tiny
     spec = get_latent_spec(model)
@@ -125,8 +125,8 @@ def test_static_cache_equals_dynamic_loop(tiny, use_video):
     assert torch.equal(sampled[0].completion_ids, sampled[1].completion_ids)
     with pytest.raises(ValueError, match="cache_implementation must be"):
         _generate(model, batch, cache_implementation="paged", max_new_tokens=2)
-    with pytest.raises(ValueError, match="compile_decode needs cache_implementation='static'"):
-        _generate(model, batch, compile_decode=True, max_new_tokens=2)
+    with pytest.raises(ValueError, match="cuda_graph needs cache_implementation='static' and CUDA inputs"):
+        _generate(model, batch, cuda_graph=True, cache_implementation="static", max_new_tokens=2)
 
 
 def test_batch_equals_rows_one_by_one(tiny):

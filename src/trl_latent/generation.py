@@ -14,6 +14,7 @@ text after it (long, low-fps video under transformers' own rule), and only the f
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -161,7 +162,7 @@ def generate_with_latents(
     spec: LatentSpec | None = None,
     output_logits: bool = False,
     cache_implementation: str = "dynamic",
-    compile_decode: bool = False,
+    cuda_graph: bool = False,
     **multimodal: Any,
 ) -> LatentGenerationOutput:
     """Generate from left-padded prompts, running a latent block wherever the model emits ``<|latent_start|>``.
@@ -174,16 +175,16 @@ def generate_with_latents(
 
     ``cache_implementation="static"`` decodes into a preallocated ``StaticCache`` (kept on the model and reused by the
     next call of the same shape), so every decode step, latent steps included, has the same shapes; with
-    ``compile_decode`` that step is ``torch.compile``-d with CUDA graphs (``mode="reduce-overhead"``), which removes the
-    per-layer launch overhead that bounds small-batch decoding on a GPU. Both give the dynamic loop's tokens.
+    ``cuda_graph`` (CUDA only) that step is captured once as a CUDA graph and replayed, which removes the per-layer
+    launch overhead that bounds small-batch decoding on a GPU. Both give the dynamic loop's tokens.
     """
     if cache_implementation not in ("dynamic", "static"):
         raise ValueError(f"cache_implementation must be 'dynamic' or 'static', got {cache_implementation!r}")
     static = cache_implementation == "static"
-    if (static or compile_decode) and not use_cache:
-        raise ValueError("cache_implementation='static' and compile_decode need use_cache=True")
-    if compile_decode and not static:
-        raise ValueError("compile_decode needs cache_implementation='static' (a compiled step needs fixed shapes)")
+    if static and not use_cache:
+        raise ValueError("cache_implementation='static' needs use_cache=True")
+    if cuda_graph and not (static and input_ids.device.type == "cuda"):
+        raise ValueError("cuda_graph needs cache_implementation='static' and CUDA inputs")
     base = _unwrap(model)
     backbone, lm_head, embed = base.model, base.get_output_embeddings(), base.get_input_embeddings()
     spec = spec if spec is not None else get_latent_spec(base)
@@ -228,15 +229,13 @@ def generate_with_latents(
     if spec is not None:
         remaining[input_ids[:, -1] == spec.start_id] = spec.latent_size
 
-    cache = _static_cache(base, batch_size, prompt_length + max_new_tokens) if static else None
+    decoder = _StaticDecoder.for_model(base, backbone.language_model, attention_mask, max_new_tokens, cuda_graph) \
+        if static else None
     out = backbone(
-        input_ids=input_ids, attention_mask=attention_mask, position_ids=positions, cache=cache, use_cache=use_cache,
-        **multimodal,
+        input_ids=input_ids, attention_mask=attention_mask, position_ids=positions,
+        cache=decoder.cache if static else None, use_cache=use_cache, **multimodal,
     )
     cache = out.cache if use_cache else None
-    if static:  # the cache's causal mask hides the slots not yet written, so the mask can cover them from the start
-        attention_mask = torch.cat([attention_mask, attention_mask.new_ones(batch_size, max_new_tokens)], dim=1)
-        decode_step = _compiled_step(backbone.language_model) if compile_decode else _step
     hidden = out.last_hidden_state[:, -1]
     steps = 0
     for t in range(max_new_tokens):
@@ -269,7 +268,7 @@ def generate_with_latents(
             step_embeds = torch.where(in_latent[:, None], hidden.to(embed.weight.dtype), embed(token)).unsqueeze(1)
             step_positions = (next_position + t).view(1, batch_size, 1).expand(3, -1, -1)
             if static:
-                hidden = decode_step(backbone.language_model, step_embeds, attention_mask, step_positions, cache)
+                hidden = decoder(step_embeds, step_positions, prompt_length + t)
                 continue
             attention_mask = torch.cat([attention_mask, attention_mask.new_ones(batch_size, 1)], dim=1)
             out = backbone(
@@ -300,43 +299,94 @@ def generate_with_latents(
     )
 
 
-def _static_cache(base: Any, batch_size: int, length: int) -> StaticCache:
-    """The model's ``StaticCache`` for ``batch_size x length``, reset; made (and kept on the model) on first use.
+class _StaticDecoder:
+    """Decode steps into a ``StaticCache``: one new position per row, attending through a 4-D mask over the cache's
+    slots (the prompt's real tokens and every completion slot up to the one being written).
 
-    Reusing one cache keeps its tensors at the same addresses, so a compiled, CUDA-graphed step replays instead of
-    recompiling on every call.
+    The cache, the step's input buffers and, with ``cuda_graph``, the step captured as a CUDA graph are kept on the
+    model per shape, so the next call of that shape resets the cache in place and replays the graph.
     """
-    kept = getattr(base, "_latent_static_cache", None)
-    shape = (batch_size, length, base.get_input_embeddings().weight.dtype)
-    if kept is not None and kept[0] == shape:
-        kept[1].reset()
-        return kept[1]
-    cache = StaticCache(config=base.config.get_text_config(), max_cache_len=length)
-    base._latent_static_cache = (shape, cache)
-    return cache
+
+    def __init__(self, language_model: Any, batch_size: int, length: int, cuda_graph: bool) -> None:
+        self.language_model = language_model
+        self.cache = StaticCache(config=language_model.config, max_cache_len=length)
+        self.implementation = language_model.config._attn_implementation
+        if self.implementation not in ("sdpa", "eager"):
+            raise ValueError(f"cache_implementation='static' needs 'sdpa' or 'eager' attention, not "
+                             f"{self.implementation!r}")
+        self.cuda_graph = cuda_graph
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.inputs: dict[str, torch.Tensor] = {}
+        self.output: torch.Tensor | None = None
+
+    @classmethod
+    def for_model(cls, base: Any, language_model: Any, attention_mask: torch.Tensor, max_new_tokens: int,
+                  cuda_graph: bool) -> _StaticDecoder:
+        """The model's decoder for this batch shape, reset; made (and kept on the model) on first use."""
+        batch_size, length = attention_mask.shape[0], attention_mask.shape[1] + max_new_tokens
+        key = (batch_size, length, language_model.config._attn_implementation, cuda_graph)
+        kept = _DECODERS.setdefault(base, {})
+        decoder = kept.get(key)
+        if decoder is None:
+            decoder = kept[key] = cls(language_model, batch_size, length, cuda_graph)
+        decoder.cache.reset()
+        slots = torch.arange(length, device=attention_mask.device)
+        # real prompt tokens and all completion slots; the step's own slot bounds what a query sees (``__call__``)
+        decoder.valid = torch.cat([attention_mask.bool(), attention_mask.new_ones(batch_size, max_new_tokens,
+                                                                                    dtype=torch.bool)], dim=1)
+        decoder.slots = slots
+        return decoder
+
+    def _mask(self, slot: int, dtype: torch.dtype) -> torch.Tensor:
+        allowed = (self.valid & (self.slots <= slot))[:, None, None, :]
+        if self.implementation == "sdpa":
+            return allowed
+        return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill(~allowed, torch.finfo(dtype).min)
+
+    def _step(self, embeds: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        out = self.language_model(inputs_embeds=embeds, attention_mask={"full_attention": mask},
+                                  position_ids=positions, cache=self.cache, use_cache=True)
+        return out.last_hidden_state[:, -1]
+
+    def __call__(self, embeds: torch.Tensor, positions: torch.Tensor, slot: int) -> torch.Tensor:
+        """The last-layer hidden state ``[B, H]`` of the position written at cache ``slot``."""
+        mask = self._mask(slot, embeds.dtype)
+        if not self.cuda_graph:
+            return self._step(embeds, positions, mask)
+        if self.graph is None:
+            self._capture(embeds, positions.contiguous(), mask)
+        self.inputs["embeds"].copy_(embeds)
+        self.inputs["positions"].copy_(positions)
+        self.inputs["mask"].copy_(mask)
+        self.graph.replay()
+        return self.output.clone()
+
+    def _capture(self, embeds: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor) -> None:
+        """Capture one step as a CUDA graph on static input buffers.
+
+        The warm-up runs that capture needs write this step's slot and advance the cache's lengths; the lengths are
+        put back, and the slot is written again by the first replay.
+        """
+        self.inputs = {"embeds": embeds.clone(), "positions": positions.clone(), "mask": mask.clone()}
+        lengths = [layer.cumulative_length.clone() for layer in self.cache.layers]
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):
+            for _ in range(2):
+                self._step(self.inputs["embeds"], self.inputs["positions"], self.inputs["mask"])
+                for layer, length in zip(self.cache.layers, lengths):
+                    layer.cumulative_length.copy_(length)
+        torch.cuda.current_stream().wait_stream(stream)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            self.output = self._step(self.inputs["embeds"], self.inputs["positions"], self.inputs["mask"])
+        for layer, length in zip(self.cache.layers, lengths):  # capture records, it does not run
+            layer.cumulative_length.copy_(length)
+        self.graph = graph
 
 
-def _step(language_model: Any, embeds: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, cache: Any) -> torch.Tensor:
-    """One decode step into a static cache: the last-layer hidden state ``[B, H]`` of the new position."""
-    out = language_model(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, cache=cache, use_cache=True)
-    return out.last_hidden_state[:, -1]
-
-
-_COMPILED_STEP = None
-
-
-def _compiled_step(language_model: Any) -> Any:
-    """:func:`_step` under ``torch.compile`` with CUDA graphs; its output is copied out of the graph's buffers."""
-    global _COMPILED_STEP
-    if _COMPILED_STEP is None:
-        _COMPILED_STEP = torch.compile(_step, mode="reduce-overhead", fullgraph=True, dynamic=False)
-    compiled = _COMPILED_STEP
-
-    def step(*args: Any) -> torch.Tensor:
-        torch.compiler.cudagraph_mark_step_begin()
-        return compiled(*args).clone()
-
-    return step
+# each model's static decoders by shape; weak, so they go with the model (and are never deep-copied with it)
+_DECODERS: weakref.WeakKeyDictionary[Any, dict[tuple, _StaticDecoder]] = weakref.WeakKeyDictionary()
 
 
 def _full_forward(
