@@ -47,7 +47,7 @@ HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent / "tests"), str(HERE.parent / "tests" / "dift")]
 
 from bench_dift import peak_memory_mb, time_steps  # noqa: E402
-from bench_grpo import bench_rollout, bench_steps, synchronize  # noqa: E402
+from bench_grpo import QUESTION, OpenBlockAtStep, bench_rollout, bench_steps, synchronize  # noqa: E402
 from dift_data import dift_record, write_jsonl  # noqa: E402
 
 from trl_latent.testing import QWEN2_5_VL_3B_TEXT, QWEN2_5_VL_3B_VISION, build_tiny_qwen2_5_vl  # noqa: E402
@@ -270,8 +270,37 @@ def zero2_child(size: str, mode: str, out: Path) -> None:
                                    steps=len(timer.times), first_loss=loss, engine=engine)))
 
 
+def check_graph_equality(device: torch.device) -> dict:
+    """On a GPU, the tiny model in float32: the CUDA-graphed static loop against the dynamic one (greedy, every row
+    forced into a latent block; left-padded rows), twice, so the second call replays the kept graph."""
+    from tiny_inputs import image_prompts
+    from transformers import LogitsProcessorList
+
+    from trl_latent.generation import generate_with_latents
+
+    with device:
+        model, processor = build_tiny_qwen2_5_vl(latent_size=4, dtype=torch.float32)
+    inputs = {k: v.to(device) for k, v in image_prompts(processor, [QUESTION, "Short?", QUESTION + " Why?"]).items()}
+    forcing = LogitsProcessorList([OpenBlockAtStep(model.config.latent_start_id, inputs["input_ids"].shape[1])])
+    kwargs = dict(max_new_tokens=12, logits_processor=forcing, output_logits=True, eos_token_id=[])
+    dynamic = generate_with_latents(model, **inputs, **kwargs)
+    result: dict = dict(tokens_equal=True, max_logit_diff=0.0)
+    for _ in range(2):
+        graphed = generate_with_latents(model, **inputs, cache_implementation="static", cuda_graph=True, **kwargs)
+        result["tokens_equal"] &= bool(torch.equal(graphed.completion_ids, dynamic.completion_ids))
+        result["max_logit_diff"] = max(result["max_logit_diff"],
+                                       float((graphed.logits - dynamic.logits).abs().max()))
+    return result
+
+
 def check_generate(model, processor, size: str, device: torch.device, save, results: dict) -> None:
     """Tokens/s of HF generate and of generate_with_latents (dynamic cache; static cache, CUDA-graphed on a GPU)."""
+    if device.type == "cuda":
+        try:
+            results["cuda_graph_equality"] = check_graph_equality(device)
+        except Exception as error:  # noqa: BLE001 - reported; the speed figures follow
+            results["cuda_graph_equality"] = dict(error=f"{type(error).__name__}: {error}"[:500])
+        save()
     for batch_size in SIZES[size]["batches"]:
         entry: dict = {}
         try:
@@ -334,6 +363,10 @@ def markdown(results: dict) -> str:
                  (label, "peak memory (MiB)", number(zero2["peak_memory_mib"], 6))]
     for batch, gen in results.get("generate", {}).items():
         label = f"rollout, {batch.replace('_', ' ')}"
+        if batch == "cuda_graph_equality":
+            rows.append(("rollout, CUDA graph vs dynamic loop (tiny, fp32)", "tokens equal / max logit diff",
+                         gen.get("error", "").replace("|", "/") or f"{gen['tokens_equal']} / {gen['max_logit_diff']:.2g}"))
+            continue
         if "error" in gen:
             rows.append((label, "failed", gen["error"].replace("|", "/").replace("\n", " ")))
             continue
@@ -342,6 +375,8 @@ def markdown(results: dict) -> str:
                   f"{number(gen['latent_tokens_per_s'], 4)}, {number(gen['ratio'])}x"),
                  (label, f"generate_with_latents, static cache{', CUDA graph' if gen['cuda_graph'] else ''} (tok/s), "
                          "ratio", f"{number(gen['latent_static_tokens_per_s'], 4)}, {number(gen['static_ratio'])}x")]
+        if "cuda_graph_error" in gen:
+            rows.append((label, "CUDA graph failed", gen["cuda_graph_error"].replace("|", "/").replace("\n", " ")))
     if "grpo" in results:
         grpo = results["grpo"]
         rows += [("GRPO step", "stock GRPOTrainer (s)", number(grpo["stock_step_s"])),
