@@ -47,10 +47,20 @@ HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent / "tests"), str(HERE.parent / "tests" / "dift")]
 
 from bench_dift import peak_memory_mb, time_steps  # noqa: E402
-from bench_grpo import QUESTION, OpenBlockAtStep, bench_rollout, bench_steps, synchronize  # noqa: E402
+from bench_grpo import (  # noqa: E402
+    QUESTION,
+    OpenBlockAtStep,
+    bench_rollout,
+    bench_steps,
+    synchronize,
+)
 from dift_data import dift_record, write_jsonl  # noqa: E402
 
-from trl_latent.testing import QWEN2_5_VL_3B_TEXT, QWEN2_5_VL_3B_VISION, build_tiny_qwen2_5_vl  # noqa: E402
+from trl_latent.testing import (  # noqa: E402
+    QWEN2_5_VL_3B_TEXT,
+    QWEN2_5_VL_3B_VISION,
+    build_tiny_qwen2_5_vl,
+)
 
 CHECKS = ("dift", "zero2", "generate", "grpo")
 FEEDBACK = ("teacher", "self")  # the DIFT latent_feedback modes, both timed
@@ -196,7 +206,7 @@ def check_dift(model, processor, size: str, device: torch.device, peak: float | 
                         if "stock" in measured:
                             entry["over_stock"] = seconds / measured["stock"]["step_s"]
                     measured[name] = entry
-                except Exception as error:  # noqa: BLE001 - one failed variant must not lose the others' figures
+                except Exception as error:  # one failed variant must not lose the others' figures
                     measured[name] = dict(error=f"{type(error).__name__}: {error}"[:500])
                 trainer = None
                 free(device)
@@ -298,7 +308,7 @@ def check_generate(model, processor, size: str, device: torch.device, save, resu
     if device.type == "cuda":
         try:
             results["cuda_graph_equality"] = check_graph_equality(device)
-        except Exception as error:  # noqa: BLE001 - reported; the speed figures follow
+        except Exception as error:  # reported; the speed figures follow
             results["cuda_graph_equality"] = dict(error=f"{type(error).__name__}: {error}"[:500])
         save()
     for batch_size in SIZES[size]["batches"]:
@@ -308,7 +318,7 @@ def check_generate(model, processor, size: str, device: torch.device, save, resu
                                        batch_size=batch_size, cuda_graph=device.type == "cuda"))
             entry["ratio"] = entry["latent_tokens_per_s"] / entry["hf_tokens_per_s"]
             entry["static_ratio"] = entry["latent_static_tokens_per_s"] / entry["hf_tokens_per_s"]
-        except Exception as error:  # noqa: BLE001 - keep the other batch sizes' figures
+        except Exception as error:  # keep the other batch sizes' figures
             entry["error"] = f"{type(error).__name__}: {error}"[:500]
         results[f"batch_{batch_size}"] = entry
         save()
@@ -347,8 +357,8 @@ def markdown(results: dict) -> str:
             rows += [
                 (label, "step time (s)" + (", over stock" if "over_stock" in dift else ""),
                  number(dift["step_s"]) + (f", {number(dift['over_stock'])}x" if "over_stock" in dift else "")),
-                (label, "tokens (padded) / model TFLOP", f"{dift['tokens']} ({dift['padded_tokens']}) / "
-                                                        f"{number(dift['step_tflop'])}"),
+                (label, "tokens (padded) / model TFLOP",
+                 f"{dift['tokens']} ({dift['padded_tokens']}) / {number(dift['step_tflop'])}"),
                 (label, "achieved TFLOP/s / MFU", f"{number(dift['tflops'])} / {number(dift['mfu'])}"),
                 (label, "peak memory (MiB)", number(dift["peak_memory_mib"], 6)),
             ]
@@ -373,8 +383,8 @@ def markdown(results: dict) -> str:
         rows += [(label, "HF generate (tok/s)", number(gen["hf_tokens_per_s"], 4)),
                  (label, "generate_with_latents, dynamic cache (tok/s), ratio",
                   f"{number(gen['latent_tokens_per_s'], 4)}, {number(gen['ratio'])}x"),
-                 (label, f"generate_with_latents, static cache{', CUDA graph' if gen['cuda_graph'] else ''} (tok/s), "
-                         "ratio", f"{number(gen['latent_static_tokens_per_s'], 4)}, {number(gen['static_ratio'])}x")]
+                 (label, f"generate_with_latents, static cache{', CUDA graph' if gen['cuda_graph'] else ''} (tok/s), ratio",
+                  f"{number(gen['latent_static_tokens_per_s'], 4)}, {number(gen['static_ratio'])}x")]
         if "cuda_graph_error" in gen:
             rows.append((label, "CUDA graph failed", gen["cuda_graph_error"].replace("|", "/").replace("\n", " ")))
     if "grpo" in results:

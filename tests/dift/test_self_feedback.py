@@ -189,7 +189,7 @@ def test_lockstep_rounds_equal_rows_one_by_one(tiny, records, tmp_path, attentio
     total = torch.zeros_like(grad)
     for row, record in enumerate([records[0], records[1]]):
         single = trainer.data_collator([record])
-        alone, alone_grad, alone_passes, alone_logits = run(single)
+        alone, alone_grad, _, alone_logits = run(single)
         length = single["input_ids"].shape[1]
         torch.testing.assert_close(logits[row, :length], alone_logits[0], atol=1e-5, rtol=1e-4)
         torch.testing.assert_close(scores[row], alone[0], atol=1e-6, rtol=1e-5)
