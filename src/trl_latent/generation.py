@@ -173,7 +173,7 @@ def generate_with_latents(
     ``spec``) this is ordinary decoding. ``use_cache=False`` re-runs the whole sequence every step with the latent
     vectors injected; it is the slow reference the cached path is tested against.
 
-    ``cache_implementation="static"`` decodes into a preallocated ``StaticCache`` (kept on the model and reused by the
+    ``cache_implementation="static"`` decodes into a preallocated ``StaticCache`` (kept per model and reused by the
     next call of the same shape), so every decode step, latent steps included, has the same shapes; with
     ``cuda_graph`` (CUDA only) that step is captured once as a CUDA graph and replayed, which removes the per-layer
     launch overhead that bounds small-batch decoding on a GPU. Both give the dynamic loop's tokens.
@@ -303,11 +303,11 @@ class _StaticDecoder:
     """Decode steps into a ``StaticCache``: one new position per row, attending through a 4-D mask over the cache's
     slots (the prompt's real tokens and every completion slot up to the one being written).
 
-    The cache, the step's input buffers and, with ``cuda_graph``, the step captured as a CUDA graph are kept on the
-    model per shape, so the next call of that shape resets the cache in place and replays the graph.
+    The cache, the step's input buffers and, with ``cuda_graph``, the step captured as a CUDA graph are kept per model
+    and shape, so the next call of that shape resets the cache in place and replays the graph.
     """
 
-    def __init__(self, language_model: Any, batch_size: int, length: int, cuda_graph: bool) -> None:
+    def __init__(self, language_model: Any, length: int, cuda_graph: bool) -> None:
         self.language_model = language_model
         self.cache = StaticCache(config=language_model.config, max_cache_len=length)
         self.implementation = language_model.config._attn_implementation
@@ -318,23 +318,24 @@ class _StaticDecoder:
         self.graph: torch.cuda.CUDAGraph | None = None
         self.inputs: dict[str, torch.Tensor] = {}
         self.output: torch.Tensor | None = None
+        self.valid: torch.Tensor | None = None  # [B, length]: the slots a query may see, set per call
+        self.slots: torch.Tensor | None = None
 
     @classmethod
     def for_model(cls, base: Any, language_model: Any, attention_mask: torch.Tensor, max_new_tokens: int,
                   cuda_graph: bool) -> _StaticDecoder:
-        """The model's decoder for this batch shape, reset; made (and kept on the model) on first use."""
+        """The model's decoder for this batch shape, reset; made (and kept while the model lives) on first use."""
         batch_size, length = attention_mask.shape[0], attention_mask.shape[1] + max_new_tokens
         key = (batch_size, length, language_model.config._attn_implementation, cuda_graph)
         kept = _DECODERS.setdefault(base, {})
         decoder = kept.get(key)
         if decoder is None:
-            decoder = kept[key] = cls(language_model, batch_size, length, cuda_graph)
+            decoder = kept[key] = cls(language_model, length, cuda_graph)
         decoder.cache.reset()
-        slots = torch.arange(length, device=attention_mask.device)
-        # real prompt tokens and all completion slots; the step's own slot bounds what a query sees (``__call__``)
+        # real prompt tokens and all completion slots; the step's own slot bounds what a query sees (``_mask``)
         decoder.valid = torch.cat([attention_mask.bool(), attention_mask.new_ones(batch_size, max_new_tokens,
                                                                                     dtype=torch.bool)], dim=1)
-        decoder.slots = slots
+        decoder.slots = torch.arange(length, device=attention_mask.device)
         return decoder
 
     def _mask(self, slot: int, dtype: torch.dtype) -> torch.Tensor:
