@@ -71,7 +71,7 @@ PEAK_BF16_TFLOPS = {"H200": 989.0, "GH200": 989.0, "H100": 989.0, "A100": 312.0,
 # per size: frames and side of the DIFT video sample, DIFT batch sizes (rows of a batch have fewer frames in turn),
 # new tokens per rollout, rollout batch sizes, timed steps
 SIZES = {
-    "tiny": dict(num_frames=6, frame_size=56, dift_batches=(1, 3), new_tokens=8, batches=(1, 4), steps=2, warmup=1,
+    "tiny": dict(num_frames=4, frame_size=56, dift_batches=(1, 2), new_tokens=8, batches=(1, 4), steps=1, warmup=1,
                  grpo_steps=2),
     "3b": dict(num_frames=16, frame_size=448, dift_batches=(1, 8), new_tokens=64, batches=(1, 16, 64), steps=3,
                warmup=1, grpo_steps=4),

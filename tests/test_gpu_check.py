@@ -35,9 +35,9 @@ def full_check(tmp_path_factory) -> tuple[dict, str]:
 def test_tiny_check_writes_every_measure(full_check):
     results, table = full_check
     assert results["size"] == "tiny" and results["attention"] == "sdpa" and results["transformers"]
-    assert set(results["dift"]) == {"batch_1", "batch_3"}
+    assert set(results["dift"]) == {"batch_1", "batch_2"}
     for batch, variants in results["dift"].items():
-        names = {"stock", "teacher", "self"} | ({"teacher_packed"} if batch == "batch_3" else set())
+        names = {"stock", "teacher", "self"} | ({"teacher_packed"} if batch == "batch_2" else set())
         assert names <= set(variants)
         for name in names:
             dift = variants[name]
@@ -49,7 +49,7 @@ def test_tiny_check_writes_every_measure(full_check):
                 assert positive(dift["fed_back_norm_ratio"])
                 assert dift["over_stock"] == pytest.approx(dift["step_s"] / variants["stock"]["step_s"])
         assert variants["self_over_teacher"] == pytest.approx(variants["self"]["step_s"] / variants["teacher"]["step_s"])
-    assert results["dift"]["batch_3"]["stock"]["padded_tokens"] > results["dift"]["batch_3"]["stock"]["tokens"]
+    assert results["dift"]["batch_2"]["stock"]["padded_tokens"] > results["dift"]["batch_2"]["stock"]["tokens"]
     assert set(results["generate"]) == {"batch_1", "batch_4"}
     for gen in results["generate"].values():
         assert "error" not in gen, gen.get("error")
@@ -62,8 +62,8 @@ def test_tiny_check_writes_every_measure(full_check):
     assert lines[0].startswith("Device: cpu") and "size tiny" in lines[0]
     rows = [line for line in lines if line.startswith("| ")][1:]  # the header row dropped
     checks = {row.split(" | ")[0].lstrip("| ") for row in rows}
-    dift_rows = {f"DIFT batch {b}, {label}" for b in (1, 3) for label in ("stock SFTTrainer", "teacher", "self")}
-    assert checks == dift_rows | {"DIFT batch 3, teacher, padding-free", "DIFT batch 1", "DIFT batch 3",
+    dift_rows = {f"DIFT batch {b}, {label}" for b in (1, 2) for label in ("stock SFTTrainer", "teacher", "self")}
+    assert checks == dift_rows | {"DIFT batch 2, teacher, padding-free", "DIFT batch 1", "DIFT batch 2",
                                   "rollout, batch 1", "rollout, batch 4", "GRPO step"} | {
         f"DIFT step ({mode}), DeepSpeed ZeRO-2 (1 process)" for mode in ("teacher", "self")}
     teacher = results["dift"]["batch_1"]["teacher"]
