@@ -9,8 +9,8 @@ Not a test: run it by hand and read the ratios (target: DIFT <= 1.10x the SFT st
 Both trainers see the same collated batch (the DIFT collator's output; the stock trainer gets it without the
 imagery keys, so its sequence still holds the latent blocks, with the learned pad embedding instead of injected
 vectors). The difference is therefore exactly what DIFT adds: encoding the imagery images, the injection hook, the
-hidden-state hook and the cosine loss. The self-fed row trains the same batch with the language model run block by
-block through the KV cache (one piece per latent pad column), so its ratio to the teacher row is the price of
+hidden-state hook and the cosine loss. The self-fed row trains the same batch with the language model run in lockstep
+rounds through the KV cache (one batched round per latent position), so its ratio to the teacher row is the price of
 feeding back the model's own hidden states.
 """
 
@@ -131,7 +131,7 @@ def main() -> int:
     print(f"ratio   {dift_time / sft_time:10.3f}x{dift_mem / sft_mem:11.3f}x   (target time <= 1.10x)")
     print(f"{'DIFT self':8}{self_time:10.4f}{self_mem:12.1f}")
     print(f"self / teacher step time {self_time / dift_time:.3f}x   (latent_feedback: self vs teacher; "
-          f"{int((batch['input_ids'] == dift.latent_spec.pad_id).any(0).sum()) + 1} pieces per forward)")
+          f"{int((batch['input_ids'] == dift.latent_spec.pad_id).sum(1).max()) + 1} rounds per forward)")
     return 0
 
 

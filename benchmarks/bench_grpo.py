@@ -146,9 +146,11 @@ class OpenBlockAtStep(LogitsProcessor):
         return scores
 
 
-def bench_rollout(model, processor, *, device: str, new_tokens: int, batch_size: int = 4) -> tuple[float, float]:
-    """Tokens/s of HF ``generate`` and of ``generate_with_latents`` (one latent block per row) on ``batch_size``
-    image prompts, ``new_tokens`` tokens each, after one warm-up call of each."""
+def bench_rollout(model, processor, *, device: str, new_tokens: int, batch_size: int = 4,
+                  cuda_graph: bool = False) -> dict:
+    """Tokens/s of HF ``generate`` and of ``generate_with_latents`` (one latent block per row), with its dynamic and
+    its static cache (``cuda_graph``: its step replayed as a CUDA graph), on ``batch_size`` image prompts,
+    ``new_tokens`` tokens each, after one warm-up call of each."""
     inputs = image_prompts(processor, [QUESTION] * batch_size)
     inputs = {k: v.to(device) for k, v in inputs.items()}
     prompt_length = inputs["input_ids"].shape[1]
@@ -156,7 +158,7 @@ def bench_rollout(model, processor, *, device: str, new_tokens: int, batch_size:
     kwargs = dict(max_new_tokens=new_tokens, do_sample=True, eos_token_id=[], pad_token_id=processor.tokenizer.pad_token_id)
 
     def timed(fn) -> float:
-        fn()  # warm-up
+        fn()  # warm-up (and, for the CUDA graph, its capture)
         synchronize(device)
         start = time.perf_counter()
         tokens = fn()
@@ -167,13 +169,21 @@ def bench_rollout(model, processor, *, device: str, new_tokens: int, batch_size:
         out = model.generate(**inputs, min_new_tokens=new_tokens, **kwargs)
         return (out.shape[1] - prompt_length) * out.shape[0]
 
-    def latent() -> int:
+    def latent(**options) -> int:
         forcing = LogitsProcessorList([OpenBlockAtStep(model.config.latent_start_id, prompt_length)])
-        out = generate_with_latents(model, logits_processor=forcing, **inputs, **kwargs)
+        out = generate_with_latents(model, logits_processor=forcing, **inputs, **kwargs, **options)
         assert bool(out.latent_mask.any(-1).all()), "every row should have run a latent block"
         return out.completion_ids.numel()
 
-    return timed(plain), timed(latent)
+    results = dict(hf_tokens_per_s=timed(plain), latent_tokens_per_s=timed(latent), cuda_graph=cuda_graph)
+    try:
+        results["latent_static_tokens_per_s"] = timed(lambda: latent(cache_implementation="static", cuda_graph=cuda_graph))
+    except Exception as error:  # a failed graph capture is reported, and the eager static step timed
+        if not cuda_graph:
+            raise
+        results.update(cuda_graph=False, cuda_graph_error=f"{type(error).__name__}: {error}"[:500])
+        results["latent_static_tokens_per_s"] = timed(lambda: latent(cache_implementation="static"))
+    return results
 
 
 def synchronize(device: str | torch.device) -> None:
@@ -219,10 +229,15 @@ def main() -> None:
     print(f"  ratio (once / per row)   step {shared / per_row:.2f}x   policy pass {passes[True] / passes[False]:.2f}x")
 
     latent_model, processor = build_tiny_qwen2_5_vl(latent_size=4, dtype=dtype, **shape)
-    plain_tps, latent_tps = bench_rollout(latent_model, processor, device=args.device, new_tokens=args.new_tokens)
+    rollout = bench_rollout(latent_model, processor, device=args.device, new_tokens=args.new_tokens,
+                            cuda_graph=args.device == "cuda")
+    plain_tps, latent_tps = rollout["hf_tokens_per_s"], rollout["latent_tokens_per_s"]
     print(f"Rollout tokens/s (batch 4, {args.new_tokens} new tokens, one latent block per row):")
     print(f"  HF generate             {plain_tps:.1f} tok/s")
     print(f"  generate_with_latents   {latent_tps:.1f} tok/s   ratio {latent_tps / plain_tps:.2f}x")
+    static_tps = rollout["latent_static_tokens_per_s"]
+    print(f"  ... static cache{', CUDA graph' if rollout['cuda_graph'] else ''}  {static_tps:.1f} tok/s   "
+          f"ratio {static_tps / plain_tps:.2f}x")
 
 
 if __name__ == "__main__":

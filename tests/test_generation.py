@@ -103,6 +103,32 @@ def test_cached_equals_uncached(tiny):
         torch.testing.assert_close(cached.latent_embeds, uncached.latent_embeds, atol=1e-5, rtol=1e-4)
 
 
+@pytest.mark.parametrize("use_video", [False, True])
+def test_static_cache_equals_dynamic_loop(tiny, use_video):
+    """The static-cache loop (what the CUDA-graphed GPU step runs) gives today's tokens, latent vectors and logits, with
+    left-padded rows and blocks opening at different steps; a second call reuses the cache and gives them again."""
+    model, processor = tiny
+    spec = get_latent_spec(model)
+    batch = video_prompt(processor, QUESTIONS[0]) if use_video else image_prompts(processor, QUESTIONS + ["Short?"])
+    assert use_video or not bool(batch["attention_mask"].all())  # left padding is exercised
+    force = LogitsProcessorList([ForceAt(batch["input_ids"].shape[1], {0: [1, 8], 1: [4], 2: [0]}, spec.start_id)])
+    kwargs = dict(max_new_tokens=15, logits_processor=force, output_logits=True)
+    dynamic = _generate(model, batch, **kwargs)
+    assert dynamic.latent_mask.any()
+    for _ in range(2):
+        static = _generate(model, batch, cache_implementation="static", **kwargs)
+        assert torch.equal(static.completion_ids, dynamic.completion_ids)
+        torch.testing.assert_close(static.logits, dynamic.logits, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(static.latent_embeds, dynamic.latent_embeds, atol=1e-5, rtol=1e-5)
+    sampled = [_generate(model, batch, cache_implementation=cache, do_sample=True, temperature=0.8,
+                         generator=torch.Generator().manual_seed(5), max_new_tokens=10) for cache in ("dynamic", "static")]
+    assert torch.equal(sampled[0].completion_ids, sampled[1].completion_ids)
+    with pytest.raises(ValueError, match="cache_implementation must be"):
+        _generate(model, batch, cache_implementation="paged", max_new_tokens=2)
+    with pytest.raises(ValueError, match="cuda_graph needs cache_implementation='static' and CUDA inputs"):
+        _generate(model, batch, cuda_graph=True, cache_implementation="static", max_new_tokens=2)
+
+
 def test_batch_equals_rows_one_by_one(tiny):
     """No batch coupling: rows entering / inside / leaving blocks at different steps match single-row runs."""
     model, processor = tiny

@@ -34,19 +34,27 @@ def full_check(tmp_path_factory) -> tuple[dict, str]:
 
 def test_tiny_check_writes_every_measure(full_check):
     results, table = full_check
-    assert results["size"] == "tiny" and results["attention"] == "sdpa"
-    for mode in ("teacher", "self"):
-        dift = results["dift"][mode]
-        assert positive(dift["step_s"]) and positive(dift["step_tflop"]) and positive(dift["peak_memory_mib"])
-        assert dift["tokens"] > 0 and dift["mfu"] is None  # no known peak on a CPU: left empty, not guessed
-        assert positive(dift["fed_back_norm_ratio"])
-    assert results["dift"]["self"]["step_tflop"] == results["dift"]["teacher"]["step_tflop"]  # the same model math
-    assert results["dift_self_over_teacher"] == pytest.approx(
-        results["dift"]["self"]["step_s"] / results["dift"]["teacher"]["step_s"]
-    )
+    assert results["size"] == "tiny" and results["attention"] == "sdpa" and results["transformers"]
+    assert set(results["dift"]) == {"batch_1", "batch_2"}
+    for batch, variants in results["dift"].items():
+        names = {"stock", "teacher", "self"} | ({"teacher_packed"} if batch == "batch_2" else set())
+        assert names <= set(variants)
+        for name in names:
+            dift = variants[name]
+            assert "error" not in dift, dift.get("error")
+            assert positive(dift["step_s"]) and positive(dift["step_tflop"]) and positive(dift["peak_memory_mib"])
+            assert dift["tokens"] > 0 and dift["mfu"] is None  # no known peak on a CPU: left empty, not guessed
+            assert dift["step_tflop"] == variants["stock"]["step_tflop"]  # the same model math for every variant
+            if name != "stock":
+                assert positive(dift["fed_back_norm_ratio"])
+                assert dift["over_stock"] == pytest.approx(dift["step_s"] / variants["stock"]["step_s"])
+        assert variants["self_over_teacher"] == pytest.approx(variants["self"]["step_s"] / variants["teacher"]["step_s"])
+    assert results["dift"]["batch_2"]["stock"]["padded_tokens"] > results["dift"]["batch_2"]["stock"]["tokens"]
     assert set(results["generate"]) == {"batch_1", "batch_4"}
     for gen in results["generate"].values():
+        assert "error" not in gen, gen.get("error")
         assert positive(gen["hf_tokens_per_s"]) and positive(gen["latent_tokens_per_s"])
+        assert positive(gen["latent_static_tokens_per_s"]) and gen["cuda_graph"] is False  # no CUDA here
         assert gen["ratio"] == pytest.approx(gen["latent_tokens_per_s"] / gen["hf_tokens_per_s"])
     assert positive(results["grpo"]["stock_step_s"]) and positive(results["grpo"]["latent_step_s"])
 
@@ -54,9 +62,12 @@ def test_tiny_check_writes_every_measure(full_check):
     assert lines[0].startswith("Device: cpu") and "size tiny" in lines[0]
     rows = [line for line in lines if line.startswith("| ")][1:]  # the header row dropped
     checks = {row.split(" | ")[0].lstrip("| ") for row in rows}
-    assert checks == {"DIFT step (teacher)", "DIFT step (self)", "DIFT step", "rollout, batch 1", "rollout, batch 4",
-                      "GRPO step"} | {f"DIFT step ({mode}), DeepSpeed ZeRO-2 (1 process)" for mode in ("teacher", "self")}
-    assert f"| DIFT step (teacher) | step time (s) | {results['dift']['teacher']['step_s']:.3g} |" in table
+    dift_rows = {f"DIFT batch {b}, {label}" for b in (1, 2) for label in ("stock SFTTrainer", "teacher", "self")}
+    assert checks == dift_rows | {"DIFT batch 2, teacher, padding-free", "DIFT batch 1", "DIFT batch 2",
+                                  "rollout, batch 1", "rollout, batch 4", "GRPO step"} | {
+        f"DIFT step ({mode}), DeepSpeed ZeRO-2 (1 process)" for mode in ("teacher", "self")}
+    teacher = results["dift"]["batch_1"]["teacher"]
+    assert f"| DIFT batch 1, teacher | step time (s), over stock | {teacher['step_s']:.3g}, " in table
     assert "/ – |" in table  # the MFU cell on CPU
 
 

@@ -14,11 +14,13 @@ text after it (long, low-fps video under transformers' own rule), and only the f
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
+from transformers import StaticCache
 from transformers.generation.logits_process import (
     LogitsProcessorList,
     RepetitionPenaltyLogitsProcessor,
@@ -160,6 +162,8 @@ def generate_with_latents(
     spec: LatentSpec | None = None,
     output_logits: bool = False,
     latent_inputs: Sequence[torch.Tensor | None] | None = None,
+    cache_implementation: str = "dynamic",
+    cuda_graph: bool = False,
     **multimodal: Any,
 ) -> LatentGenerationOutput:
     """Generate from left-padded prompts, running a latent block wherever the model emits ``<|latent_start|>``.
@@ -169,7 +173,19 @@ def generate_with_latents(
     as in ``transformers``' ``generate``. With a stock checkpoint (no latent settings and no
     ``spec``) this is ordinary decoding. ``use_cache=False`` re-runs the whole sequence every step with the latent
     vectors injected; it is the slow reference the cached path is tested against.
+
+    ``cache_implementation="static"`` decodes into a preallocated ``StaticCache`` (kept per model and reused by the
+    next call of the same shape), so every decode step, latent steps included, has the same shapes; with
+    ``cuda_graph`` (CUDA only) that step is captured once as a CUDA graph and replayed, which removes the per-layer
+    launch overhead that bounds small-batch decoding on a GPU. Both give the dynamic loop's tokens.
     """
+    if cache_implementation not in ("dynamic", "static"):
+        raise ValueError(f"cache_implementation must be 'dynamic' or 'static', got {cache_implementation!r}")
+    static = cache_implementation == "static"
+    if static and not use_cache:
+        raise ValueError("cache_implementation='static' needs use_cache=True")
+    if cuda_graph and not (static and input_ids.device.type == "cuda"):
+        raise ValueError("cuda_graph needs cache_implementation='static' and CUDA inputs")
     base = _unwrap(model)
     backbone, lm_head, embed = base.model, base.get_output_embeddings(), base.get_input_embeddings()
     spec = spec if spec is not None else get_latent_spec(base)
@@ -216,8 +232,11 @@ def generate_with_latents(
     if spec is not None:
         remaining[input_ids[:, -1] == spec.start_id] = spec.latent_size
 
+    decoder = _StaticDecoder.for_model(base, backbone.language_model, attention_mask, max_new_tokens, cuda_graph) \
+        if static else None
     out = backbone(
-        input_ids=input_ids, attention_mask=attention_mask, position_ids=positions, use_cache=use_cache, **multimodal
+        input_ids=input_ids, attention_mask=attention_mask, position_ids=positions,
+        cache=decoder.cache if static else None, use_cache=use_cache, **multimodal,
     )
     cache = out.cache if use_cache else None
     hidden = out.last_hidden_state[:, -1]
@@ -256,8 +275,11 @@ def generate_with_latents(
 
         if use_cache:
             step_embeds = torch.where(in_latent[:, None], fed.to(embed.weight.dtype), embed(token)).unsqueeze(1)
-            attention_mask = torch.cat([attention_mask, attention_mask.new_ones(batch_size, 1)], dim=1)
             step_positions = (next_position + t).view(1, batch_size, 1).expand(3, -1, -1)
+            if static:
+                hidden = decoder(step_embeds, step_positions, prompt_length + t)
+                continue
+            attention_mask = torch.cat([attention_mask, attention_mask.new_ones(batch_size, 1)], dim=1)
             out = backbone(
                 inputs_embeds=step_embeds,
                 attention_mask=attention_mask,
@@ -305,6 +327,97 @@ def _given_latents(
         given[row, : vectors.shape[0]] = vectors.to(device=device, dtype=dtype)
         counts[row] = vectors.shape[0]
     return given, counts
+
+
+class _StaticDecoder:
+    """Decode steps into a ``StaticCache``: one new position per row, attending through a 4-D mask over the cache's
+    slots (the prompt's real tokens and every completion slot up to the one being written).
+
+    The cache, the step's input buffers and, with ``cuda_graph``, the step captured as a CUDA graph are kept per model
+    and shape, so the next call of that shape resets the cache in place and replays the graph.
+    """
+
+    def __init__(self, language_model: Any, length: int, cuda_graph: bool) -> None:
+        self.language_model = language_model
+        self.cache = StaticCache(config=language_model.config, max_cache_len=length)
+        self.implementation = language_model.config._attn_implementation
+        if self.implementation not in ("sdpa", "eager"):
+            raise ValueError(f"cache_implementation='static' needs 'sdpa' or 'eager' attention, not "
+                             f"{self.implementation!r}")
+        self.cuda_graph = cuda_graph
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.inputs: dict[str, torch.Tensor] = {}
+        self.output: torch.Tensor | None = None
+        self.valid: torch.Tensor | None = None  # [B, length]: the slots a query may see, set per call
+        self.slots: torch.Tensor | None = None
+
+    @classmethod
+    def for_model(cls, base: Any, language_model: Any, attention_mask: torch.Tensor, max_new_tokens: int,
+                  cuda_graph: bool) -> _StaticDecoder:
+        """The model's decoder for this batch shape, reset; made (and kept while the model lives) on first use."""
+        batch_size, length = attention_mask.shape[0], attention_mask.shape[1] + max_new_tokens
+        key = (batch_size, length, language_model.config._attn_implementation, cuda_graph)
+        kept = _DECODERS.setdefault(base, {})
+        decoder = kept.get(key)
+        if decoder is None:
+            decoder = kept[key] = cls(language_model, length, cuda_graph)
+        decoder.cache.reset()
+        # real prompt tokens and all completion slots; the step's own slot bounds what a query sees (``_mask``)
+        decoder.valid = torch.cat([attention_mask.bool(), attention_mask.new_ones(batch_size, max_new_tokens,
+                                                                                    dtype=torch.bool)], dim=1)
+        decoder.slots = torch.arange(length, device=attention_mask.device)
+        return decoder
+
+    def _mask(self, slot: int, dtype: torch.dtype) -> torch.Tensor:
+        allowed = (self.valid & (self.slots <= slot))[:, None, None, :]
+        if self.implementation == "sdpa":
+            return allowed
+        return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill(~allowed, torch.finfo(dtype).min)
+
+    def _step(self, embeds: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        out = self.language_model(inputs_embeds=embeds, attention_mask={"full_attention": mask},
+                                  position_ids=positions, cache=self.cache, use_cache=True)
+        return out.last_hidden_state[:, -1]
+
+    def __call__(self, embeds: torch.Tensor, positions: torch.Tensor, slot: int) -> torch.Tensor:
+        """The last-layer hidden state ``[B, H]`` of the position written at cache ``slot``."""
+        mask = self._mask(slot, embeds.dtype)
+        if not self.cuda_graph:
+            return self._step(embeds, positions, mask)
+        if self.graph is None:
+            self._capture(embeds, positions.contiguous(), mask)
+        self.inputs["embeds"].copy_(embeds)
+        self.inputs["positions"].copy_(positions)
+        self.inputs["mask"].copy_(mask)
+        self.graph.replay()
+        return self.output.clone()
+
+    def _capture(self, embeds: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor) -> None:
+        """Capture one step as a CUDA graph on static input buffers.
+
+        The warm-up runs that capture needs write this step's slot and advance the cache's lengths; the lengths are
+        put back, and the slot is written again by the first replay.
+        """
+        self.inputs = {"embeds": embeds.clone(), "positions": positions.clone(), "mask": mask.clone()}
+        lengths = [layer.cumulative_length.clone() for layer in self.cache.layers]
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):
+            for _ in range(2):
+                self._step(self.inputs["embeds"], self.inputs["positions"], self.inputs["mask"])
+                for layer, length in zip(self.cache.layers, lengths):
+                    layer.cumulative_length.copy_(length)
+        torch.cuda.current_stream().wait_stream(stream)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            self.output = self._step(self.inputs["embeds"], self.inputs["positions"], self.inputs["mask"])
+        for layer, length in zip(self.cache.layers, lengths):  # capture records, it does not run
+            layer.cumulative_length.copy_(length)
+        self.graph = graph
+
+
+# each model's static decoders by shape; weak, so they go with the model (and are never deep-copied with it)
+_DECODERS: weakref.WeakKeyDictionary[Any, dict[tuple, _StaticDecoder]] = weakref.WeakKeyDictionary()
 
 
 def _full_forward(

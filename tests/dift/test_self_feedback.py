@@ -185,3 +185,47 @@ def test_target_feedback_norm_is_measured_recorded_and_saved(tiny, records, tmp_
     assert get_latent_spec(model).feedback_norm is None and not hasattr(model.config, "latent_feedback_norm")
     with pytest.raises(ValueError, match="latent_feedback_norm must be one of"):
         tiny_config(tmp_path, latent_feedback_norm="mean")
+
+
+@pytest.mark.parametrize("attention", ["sdpa", "eager"])
+def test_lockstep_rounds_equal_rows_one_by_one(tiny, records, tmp_path, attention):
+    """Rows whose pads sit in different columns advance together, one language-model pass per latent position (not
+    one per pad column of the batch), and give each row's own logits and gradients, as when it runs alone."""
+    trainer = self_fed_trainer(tiny, records, tmp_path)
+    model, spec = trainer.model, trainer.latent_spec
+    model.set_attn_implementation(attention)
+    model.train()
+    weight = model.model.language_model.layers[0].mlp.up_proj.weight
+    layer = model.model.language_model.layers[0]
+
+    def run(batch):
+        """Per-row scores (mean square of the row's real logits), their gradient, and the language-model passes."""
+        inputs = {k: v for k, v in batch.items() if k not in LATENT_KEYS and k != "labels"}
+        passes = []
+        handle = layer.register_forward_pre_hook(lambda module, args: passes.append(1))
+        try:
+            with feed_back_latents(model, batch["input_ids"] == spec.pad_id):
+                logits = model(**inputs).logits
+        finally:
+            handle.remove()
+        mask = batch["attention_mask"].bool()
+        scores = torch.stack([logits[row][mask[row]].float().square().mean() for row in range(len(logits))])
+        model.zero_grad()
+        scores.sum().backward()
+        return scores.detach(), weight.grad.clone(), len(passes), logits.detach()
+
+    batch = trainer.data_collator([records[0], records[1]])
+    pads = batch["input_ids"] == spec.pad_id
+    columns = pads.any(0).sum()
+    assert columns > pads.sum(1).max()  # the rows' pads are in different columns
+    scores, grad, passes, logits = run(batch)
+    assert passes == int(pads.sum(1).max()) + 1  # one pass per latent position of the longest row, plus the first
+    total = torch.zeros_like(grad)
+    for row, record in enumerate([records[0], records[1]]):
+        single = trainer.data_collator([record])
+        alone, alone_grad, _, alone_logits = run(single)
+        length = single["input_ids"].shape[1]
+        torch.testing.assert_close(logits[row, :length], alone_logits[0], atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(scores[row], alone[0], atol=1e-6, rtol=1e-5)
+        total += alone_grad
+    torch.testing.assert_close(grad, total, atol=1e-6, rtol=1e-4)

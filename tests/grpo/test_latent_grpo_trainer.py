@@ -298,3 +298,26 @@ def test_calibrated_rollouts_recompute_exactly(tiny, tmp_path):
     scored = (out["completion_mask"] * out["tool_mask"]).bool()
     sampled = rollout_logps(rollouts[-1], ids)
     assert torch.allclose(out["old_per_token_logps"][scored], sampled[scored], atol=1e-4)
+
+
+
+def test_static_cache_option_gives_the_dynamic_rollouts(tiny_session, tmp_path):
+    """GRPOConfig's cache_implementation='static' (what stock generate reads) reaches the latent rollouts and changes
+    nothing in them: same sampled tokens, latent vectors and logits."""
+    from trl_latent.generation import _DECODERS
+
+    dataset = load_records(write_rl_jsonl(tmp_path / "data"), task="rl")
+    outputs = {}
+    for cache in (None, "static"):
+        model, processor = (copy.deepcopy(x) for x in tiny_session)
+        trainer = trainer_for(model, processor, tmp_path / str(cache), dataset, cache_implementation=cache)
+        with pytest.MonkeyPatch.context() as patch:
+            rollouts = force_latent_blocks(patch)
+            torch.manual_seed(7)
+            trainer._generate_and_score_completions(rollout_rows(dataset))
+        outputs[cache] = rollouts[-1]
+        assert (trainer.model in _DECODERS) == (cache == "static")
+    dynamic, static = outputs[None], outputs["static"]
+    assert dynamic.latent_mask.any() and torch.equal(static.completion_ids, dynamic.completion_ids)
+    torch.testing.assert_close(static.logits, dynamic.logits, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(static.latent_embeds, dynamic.latent_embeds, atol=1e-5, rtol=1e-5)

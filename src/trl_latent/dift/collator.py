@@ -7,6 +7,7 @@ the fly (the dataset keeps paths, not pixels).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,6 +44,14 @@ class DataCollatorForLatentImagery:
     Sequences are right-padded and never truncated: cutting one would separate vision or latent placeholders from
     their features, so a sequence over ``max_length`` is an error naming its record.
 
+    With ``positions`` (the trainer sets it when ``padding_free=True``) the batch is packed padding-free: one row of
+    the rows' real tokens end to end (``input_ids``, ``labels``, ``mm_token_type_ids`` of shape ``[1, T]``), no
+    ``attention_mask``, and ``position_ids [4, 1, T]``: each row's own text positions (restarting at 0, which is how
+    transformers tells the rows apart) over the 3-D mRoPE positions that ``positions(input_ids, attention_mask,
+    multimodal)`` computed for the padded batch. Computing them here, on the CPU of the data loader, keeps the
+    forward free of host syncs. ``latent_image_keys`` names each imagery image (its path), for the trainer's cache
+    of frozen-tower targets.
+
     A sample whose media fail to decode is an error naming its ``file:line``; with ``skip_invalid`` it is dropped from
     the batch instead (logged, and counted in the ``num_skipped`` key the trainer reads). A batch in which every
     sample fails gets the last sample that decoded (or the first of ``spare_records`` that does) in their place, so
@@ -57,6 +66,7 @@ class DataCollatorForLatentImagery:
     max_length: int | None = None
     skip_invalid: bool = False
     spare_records: Any = None
+    positions: Callable[[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]], torch.Tensor] | None = None
     _spare: tuple[dict[str, Any], Visual, list[Image.Image]] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -104,7 +114,7 @@ class DataCollatorForLatentImagery:
     def __call__(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         decoded, num_skipped = self._decode_all(examples)
         examples = [example for example, _, _ in decoded]
-        texts, images, videos, metadata, imagery, imagery_sources = [], [], [], [], [], []
+        texts, images, videos, metadata, imagery, imagery_sources, keys = [], [], [], [], [], [], []
         for example, visual, example_imagery in decoded:
             if visual.is_video:
                 videos.append(visual.frames)
@@ -114,6 +124,7 @@ class DataCollatorForLatentImagery:
             texts.append(self._conversation(example, "video" if visual.is_video else "image"))
             imagery += example_imagery
             imagery_sources += [(example["source"], i) for i in range(len(example_imagery))]
+            keys += [str(path) for path in example["image_output"]]
 
         budget = {"shortest_edge": self.visual.min_pixels, "longest_edge": self.visual.max_pixels}
         batch = self.processor(
@@ -137,9 +148,26 @@ class DataCollatorForLatentImagery:
             self._check_imagery_tokens(encoded["image_grid_thw"], imagery_sources)
             batch["latent_pixel_values"] = encoded["pixel_values"]
             batch["latent_image_grid_thw"] = encoded["image_grid_thw"]
+            batch["latent_image_keys"] = tuple(keys)
+        if self.positions is not None:
+            batch = self._pack(batch)
         if self.skip_invalid:
             batch["num_skipped"] = torch.tensor(num_skipped)
         return dict(batch)
+
+    def _pack(self, batch: Any) -> dict[str, Any]:
+        """The padded batch as one padding-free row with per-row positions (see the class docstring)."""
+        batch = dict(batch)
+        mask = batch.pop("attention_mask").bool()
+        multimodal = {key: batch[key] for key in ("image_grid_thw", "video_grid_thw", "second_per_grid_ts",
+                                                  "mm_token_type_ids") if key in batch}
+        rope = self.positions(batch["input_ids"], mask.long(), multimodal)  # [3, B, L]
+        text = torch.cat([torch.arange(int(length)) for length in mask.sum(1)])
+        for key in ("input_ids", "labels", "mm_token_type_ids"):
+            if key in batch:
+                batch[key] = batch[key][mask][None]
+        batch["position_ids"] = torch.cat([text[None, None], rope[:, mask][:, None]])
+        return batch
 
     def _check_length(self, attention_mask: torch.Tensor, examples: list[dict[str, Any]]) -> None:
         if self.max_length is None:

@@ -52,8 +52,9 @@ class LatentImageryConfig(ActivationCheckpointingDefault, SFTConfig):
         latent_feedback (`str`, *optional*, defaults to `"teacher"`):
             What the latent pad positions receive as input: `"teacher"`, the imagery target vectors (one parallel
             forward); `"self"`, the model's own previous last-layer hidden state, as at inference (the sequence runs
-            block by block with the KV cache; needs `activation_checkpointing=False`). Both supervise the hidden state
-            before each pad against the target.
+            in lockstep rounds with the KV cache, one batched pass per latent position; needs
+            `activation_checkpointing=False` and `sdpa` or `eager` attention). Both supervise the hidden state before
+            each pad against the target.
         latent_feedback_norm (`str` or `None`, *optional*, defaults to `None`):
             Calibration of the fed-back latents, a departure from the release: `"target"` measures the mean norm of
             the imagery targets on the first `feedback_norm_samples` training records and records it in the model
@@ -63,6 +64,14 @@ class LatentImageryConfig(ActivationCheckpointingDefault, SFTConfig):
             `None` keeps what the checkpoint records (nothing, for a model never calibrated).
         feedback_norm_samples (`int`, *optional*, defaults to `64`):
             Training records whose imagery targets give the recorded norm (`latent_feedback_norm="target"`).
+        cache_latent_targets (`bool`, *optional*, defaults to `True`):
+            Compute each imagery image's targets once and reuse them (keyed by path) while the vision tower has no
+            trainable parameter; K x hidden values per image stay on the device (16 KiB at 3B in bf16, K=4).
+        padding_free (`bool`, *optional*, defaults to `False`):
+            The `SFTConfig` field, honoured here for multimodal rows (stock TRL refuses it for vision data): the
+            collator packs a batch's rows end to end into one row with per-row 3-D mRoPE positions and no padding
+            (flash-attention varlen when that is the attention implementation, a block-diagonal mask otherwise).
+            Needs `latent_feedback="teacher"`.
 
         > Visual inputs
 
@@ -123,6 +132,9 @@ class LatentImageryConfig(ActivationCheckpointingDefault, SFTConfig):
     feedback_norm_samples: int = field(
         default=64, metadata={"help": "Training records whose targets' mean norm latent_feedback_norm=target records."}
     )
+    cache_latent_targets: bool = field(
+        default=True, metadata={"help": "Compute a frozen tower's imagery targets once per image and reuse them."}
+    )
     fps: float = field(default=1.0, metadata={"help": "Frame rate the user video is sampled at."})
     frames_fps: float = field(default=1.0, metadata={"help": "Frame rate an `image_input` frame list was extracted at."})
     max_frames: int = field(default=50, metadata={"help": "Most frames per video (thinned uniformly beyond)."})
@@ -167,6 +179,9 @@ class LatentImageryConfig(ActivationCheckpointingDefault, SFTConfig):
                 "latent_feedback='self' runs the sequence block by block through the KV cache, which transformers "
                 "drops under gradient checkpointing: set activation_checkpointing (gradient_checkpointing) to false"
             )
+        if self.latent_feedback == "self" and self.padding_free:
+            raise ValueError("latent_feedback='self' runs rows in lockstep rounds and cannot be packed: set "
+                             "padding_free to false")
         _ = self.visual_options  # validates fps / frames / pixel budgets now rather than at the first batch
 
     def resolve_loss_weights(self, recorded: tuple[float, float] | None) -> None:

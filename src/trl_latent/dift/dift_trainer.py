@@ -28,7 +28,7 @@ from ..model_card import (
     latent_spec_details,
     training_data_details,
 )
-from ..models import adapter_for, apply_position_rule
+from ..models import adapter_for, apply_position_rule, position_rule
 from ..resume import ResumeWeightsMixin
 from ..skipping import SkippedSamplesMixin
 from ..tokens import (
@@ -123,6 +123,7 @@ class LatentImageryTrainer(ResumeWeightsMixin, SkippedSamplesMixin, LatentModelC
         if peft_config is not None:
             _make_latent_rows_trainable(peft_config, self.latent_spec)
         if data_collator is None:
+            adapter, rule = adapter_for(model), position_rule(model)
             data_collator = DataCollatorForLatentImagery(
                 processor=processing_class,
                 spec=self.latent_spec,
@@ -132,18 +133,25 @@ class LatentImageryTrainer(ResumeWeightsMixin, SkippedSamplesMixin, LatentModelC
                 max_length=args.max_length,
                 skip_invalid=args.skip_invalid_samples,
                 spare_records=train_dataset,
+                positions=(lambda ids, mask, multimodal: adapter.positions(ids, mask, multimodal, rule)[0])
+                if args.padding_free else None,
             )
-        super().__init__(
-            model=model,
-            args=args,
-            data_collator=data_collator,
-            train_dataset=train_dataset,
-            eval_dataset=eval_dataset,
-            processing_class=processing_class,
-            peft_config=peft_config,
-            **kwargs,
-        )
+        padding_free, args.padding_free = args.padding_free, False  # packed by our collator, not SFTTrainer's
+        try:
+            super().__init__(
+                model=model,
+                args=args,
+                data_collator=data_collator,
+                train_dataset=train_dataset,
+                eval_dataset=eval_dataset,
+                processing_class=processing_class,
+                peft_config=peft_config,
+                **kwargs,
+            )
+        finally:
+            args.padding_free = padding_free
         _expose_lm_head_bias(self.model)
+        self._target_cache: dict[str, torch.Tensor] = {}
         if args.latent_feedback_norm is not None:
             norm = self.measure_target_norm() if args.latent_feedback_norm == "target" else None
             set_feedback_norm(self.model, norm)
@@ -179,6 +187,7 @@ class LatentImageryTrainer(ResumeWeightsMixin, SkippedSamplesMixin, LatentModelC
         if num_skipped is not None and mode == "train":
             self.count_skipped(num_skipped.item())
         latent_inputs = {key: inputs.pop(key) for key in LATENT_BATCH_KEYS if key in inputs}
+        image_keys = inputs.pop("latent_image_keys", None)
         if not latent_inputs:  # no imagery in this batch: plain SFT on the text
             self._metrics[mode]["num_imagery"].append(0.0)
             result = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
@@ -189,10 +198,7 @@ class LatentImageryTrainer(ResumeWeightsMixin, SkippedSamplesMixin, LatentModelC
         backbone = vision_backbone(model)
         if self.args.freeze_vision_tower:
             backbone.visual.eval()  # Trainer.train() puts the whole model back in train mode every step
-        targets = compute_latent_targets(
-            model, latent_inputs["latent_pixel_values"], latent_inputs["latent_image_grid_thw"],
-            self.latent_spec.latent_size,
-        )
+        targets = self._latent_targets(model, latent_inputs, image_keys)
         captured: dict[str, torch.Tensor] = {}
 
         def keep_hidden_states(module: torch.nn.Module, args: tuple, output: Any) -> None:
@@ -228,6 +234,29 @@ class LatentImageryTrainer(ResumeWeightsMixin, SkippedSamplesMixin, LatentModelC
         num_imagery = torch.tensor(float(targets.shape[0]), device=ce_loss.device)
         self._metrics[mode]["num_imagery"].append(gather(num_imagery).sum().item())
         return (loss, result[1]) if return_outputs else loss
+
+    def _latent_targets(self, model: Any, latent_inputs: dict[str, torch.Tensor], keys: tuple[str, ...] | None
+                        ) -> torch.Tensor:
+        """The batch's imagery targets ``[N, K, H]``, from the cache when every image is in it.
+
+        A frozen tower gives every image the same targets at every epoch, so they are computed once
+        (``cache_latent_targets``); a tower with any trainable parameter (``freeze_vision_tower=False``, LoRA on its
+        modules) empties the cache and computes them every step.
+        """
+        tower = adapter_for(model).vision_tower(model)
+        frozen = self.args.cache_latent_targets and keys is not None and not any(
+            parameter.requires_grad for parameter in tower.parameters())
+        if not frozen:
+            self._target_cache.clear()
+        elif all(key in self._target_cache for key in keys):
+            return torch.stack([self._target_cache[key] for key in keys])
+        targets = compute_latent_targets(
+            model, latent_inputs["latent_pixel_values"], latent_inputs["latent_image_grid_thw"],
+            self.latent_spec.latent_size,
+        )
+        if frozen:
+            self._target_cache.update(zip(keys, targets))
+        return targets
 
     def latent_card_details(self) -> dict[str, str]:
         return {
@@ -291,22 +320,32 @@ def latent_norm_ratio(
 
 @contextmanager
 def feed_back_latents(model: Any, pad_mask: torch.Tensor) -> Iterator[list[torch.Tensor]]:
-    """Run the language model of every forward inside the block block by block, as the inference loop does.
+    """Run the language model of every forward inside the block in lockstep rounds, as the inference loop feeds back.
 
-    ``pad_mask [B, L]`` marks the ``<|latent_pad|>`` positions of the batch. Each forward over a ``[B, L]`` sequence is
-    cut before every column holding a pad of some row; the pieces run in order through the language model with one KV
-    cache, and a row's pad input becomes the last-layer hidden state of the position before it (post final norm, through
+    ``pad_mask [B, L]`` marks the ``<|latent_pad|>`` positions of the batch. Each row is cut before each of its pads,
+    and round ``r`` runs every row's ``r``-th piece together (one batched pass per latent position, however the rows'
+    pads are placed): the pieces of a round are right-padded to the longest, run through the language model with one
+    KV cache, and masked so that each position sees exactly its own row's earlier positions. A row's pad input becomes
+    the last-layer hidden state of the position before it (post final norm, through
     :func:`trl_latent.latents.feedback_vector`, as :func:`trl_latent.generation.generate_with_latents` feeds it), with
-    its gradient. Positions are the ones the backbone computed for the whole sequence (``get_rope_index``), sliced per
-    piece, so they equal a teacher-forced forward's. The pieces' hidden states are concatenated, so callers (the fused LM head, the hidden-state hook) see
-    one ordinary output. Yields the list the fed-back vectors are appended to, in order of the cut columns, one
-    ``[rows with a pad there, H]`` tensor per column.
+    its gradient. Positions are the ones the
+    backbone computed for the whole sequence (``get_rope_index``), gathered per piece, so they equal a teacher-forced
+    forward's. The hidden states are put back in sequence order, so callers (the fused LM head, the hidden-state hook)
+    see one ordinary output. Yields the list the fed-back vectors are appended to, one ``[rows with an r-th pad, H]``
+    tensor per round ``r >= 1``, rows in order.
 
-    Gradient checkpointing cannot be on: transformers drops the cache of a checkpointed layer.
+    The rounds need a 4-D attention mask, so the attention must be ``sdpa`` or ``eager`` (not flash-attention), and
+    gradient checkpointing cannot be on: transformers drops the cache of a checkpointed layer.
     """
     language_model = vision_backbone(model).language_model
     spec = get_latent_spec(model)
-    slice_kwargs = adapter_for(model).slice_language_model_kwargs
+    gather_kwargs = adapter_for(model).gather_language_model_kwargs
+    implementation = language_model.config._attn_implementation
+    if implementation not in ("sdpa", "eager"):
+        raise ValueError(f"latent_feedback='self' needs attn_implementation 'sdpa' or 'eager', not {implementation!r} "
+                         "(its lockstep rounds use a 4-D attention mask)")
+    if "sliding_attention" in (getattr(language_model.config, "layer_types", None) or ()):
+        raise ValueError("latent_feedback='self' does not support sliding-window attention layers")
     original = language_model.forward
     own = "forward" in vars(language_model)
     fed_back: list[torch.Tensor] = []
@@ -317,31 +356,34 @@ def feed_back_latents(model: Any, pad_mask: torch.Tensor) -> Iterator[list[torch
         del use_cache  # the pieces always run through the cache; the caller's (training) forward keeps none
         if cache is not None or inputs_embeds.shape[:2] != pad_mask.shape:
             raise ValueError("self-fed latents run whole training sequences, without a cache of their own")
-        mask = pad_mask.to(inputs_embeds.device)
-        columns = mask.any(0).nonzero().flatten().tolist()
-        if columns and columns[0] == 0:
-            raise ValueError("a sequence starts with <|latent_pad|>: there is no hidden state to feed back")
-        bounds = [0, *columns, mask.shape[1]]
+        rounds = _LockstepRounds(pad_mask.to(inputs_embeds.device), attention_mask)
+        if position_ids is None:  # text-only: the whole-sequence arange, which the cache length no longer gives
+            position_ids = torch.arange(rounds.length, device=inputs_embeds.device).expand(3, *pad_mask.shape)
         cache = DynamicCache(config=language_model.config)
         pieces: list[torch.Tensor] = []
-        for start, end in zip(bounds[:-1], bounds[1:]):
-            embeds = inputs_embeds[:, start:end]
-            if pieces:  # every piece but the first starts at a pad column
-                rows = mask[:, start]
-                fed_back.append(feedback_vector(pieces[-1][rows, -1], spec))
+        for r in range(rounds.count):
+            valid, gather = rounds.index(r)
+            embeds = inputs_embeds.gather(1, gather[..., None].expand(-1, -1, inputs_embeds.shape[-1]))
+            if pieces:  # every row with an r-th pad starts this round's piece at it
+                rows = rounds.lengths[:, r] > 0
+                last = (rounds.lengths[:, r - 1] - 1).clamp(min=0)
+                previous = pieces[-1][torch.arange(len(last), device=last.device), last]
+                fed_back.append(feedback_vector(previous[rows], spec))
                 first = embeds[:, 0].masked_scatter(rows[:, None], fed_back[-1].to(embeds.dtype))
                 embeds = torch.cat([first[:, None], embeds[:, 1:]], dim=1)
+            mask = rounds.mask(r, implementation, embeds.dtype)
             out = original(
                 inputs_embeds=embeds,
-                attention_mask=None if attention_mask is None else attention_mask[:, :end],
-                # None (text-only, no mRoPE): the model counts from the cache length, i.e. the whole-sequence arange
-                position_ids=None if position_ids is None else position_ids[..., start:end],
+                attention_mask={"full_attention": mask},
+                position_ids=position_ids.gather(-1, gather.expand(position_ids.shape[0], -1, -1)),
                 cache=cache,
                 use_cache=True,
-                **slice_kwargs(kwargs, start, end),
+                **gather_kwargs(kwargs, gather, valid),
             )
             pieces.append(out.last_hidden_state)
-        return BaseModelOutputWithPast(last_hidden_state=torch.cat(pieces, dim=1))
+        hidden = torch.cat(pieces, dim=1)
+        return BaseModelOutputWithPast(last_hidden_state=hidden.gather(1, rounds.inverse[..., None].expand(
+            -1, -1, hidden.shape[-1])))
 
     language_model.forward = forward
     try:
@@ -351,3 +393,51 @@ def feed_back_latents(model: Any, pad_mask: torch.Tensor) -> Iterator[list[torch
             language_model.forward = original
         else:
             del language_model.forward
+
+
+class _LockstepRounds:
+    """Where each round's pieces lie in a ``[B, L]`` batch cut before every ``<|latent_pad|>`` of each row.
+
+    Round ``r`` of row ``b`` spans columns ``[starts[b, r], starts[b, r] + lengths[b, r])``: from its ``r``-th pad (the
+    sequence start for ``r = 0``) to its next pad or the end; empty once the row has no more pads. One host sync
+    (the round count and widths) per forward.
+    """
+
+    def __init__(self, pad_mask: torch.Tensor, attention_mask: torch.Tensor | None) -> None:
+        batch, self.length = pad_mask.shape
+        if bool(pad_mask[:, 0].any()):
+            raise ValueError("a sequence starts with <|latent_pad|>: there is no hidden state to feed back")
+        columns = torch.arange(self.length, device=pad_mask.device)
+        pads = torch.where(pad_mask, columns, self.length).sort(dim=1).values  # each row's pad columns, then L
+        bounds = torch.cat([pads.new_zeros(batch, 1), pads, pads.new_full((batch, 1), self.length)], dim=1)
+        widths = bounds.diff(dim=1)  # [B, max pads + 2]: the last is always empty
+        self.count = int(pad_mask.sum(1).max()) + 1
+        self.starts, self.lengths = bounds[:, : self.count], widths[:, : self.count]
+        self.widths = self.lengths.amax(0).tolist()
+        offsets = torch.tensor([0, *self.widths], device=pad_mask.device).cumsum(0)
+        round_of = pad_mask.long().cumsum(1)  # a pad opens its round
+        self.inverse = offsets[round_of] + columns - self.starts.gather(1, round_of)  # column -> concatenated rounds
+        self.attention_mask = attention_mask.bool() if attention_mask is not None else None
+        self.keys: list[torch.Tensor] = []  # each round's key validity, [B, width]
+        self.steps = torch.arange(max(self.widths), device=pad_mask.device)
+
+    def index(self, r: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(valid [B, W], columns [B, W])`` of round ``r``; padding entries point at the last column."""
+        steps = self.steps[: self.widths[r]]
+        valid = steps < self.lengths[:, r : r + 1]
+        gather = (self.starts[:, r : r + 1] + steps).clamp(max=self.length - 1)
+        if self.attention_mask is not None:
+            valid = valid & self.attention_mask.gather(1, gather)
+        self.keys.append(valid)
+        return valid, gather
+
+    def mask(self, r: int, implementation: str, dtype: torch.dtype) -> torch.Tensor:
+        """``[B, 1, W, keys so far]``: earlier rounds' real keys, and this round's causally (after :meth:`index`)."""
+        width = self.widths[r]
+        causal = torch.ones(width, width, dtype=torch.bool, device=self.steps.device).tril()
+        current = causal[None] & self.keys[-1][:, None, :]
+        past = [keys[:, None, :].expand(-1, width, -1) for keys in self.keys[:-1]]
+        allowed = torch.cat([*past, current], dim=-1)[:, None]
+        if implementation == "sdpa":
+            return allowed
+        return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill(~allowed, torch.finfo(dtype).min)

@@ -309,6 +309,9 @@ class LatentGRPOTrainer(ResumeWeightsMixin, SkippedSamplesMixin, LatentModelCard
                 pad_token_id=self._tokenizer.pad_token_id,
                 suppress_token_ids=self._vision_token_ids,
                 spec=self.latent_spec,
+                # GRPOConfig's option, as stock generate reads it: a static cache, decoded by a CUDA graph on a GPU
+                cache_implementation="static" if self.args.cache_implementation == "static" else "dynamic",
+                cuda_graph=self.args.cache_implementation == "static" and device.type == "cuda",
                 **multimodal,
             )
         kept = out.completion_mask

@@ -2,7 +2,7 @@
 
 An adapter is the module ``trl_latent.models.<config.model_type>`` with a class ``Adapter(config)`` offering
 ``family`` (its display name), ``backbone(model)``, ``vision_tower(model)``, ``image_features(model, pixel_values,
-grid_thw)``, ``select_encoder_items(output, items)``, ``slice_language_model_kwargs(kwargs, start, end)``,
+grid_thw)``, ``select_encoder_items(output, items)``, ``gather_language_model_kwargs(kwargs, columns, valid)``,
 ``token_types(ids)``, ``positions(ids, attention_mask, multimodal, rule)`` and ``install_positions(model, rule)``, plus what builds a random checkpoint of the family: ``MODEL_CLASS``,
 ``PROCESSOR_CLASS``, ``VISION_TOWER_CLASS``, ``CHAT_TEMPLATE``, ``SIZES``, ``build_config``, ``build_processor`` and
 ``video_budget`` (see :mod:`trl_latent.models.qwen2_5_vl`). The rest of the package reaches the model only through

@@ -164,9 +164,12 @@ class Adapter:
         return type(output)(pooler_output=tuple(output.pooler_output[i] for i in items))
 
     @staticmethod
-    def slice_language_model_kwargs(kwargs: dict[str, Any], start: int, end: int) -> dict[str, Any]:
-        """The language model's extra keyword inputs for the columns ``start:end`` of its sequence (DIFT's self-fed
-        latents run a sequence piece by piece). Qwen2.5-VL's has none that follow the sequence."""
+    def gather_language_model_kwargs(
+        kwargs: dict[str, Any], columns: torch.Tensor, valid: torch.Tensor
+    ) -> dict[str, Any]:
+        """The language model's extra keyword inputs for one lockstep round of DIFT's self-fed latents: the sequence's
+        columns ``columns [B, W]`` of each row, of which ``valid [B, W]`` are real. Qwen2.5-VL's has none that follow
+        the sequence."""
         return kwargs
 
     # ----- positions ------------------------------------------------------------------------------------------

@@ -78,16 +78,20 @@ class Adapter(qwen2_5_vl.Adapter):
         )
 
     @staticmethod
-    def slice_language_model_kwargs(kwargs: dict[str, Any], start: int, end: int) -> dict[str, Any]:
-        """DeepStack inputs of the columns ``start:end``: ``visual_pos_masks [B, L]`` sliced, and each level's
-        features ``[N, H]`` (one row per vision position, row-major) cut to the positions inside the slice."""
+    def gather_language_model_kwargs(
+        kwargs: dict[str, Any], columns: torch.Tensor, valid: torch.Tensor
+    ) -> dict[str, Any]:
+        """DeepStack inputs of one lockstep round (the columns ``columns [B, W]`` of each row, ``valid [B, W]`` real):
+        ``visual_pos_masks`` gathered to ``[B, W]`` (padding entries off), and each level's features ``[N, H]`` (one row
+        per vision position, row-major over the whole sequence) taken for the round's vision positions in its own
+        row-major order, as the decoder layers add them."""
         masks = kwargs.get("visual_pos_masks")
         if masks is None:
             return kwargs
         order = torch.zeros(masks.shape, dtype=torch.long, device=masks.device)
         order[masks] = torch.arange(int(masks.sum()), device=masks.device)
-        piece = masks[:, start:end]
-        rows = order[:, start:end][piece]
+        piece = masks.gather(1, columns) & valid
+        rows = order.gather(1, columns)[piece]
         levels = kwargs.get("deepstack_visual_embeds")
         return {**kwargs, "visual_pos_masks": piece,
                 "deepstack_visual_embeds": None if levels is None else [level[rows] for level in levels]}
