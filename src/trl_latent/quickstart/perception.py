@@ -223,18 +223,21 @@ FORMAT = 1
 
 
 def cached_tower(cache_root: str | Path, *, model_size: str, image_size: int, num_frames: int, fps: float,
-                 clips: int, settings: PerceptionSettings, workers: int = 1, progress: bool = False) -> Path:
+                 clips: int, settings: PerceptionSettings, workers: int = 1, progress: bool = False,
+                 numerics: dict[str, Any] | None = None) -> Path:
     """The folder of a vision tower pretrained with these settings, built once per machine and reused (like a model
     download): ``vision_tower.safetensors`` (the tower's state dict) and ``perception.json`` (settings and fit).
 
     Built in a temporary folder next to the cache and moved in whole, so an interrupted build leaves nothing that
-    looks finished; the pretraining world is deleted afterwards (only the weights are worth keeping).
+    looks finished; the pretraining world is deleted afterwards (only the weights are worth keeping). ``numerics``
+    (the quickstart's thread count and kernel pinning, :mod:`.numerics`) is part of the key: the tower's weights
+    depend on them, so a tower built under other numerics is not reused.
     """
     from datagen.synthetic import write_dataset  # looked up per call, so tests can stand in for the renderer
 
 
     key = {"format": FORMAT, "model_size": model_size, "image_size": image_size, "num_frames": num_frames, "fps": fps,
-           "clips": clips, "world_seed": PERCEPTION_SEED, **settings.__dict__}
+           "clips": clips, "world_seed": PERCEPTION_SEED, **settings.__dict__, **({"numerics": numerics} if numerics else {})}
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
     root = Path(cache_root).expanduser()
     folder = root / f"{model_size}-{image_size}px-{num_frames}f-{digest}"
