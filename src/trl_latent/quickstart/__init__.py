@@ -346,7 +346,7 @@ class Quickstart:
         return {"heldout": log["heldout"], "clips": log["clips"], "settings": log["key"]}
 
     def run(self) -> Path:
-        from .numerics import pin_numerics
+        from ..numerics import pin_numerics
 
         self.numerics = pin_numerics(self.config.threads, self.config.pin_numerics)  # before any tensor operation
         self.out.mkdir(parents=True, exist_ok=True)

@@ -80,15 +80,16 @@ class QuickstartConfig:
     batch_size: int = field(default=8, metadata={"help": "Per-device batch of SFT and DIFT."})
     sft_learning_rate: float = field(default=1e-3, metadata={"help": "LR of SFT/DIFT (a random-init tiny model)."})
     grpo_steps: int = field(default=8, metadata={"help": "4DRL optimizer steps."})
-    grpo_batch_size: int = field(default=4, metadata={"help": "Per-device 4DRL batch (completions)."})
+    grpo_batch_size: int = field(default=16, metadata={"help": "Per-device 4DRL batch (completions): "
+                                 "grpo_batch_size / num_generations prompts per optimizer step."})
     num_generations: int = field(default=4, metadata={"help": "Completions per prompt in 4DRL."})
     grpo_learning_rate: float = field(default=1e-4, metadata={"help": "LR of 4DRL."})
-    grpo_beta: float = field(default=0.0, metadata={"help": "KL coefficient of 4DRL against the DIFT model (the "
+    grpo_beta: float = field(default=0.04, metadata={"help": "KL coefficient of 4DRL against the DIFT model (the "
                              "release's 0.01; 0 drops the reference model)."})
-    grpo_scale_rewards: str = field(default="group", metadata={"help": "Advantage scaling of 4DRL (GRPOConfig."
+    grpo_scale_rewards: str = field(default="none", metadata={"help": "Advantage scaling of 4DRL (GRPOConfig."
                                     "scale_rewards): group (divide by each prompt's reward std, the release's), batch "
                                     "or none."})
-    grpo_consistency_weight: float = field(default=0.0, metadata={"help": "Weight of the consistency reward "
+    grpo_consistency_weight: float = field(default=1.0, metadata={"help": "Weight of the consistency reward "
                                            "(trl_latent.rewards.consistency: the answer letter is the option the "
                                            "reasoning concludes) next to accuracy 1.0 and format 0.2; 0: the "
                                            "release's rewards only."})

@@ -230,7 +230,7 @@ def cached_tower(cache_root: str | Path, *, model_size: str, image_size: int, nu
 
     Built in a temporary folder next to the cache and moved in whole, so an interrupted build leaves nothing that
     looks finished; the pretraining world is deleted afterwards (only the weights are worth keeping). ``numerics``
-    (the quickstart's thread count and kernel pinning, :mod:`.numerics`) is part of the key: the tower's weights
+    (the quickstart's thread count and kernel pinning, :mod:`trl_latent.numerics`) is part of the key: the tower's weights
     depend on them, so a tower built under other numerics is not reused.
     """
     from datagen.synthetic import write_dataset  # looked up per call, so tests can stand in for the renderer
