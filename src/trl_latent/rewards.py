@@ -92,9 +92,10 @@ def consistency(completions: list, prompts: list | None = None, **kwargs: Any) -
     """Consistency reward: 1.0 when the ``<answer>`` letter is the option the reasoning concludes, else 0.0.
 
     Why: the accuracy reward reads the letter alone, so a rollout whose reasoning concludes one option and whose
-    letter happens to name the right other one is rewarded as much as a right answer, and the policy gradient then
-    moves the letter token away from the reasoning (measured on the quickstart: 4DRL with accuracy + format only left
-    letters disagreeing with their own written conclusion on 17% of held-out questions). The conclusion is read with
+    letter happens to name the right other one is rewarded as much as a right answer, and nothing pays for the
+    letter following the reasoning (on the quickstart, 4DRL with accuracy + format only was measured leaving letters
+    that disagree with their own written conclusion on 17% of held-out questions, against 2% before it). The
+    conclusion is read with
     :func:`trl_latent.answers.stated_conclusion` (the option whose words the ``<think>`` span names last), the letter
     with :func:`trl_latent.answers.extract_choice` (as the accuracy reward). A question without option lines, or a
     reasoning that names no option, scores 0.0. Not in the release (which rewards accuracy and format only).
