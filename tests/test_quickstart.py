@@ -21,6 +21,7 @@ TINY = [
     "--sft_steps", "2", "--batch_size", "2", "--grpo_steps", "1", "--grpo_batch_size", "2", "--num_generations", "2",
     "--max_new_tokens", "24", "--eval_limit", "3", "--eval_batch_size", "3", "--workers", "1", "--progress", "false",
     "--perception_clips", "6", "--perception_steps", "2", "--ablations", "k1", "calib", "--stage2_steps", "1",
+    "--threads", "1",
     "--families", *QUESTION_TYPES,  # four tiny clips: every family, so the held-out set is never empty
 ]
 ARMS = ("sft_text", "dift", "dift_grpo", "dift_stage2", "dift_k1", "dift_calib")
@@ -73,6 +74,7 @@ def test_writes_every_artifact(run, perception_cache):
 
     report = json.loads((run / "report.json").read_text())
     assert set(report["arms"]) == {ARM_LABELS[arm] for arm in ARMS} and report["seed"] == 0
+    assert report["numerics"]["threads"] == 1 and report["numerics"]["env"]["MKL_CBWR"] == "AVX2"
     pairs = [(p["a"], p["b"]) for p in report["statistics"]["paired"]]
     assert pairs == [("text-only SFT", "DIFT"), ("DIFT", "DIFT + 4DRL"), ("DIFT", "DIFT, stage 2 (self-fed)"),
                      ("DIFT", "DIFT with K = 1"), ("DIFT", "DIFT, calibrated feedback")]
@@ -189,6 +191,12 @@ def test_rerun_with_other_settings_redoes_exactly_what_they_change(run, monkeypa
     Quickstart(_config(run, *cache, "--grpo_steps", "2", "--eval_limit", "2", "--num_clips", "6",
                        "--perception_steps", "3")).run()
     assert ran[:3] == ["perception", "build_model:init_k1", "build_model:init"] and len(ran) == len(STAGES)
+    del ran[:]
+    Quickstart(_config(run, *cache, "--grpo_steps", "2", "--eval_limit", "2", "--num_clips", "6",
+                       "--perception_steps", "3", "--threads", "2")).run()
+    # the thread count changes the numbers of every stage that runs tensors (the tower too), not the world or data
+    assert ran[:3] == ["perception", "build_model:init_k1", "build_model:init"] and len(ran) == len(STAGES)
+    assert "synthesize" not in ran and "datagen" not in ran
 
 
 @pytest.mark.slow
@@ -260,3 +268,58 @@ def _config(out, *flags: str) -> QuickstartConfig:
     args = ["--output_dir", str(out), *TINY, *flags]
     (config,) = HfArgumentParser(QuickstartConfig).parse_args_into_dataclasses(args=args)
     return config
+
+
+def test_seeds_run_the_quickstart_per_seed_and_report_the_spread(tmp_path, monkeypatch):
+    """``--seeds``: one full run per seed in ``seed<k>/``, then every arm's and pair's spread over them."""
+    accuracy = {3: 0.5, 4: 0.7, 5: 0.6}
+
+    def run(self):
+        self.out.mkdir(parents=True)
+        conclusion = {"overall": {"n": 10, "letter_correct": 5, "recognised": 10, "conclusion_correct": 6,
+                                  "agreeing": 9}}
+        paired = [{"a": "DIFT", "b": "DIFT + 4DRL", "groups": {"overall": {
+            "difference": accuracy[self.config.seed] - 0.6, "ci95": [-0.1, 0.2]}}}]
+        (self.out / "report.json").write_text(json.dumps({
+            "arms": {"DIFT": {"overall": {"accuracy": 0.6}}, "DIFT + 4DRL": {"overall": {"accuracy": accuracy[self.config.seed]}}},
+            "statistics": {"paired": paired, "conclusions": {"DIFT": conclusion, "DIFT + 4DRL": conclusion}}}))
+
+    monkeypatch.setattr(Quickstart, "run", run)
+    assert main(["--output_dir", str(tmp_path), "--seeds", "3", "4", "5"]) == 0
+    assert all((tmp_path / f"seed{seed}" / "report.json").is_file() for seed in accuracy)
+    spread = json.loads((tmp_path / "spread.json").read_text())
+    assert spread["seeds"] == [3, 4, 5]
+    rl = spread["arms"]["DIFT + 4DRL"]
+    assert rl["accuracy"]["values"] == [0.5, 0.7, 0.6] and rl["accuracy"]["mean"] == pytest.approx(0.6)
+    assert rl["accuracy"]["std"] == pytest.approx(0.1) and rl["agreement"]["mean"] == pytest.approx(0.9)
+    (pair,) = spread["paired"]
+    assert pair["difference"]["min"] == pytest.approx(-0.1) and pair["ci95_excludes_zero"] == 0
+    text = (tmp_path / "spread.md").read_text()
+    assert "| DIFT + 4DRL | 50.0, 70.0, 60.0 | 60.0 | 10.0 | 50.0 to 70.0 | 90.0 |" in text
+    with pytest.raises(ValueError, match="seeds must be distinct"):
+        main(["--output_dir", str(tmp_path), "--seeds", "1", "1"])
+
+
+@pytest.mark.parametrize("weight", [None, "0"])
+def test_4drl_arm_rewards_letters_that_follow_the_reasoning(tmp_path, monkeypatch, weight):
+    """The 4DRL stage's command line, read back by the ``trl-latent grpo`` parser: the consistency reward next to
+    the release's two, a KL anchor to the DIFT model, unscaled group advantages, several prompts per step."""
+    from trl_latent.grpo import LatentGRPOConfig
+    from trl_latent.quickstart import parse_config
+    from trl_latent.scripts import _common, grpo
+
+    seen = []
+    monkeypatch.setattr(grpo, "main", lambda argv: seen.append(argv) or 0)
+    flags = ["--output_dir", str(tmp_path)] + (["--grpo_consistency_weight", weight] if weight else [])
+    Quickstart(parse_config(flags)).train_grpo()
+    (tmp_path / "models" / "dift").mkdir(parents=True)
+    (tmp_path / "models" / "dift" / "config.json").write_text("{}")  # the parser checks a saved model is there
+    script, args, _ = _common.parse_recipe(grpo.LatentGRPOScriptArguments, LatentGRPOConfig, seen[0], command="grpo",
+                                           dataset_help="", model_help="")
+    names = [path.rsplit(".", 1)[1] for path in script.reward_funcs]
+    if weight == "0":  # the release's rewards
+        assert names == ["accuracy", "format"] and args.reward_weights == [1.0, 0.2]
+    else:
+        assert names == ["accuracy", "format", "consistency"] and args.reward_weights == [1.0, 0.2, 1.0]
+    assert args.beta > 0 and args.scale_rewards == "none"
+    assert args.per_device_train_batch_size // args.num_generations >= 4  # prompts per optimizer step

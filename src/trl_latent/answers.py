@@ -60,6 +60,8 @@ _NUMBER_WORDS = {
     "sixty": 60, "seventy": 70, "eighty": 80, "ninety": 90, "hundred": 100,
 }
 _OPTION_PREFIX = re.compile(r"^\s*\(?([A-Z])\s*[.):：]\s*")
+_THINK_OPEN = re.compile(r"<think>", re.IGNORECASE)
+_THINK_END = re.compile(r"</think>|<answer>", re.IGNORECASE)
 
 
 def extract_answer_span(text: str) -> str:
@@ -139,6 +141,36 @@ def extract_choice(text: str, options: Sequence[str] | None = None, letters: str
         return standalone.group(1)
     first_capital = re.search(f"[{allowed}]", span)
     return first_capital.group(0) if first_capital else None
+
+
+def think_span(text: str) -> str:
+    """The reasoning of a response: after the first ``<think>`` (or from the start when there is none) up to the
+    first ``</think>`` or ``<answer>`` after it (or the end, when generation stopped inside the reasoning)."""
+    opened = _THINK_OPEN.search(text)
+    start = opened.end() if opened else 0
+    closed = _THINK_END.search(text, start)
+    return text[start:closed.start() if closed else len(text)]
+
+
+def stated_conclusion(text: str, options: tuple[str, ...] | list[str]) -> str | None:
+    """The letter of the option whose text the reasoning names last, ``None`` when it names none.
+
+    Rule: in the think span (:func:`think_span`), compared without case and punctuation, find every whole-word
+    occurrence of each option's text (its ``A.`` prefix removed); the option whose last occurrence ends latest wins,
+    the longer text on a tie (an option contained in another). This reads the quickstart's templates ("So: <text>."
+    and "the observation that fits is: <text>.") and any other phrasing that ends the reasoning on an option's words.
+    Failure modes: a reasoning that names its conclusion and then quotes a rejected option ("…, not <text>") is read
+    as concluding the rejected one, and a paraphrase that never repeats an option's words has no conclusion.
+    """
+    span = f" {normalise(think_span(text))} "
+    best: tuple[int, int, str] | None = None
+    for letter, option in zip(option_letters(options), options):
+        words = option_words(option)
+        at = span.rfind(f" {words} ") if words else -1
+        if at >= 0:
+            candidate = (at + len(words), len(words), letter)
+            best = candidate if best is None or candidate[:2] > best[:2] else best
+    return best[2] if best else None
 
 
 # DSR Suite's VLMEvalKit phrase list (``vlmeval/dataset/utils/videomme.py``) as it executes: two missing commas make

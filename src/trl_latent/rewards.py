@@ -1,7 +1,8 @@
 """4DRL reward functions, in TRL's reward-function form: ``f(completions, **columns) -> list[float]``.
 
 Use them from a recipe by dotted path (``reward_funcs: [trl_latent.rewards.accuracy, trl_latent.rewards.format]``)
-and weight them with ``GRPOConfig.reward_weights`` (the release uses 1.0 and 0.2). Answers are read with
+and weight them with ``GRPOConfig.reward_weights`` (the release uses 1.0 and 0.2). :func:`consistency` (the letter
+agrees with the reasoning's own conclusion) is ours, not the release's. Answers are read with
 :func:`trl_latent.answers.extract_choice`, the parser of the ``think`` evaluation protocol, so training never rewards
 what that protocol marks wrong. (The release's reward used its first-capital rule, like its evaluation; the published
 scorers' rules are kept for the ``official`` / ``4dthinker`` protocols, not for training, because they credit a capital
@@ -14,7 +15,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from .answers import choice_correct, mean_relative_accuracy, parse_number
+from .answers import choice_correct, extract_choice, mean_relative_accuracy, parse_number, stated_conclusion
 from .tokens import LATENT_END, LATENT_PAD, LATENT_START
 
 _OPTION_LINE = re.compile(r"^\s*\(?([A-Z])[.)]\s+\S.*$", re.MULTILINE)
@@ -85,6 +86,28 @@ def accuracy(completions: list, answer: list, prompts: list | None = None, **kwa
         score_answer(completion_text(completion), target, _prompt_text(prompt))
         for completion, target, prompt in zip(completions, answer, prompts, strict=True)
     ]
+
+
+def consistency(completions: list, prompts: list | None = None, **kwargs: Any) -> list[float]:
+    """Consistency reward: 1.0 when the ``<answer>`` letter is the option the reasoning concludes, else 0.0.
+
+    Why: the accuracy reward reads the letter alone, so a rollout whose reasoning concludes one option and whose
+    letter happens to name the right other one is rewarded as much as a right answer, and nothing pays for the
+    letter following the reasoning (on the quickstart, 4DRL with accuracy + format only was measured leaving letters
+    that disagree with their own written conclusion on 17% of held-out questions, against 2% before it). The
+    conclusion is read with
+    :func:`trl_latent.answers.stated_conclusion` (the option whose words the ``<think>`` span names last), the letter
+    with :func:`trl_latent.answers.extract_choice` (as the accuracy reward). A question without option lines, or a
+    reasoning that names no option, scores 0.0. Not in the release (which rewards accuracy and format only).
+    """
+    prompts = prompts if prompts is not None else [None] * len(completions)
+    rewards = []
+    for completion, prompt in zip(completions, prompts, strict=True):
+        options = options_in(_prompt_text(prompt))
+        text = completion_text(completion)
+        concluded = stated_conclusion(text, options) if options else None
+        rewards.append(float(concluded is not None and extract_choice(text, options) == concluded))
+    return rewards
 
 
 def format_ok(text: str) -> bool:

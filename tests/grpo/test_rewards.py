@@ -76,3 +76,25 @@ def test_options_are_read_from_the_question():
 )
 def test_format(text, expected):
     assert rewards.format(completions=[as_completion(text)], answer=["B"]) == [expected]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("<think>It moves. So: right.</think><answer>B</answer>", 1.0),
+        (f"<think>{BLOCK} So: left.</think><answer>A</answer>", 1.0),  # consistent, whatever the truth
+        ("<think>So: left.</think><answer>B</answer>", 0.0),  # the letter contradicts the reasoning
+        ("<think>Not up: it goes down.</think><answer>D</answer>", 1.0),  # the option named last is the conclusion
+        ("<think>no option named</think><answer>B</answer>", 0.0),
+        ("<think>So: right.</think>", 0.0),  # no letter
+        ("<think>So: right.</think><answer>right</answer>", 1.0),  # the option text is its letter
+    ],
+)
+def test_consistency_rewards_a_letter_that_follows_the_reasoning(text, expected):
+    got = rewards.consistency(completions=[as_completion(text)], prompts=[PROMPT], answer=["B"], trainer_state=None)
+    assert got == [expected]
+
+
+def test_consistency_is_zero_without_options():
+    assert rewards.consistency(["<think>So: 3 m.</think><answer>3</answer>"], prompts=["How far?"]) == [0.0]
+    assert rewards.consistency(["<think>So: right.</think><answer>B</answer>"]) == [0.0]  # no prompt, no options

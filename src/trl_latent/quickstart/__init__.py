@@ -40,6 +40,13 @@ PAIRS = [("sft_text", "dift"), ("dift", "dift_grpo"), ("dift", STAGE2_ARM)]
 """The paired comparisons of every report (second minus first); each ablation arm is compared with DIFT too."""
 
 
+def grpo_reward_args(consistency_weight: float) -> list[str]:
+    """4DRL's reward flags: the release's accuracy (1.0) and format (0.2), plus the consistency reward when weighted."""
+    rewards = {"accuracy": 1.0, "format": 0.2, **({"consistency": consistency_weight} if consistency_weight else {})}
+    return ["--reward_funcs", *(f"trl_latent.rewards.{name}" for name in rewards),
+            "--reward_weights", *(str(weight) for weight in rewards.values())]
+
+
 def upstream(stage: str) -> tuple[str, ...]:
     """The stages whose outputs ``stage`` reads: when one of them is redone, so is the stage."""
     if stage in ("synthesize", "perception"):
@@ -67,6 +74,9 @@ RESULT_NEUTRAL = frozenset({"output_dir", "progress", "workers", "perception_cac
 """Settings that change no result (where it is written or cached, progress bars, rendering processes: each clip is
 seeded by itself), so a rerun that changes only these redoes nothing."""
 REPORT_FILES = ("report.md", "report.json", "losses.png", "rewards.png", "accuracy_by_type.png")
+TORCH_FREE_STAGES = frozenset({"synthesize", "datagen"})
+"""Stages that run no tensor operation (rendering and datagen are numpy): every other stage's numbers depend on the
+pinned numerics (``threads``, ``pin_numerics``), which they record as settings they read."""
 
 
 class _SettingsRead:
@@ -97,6 +107,7 @@ class Quickstart:
         self.out = Path(config.output_dir)
         self.timings: dict[str, float] = {}
         self.fingerprints: dict[str, str] = {}
+        self.numerics: dict[str, Any] = {}
 
     # ---- bookkeeping -------------------------------------------------------------------------------------------
     def _changes(self, done: dict[str, Any], upstream: dict[str, str]) -> list[str]:
@@ -122,6 +133,8 @@ class Quickstart:
             shutil.rmtree(self.out / output(name), ignore_errors=True)
         print(f"[quickstart] {name} …", flush=True)
         recorder = _SettingsRead(self.config)
+        if name not in TORCH_FREE_STAGES:  # pinned by run() for the whole process; a change redoes the stage
+            recorder.threads, recorder.pin_numerics  # noqa: B018 - read to be recorded
         self.config = recorder  # type: ignore[assignment] - reads pass through to the real config
         start = time.perf_counter()
         try:
@@ -184,7 +197,8 @@ class Quickstart:
         settings = PerceptionSettings(steps=c.perception_steps)
         folder = cached_tower(c.perception_cache, model_size=c.model_size, image_size=c.image_size,
                               num_frames=c.num_frames, fps=c.fps, clips=c.perception_clips, settings=settings,
-                              workers=c.workers, progress=c.progress, model_family=c.model_family)
+                              workers=c.workers, progress=c.progress, model_family=c.model_family,
+                              numerics={"threads": c.threads, "pinned": c.pin_numerics})
         shutil.copytree(folder, self.out / output("perception"))
 
     def _init_path(self, latent_size: int) -> Path:
@@ -272,8 +286,8 @@ class Quickstart:
             "--num_generations", str(c.num_generations),
             "--max_completion_length", str(c.max_new_tokens),
             "--learning_rate", str(c.grpo_learning_rate),
-            "--reward_funcs", "trl_latent.rewards.accuracy", "trl_latent.rewards.format",
-            "--reward_weights", "1.0", "0.2",
+            *grpo_reward_args(c.grpo_consistency_weight),
+            "--beta", str(c.grpo_beta), "--scale_rewards", c.grpo_scale_rewards,
             "--fps", str(c.fps), "--max_frames", str(c.model_frames),
             "--max_pixels", str(c.image_size * c.image_size),
             "--logging_steps", "1", "--save_strategy", "no", "--report_to", "none",
@@ -335,7 +349,8 @@ class Quickstart:
         pairs = [(ARM_LABELS[a], ARM_LABELS[b]) for a, b in PAIRS + ablated if a in self.arms and b in self.arms]
         statistics = report.arm_statistics(samples, pairs, seed=self.config.seed)
         perception = self._perception_fit()
-        text = report.markdown(arms, self.timings, self.config.summary(), [p.name for p in plots if p is not None],
+        settings = {**self.config.summary(), "numerics": self.numerics}
+        text = report.markdown(arms, self.timings, settings, [p.name for p in plots if p is not None],
                                statistics=statistics, perception=perception)
         diagnosed = {ARM_LABELS[a]: json.loads((self.out / output(f"diagnose_{a}") / "diagnostics.json").read_text())
                      for a in self.latent_arms}
@@ -344,6 +359,7 @@ class Quickstart:
         path.write_text(text)
         (self.out / "report.json").write_text(json.dumps({
             "seed": self.config.seed,
+            "numerics": self.numerics,
             "arms": {arm: {**{t: {"correct": s.correct, "total": s.total, "letters": s.letters, "accuracy": s.accuracy,
                                   "ci95": s.wilson()} for t, s in scores.items()},
                            **({"diagnostics": diagnosed[arm]} if arm in diagnosed else {})}
@@ -364,6 +380,9 @@ class Quickstart:
         return {"heldout": log["heldout"], "clips": log["clips"], "settings": log["key"]}
 
     def run(self) -> Path:
+        from ..numerics import pin_numerics
+
+        self.numerics = pin_numerics(self.config.threads, self.config.pin_numerics)  # before any tensor operation
         self.out.mkdir(parents=True, exist_ok=True)
         for name in REPORT_FILES:  # the report of an earlier run would sit next to this run's settings
             (self.out / name).unlink(missing_ok=True)
@@ -406,5 +425,11 @@ def parse_config(args: list[str]) -> QuickstartConfig:
 
 
 def main(argv: list[str] | None = None) -> int:
-    Quickstart(parse_config(sys.argv[1:] if argv is None else argv)).run()
+    config = parse_config(sys.argv[1:] if argv is None else argv)
+    if config.seeds:
+        from .seeds import run_seeds
+
+        run_seeds(config)
+    else:
+        Quickstart(config).run()
     return 0

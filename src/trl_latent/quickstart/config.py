@@ -27,6 +27,7 @@ ABLATIONS = {
     "calib": ("DIFT, calibrated feedback", {"latent_feedback_norm": "target"}),
 }
 """Extra DIFT arms of ``--ablations``: label and the DIFT settings they change (all else as the DIFT arm)."""
+GRPO_SCALE_REWARDS = ("group", "batch", "none")
 PRESETS: dict[str, dict[str, Any]] = {
     "default": {},
     "study": {
@@ -49,6 +50,9 @@ class QuickstartConfig:
     num_clips: int = field(default=240, metadata={"help": "Synthetic clips (train + held-out)."})
     heldout_fraction: float = field(default=0.25, metadata={"help": "Share of clips kept for the held-out benchmark."})
     seed: int = field(default=0, metadata={"help": "Seed of the world, the model init and training."})
+    seeds: list[int] = field(default_factory=list, metadata={"help": "Run everything once per seed (in place of "
+                             "--seed), each into <output_dir>/seed<k>, and write spread.md / spread.json: every arm's "
+                             "accuracy and paired difference per seed, mean, std and range."})
     image_size: int = field(default=84, metadata={"help": "Square frame side in pixels (multiple of 28)."})
     imagery_size: int = field(default=56, metadata={"help": "Imagery image side for the latent targets."})
     num_frames: int = field(default=8, metadata={"help": "Frames per clip."})
@@ -91,9 +95,19 @@ class QuickstartConfig:
     batch_size: int = field(default=8, metadata={"help": "Per-device batch of SFT and DIFT."})
     sft_learning_rate: float = field(default=1e-3, metadata={"help": "LR of SFT/DIFT (a random-init tiny model)."})
     grpo_steps: int = field(default=8, metadata={"help": "4DRL optimizer steps."})
-    grpo_batch_size: int = field(default=4, metadata={"help": "Per-device 4DRL batch (completions)."})
+    grpo_batch_size: int = field(default=16, metadata={"help": "Per-device 4DRL batch (completions): "
+                                 "grpo_batch_size / num_generations prompts per optimizer step."})
     num_generations: int = field(default=4, metadata={"help": "Completions per prompt in 4DRL."})
     grpo_learning_rate: float = field(default=1e-4, metadata={"help": "LR of 4DRL."})
+    grpo_beta: float = field(default=0.04, metadata={"help": "KL coefficient of 4DRL against the DIFT model (the "
+                             "release's 0.01; 0 drops the reference model)."})
+    grpo_scale_rewards: str = field(default="none", metadata={"help": "Advantage scaling of 4DRL (GRPOConfig."
+                                    "scale_rewards): group (divide by each prompt's reward std, the release's), batch "
+                                    "or none."})
+    grpo_consistency_weight: float = field(default=1.0, metadata={"help": "Weight of the consistency reward "
+                                           "(trl_latent.rewards.consistency: the answer letter is the option the "
+                                           "reasoning concludes) next to accuracy 1.0 and format 0.2; 0: the "
+                                           "release's rewards only."})
     max_new_tokens: int = field(default=128, metadata={"help": "Longest completion in 4DRL and evaluation."})
     eval_batch_size: int = field(default=8, metadata={"help": "Questions per generation batch."})
     eval_limit: int | None = field(default=None, metadata={"help": "Only the first N held-out questions (default: all)."})
@@ -101,6 +115,12 @@ class QuickstartConfig:
     use_cpu: bool = field(default=True, metadata={"help": "Train on CPU even when a GPU is present."})
     bf16: bool = field(default=False, metadata={"help": "bf16 training and evaluation (GPU)."})
     workers: int = field(default=2, metadata={"help": "Processes rendering synthetic clips."})
+    threads: int = field(default=2, metadata={"help": "torch threads of every training and evaluation stage (0: torch's "
+                         "default, one per core). The numbers depend on it: the same value gives the same numbers on "
+                         "any machine, whatever its core count."})
+    pin_numerics: bool = field(default=True, metadata={"help": "Compute with AVX2 kernels in torch, MKL and oneDNN on "
+                               "every CPU (ATEN_CPU_CAPABILITY, MKL_CBWR, ONEDNN_MAX_CPU_ISA), so machines with AVX-512 "
+                               "give the same numbers as machines without."})
     no_latents: bool = field(default=False, metadata={"help": "Ablation: only the text-only arm (no imagery)."})
     progress: bool = field(default=True, metadata={"help": "Progress bars."})
 
@@ -139,6 +159,12 @@ class QuickstartConfig:
             raise ValueError(f"input_frames must be even and in [2, num_frames={self.num_frames}], got {self.input_frames}")
         if self.latent_feedback_norm not in ("none", "target"):
             raise ValueError(f"latent_feedback_norm must be none or target, got {self.latent_feedback_norm!r}")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"seeds must be distinct, got {self.seeds}")
+        if self.grpo_scale_rewards not in GRPO_SCALE_REWARDS:
+            raise ValueError(f"grpo_scale_rewards must be one of {list(GRPO_SCALE_REWARDS)}, got {self.grpo_scale_rewards!r}")
+        if self.threads < 0:
+            raise ValueError(f"threads must be 0 (torch's default) or positive, got {self.threads}")
         if self.num_frames % 2:
             raise ValueError(f"num_frames must be even (temporal patch 2), got {self.num_frames}")
 

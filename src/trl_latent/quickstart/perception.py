@@ -230,12 +230,14 @@ FORMAT = 1
 
 def cached_tower(cache_root: str | Path, *, model_size: str, image_size: int, num_frames: int, fps: float,
                  clips: int, settings: PerceptionSettings, workers: int = 1, progress: bool = False,
-                 model_family: str = FAMILIES[0]) -> Path:
+                 model_family: str = FAMILIES[0], numerics: dict[str, Any] | None = None) -> Path:
     """The folder of a vision tower pretrained with these settings, built once per machine and reused (like a model
     download): ``vision_tower.safetensors`` (the tower's state dict) and ``perception.json`` (settings and fit).
 
     Built in a temporary folder next to the cache and moved in whole, so an interrupted build leaves nothing that
-    looks finished; the pretraining world is deleted afterwards (only the weights are worth keeping).
+    looks finished; the pretraining world is deleted afterwards (only the weights are worth keeping). ``numerics``
+    (the quickstart's thread count and kernel pinning, :mod:`trl_latent.numerics`) is part of the key: the tower's weights
+    depend on them, so a tower built under other numerics is not reused.
     """
     from datagen.synthetic import (
         write_dataset,  # looked up per call, so tests can stand in for the renderer
@@ -243,7 +245,7 @@ def cached_tower(cache_root: str | Path, *, model_size: str, image_size: int, nu
 
 
     key = {"format": FORMAT, "model_size": model_size, "image_size": image_size, "num_frames": num_frames, "fps": fps,
-           "clips": clips, "world_seed": PERCEPTION_SEED, **settings.__dict__}
+           "clips": clips, "world_seed": PERCEPTION_SEED, **settings.__dict__, **({"numerics": numerics} if numerics else {})}
     family = "" if model_family == FAMILIES[0] else f"{model_family}-"  # the default's cache keeps its name
     if family:
         key["model_family"] = model_family

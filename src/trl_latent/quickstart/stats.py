@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,11 +21,9 @@ from typing import Any
 import numpy as np
 
 from lmms_eval_dsr.scoring import responses
-from trl_latent.answers import normalise, option_letters, option_words
+from trl_latent.answers import stated_conclusion
 
 OVERALL = "overall"
-_THINK_OPEN = re.compile(r"<think>", re.IGNORECASE)
-_THINK_END = re.compile(r"</think>|<answer>", re.IGNORECASE)
 
 _DOC_FIELDS = ("video_id", "question", "options")
 _RECORD_FIELDS = ("group", "answer", "prediction")
@@ -200,36 +197,6 @@ def paired_difference(
             ci95=cluster_bootstrap_ci(videos, right_b - right_a, n_boot, np.random.default_rng(seed)),
             b_only=b_only, a_only=a_only, p_mcnemar=mcnemar_exact(b_only, a_only))
     return result
-
-
-def think_span(text: str) -> str:
-    """The reasoning of a response: after the first ``<think>`` (or from the start when there is none) up to the
-    first ``</think>`` or ``<answer>`` after it (or the end, when generation stopped inside the reasoning)."""
-    opened = _THINK_OPEN.search(text)
-    start = opened.end() if opened else 0
-    closed = _THINK_END.search(text, start)
-    return text[start:closed.start() if closed else len(text)]
-
-
-def stated_conclusion(text: str, options: tuple[str, ...] | list[str]) -> str | None:
-    """The letter of the option whose text the reasoning names last, ``None`` when it names none.
-
-    Rule: in the think span (:func:`think_span`), compared without case and punctuation, find every whole-word
-    occurrence of each option's text (its ``A.`` prefix removed); the option whose last occurrence ends latest wins,
-    the longer text on a tie (an option contained in another). This reads the quickstart's templates ("So: <text>."
-    and "the observation that fits is: <text>.") and any other phrasing that ends the reasoning on an option's words.
-    Failure modes: a reasoning that names its conclusion and then quotes a rejected option ("…, not <text>") is read
-    as concluding the rejected one, and a paraphrase that never repeats an option's words has no conclusion.
-    """
-    span = f" {normalise(think_span(text))} "
-    best: tuple[int, int, str] | None = None
-    for letter, option in zip(option_letters(options), options):
-        words = option_words(option)
-        at = span.rfind(f" {words} ") if words else -1
-        if at >= 0:
-            candidate = (at + len(words), len(words), letter)
-            best = candidate if best is None or candidate[:2] > best[:2] else best
-    return best[2] if best else None
 
 
 @dataclass(frozen=True)
