@@ -375,7 +375,7 @@ class _StaticDecoder:
         return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill(~allowed, torch.finfo(dtype).min)
 
     def _step(self, embeds: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        out = self.language_model(inputs_embeds=embeds, attention_mask={"full_attention": mask},
+        out = self.language_model(inputs_embeds=embeds, attention_mask=mask,
                                   position_ids=positions, cache=self.cache, use_cache=True)
         return out.last_hidden_state[:, -1]
 

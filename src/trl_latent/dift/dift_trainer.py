@@ -374,7 +374,7 @@ def feed_back_latents(model: Any, pad_mask: torch.Tensor) -> Iterator[list[torch
             mask = rounds.mask(r, implementation, embeds.dtype)
             out = original(
                 inputs_embeds=embeds,
-                attention_mask={"full_attention": mask},
+                attention_mask=mask,
                 position_ids=position_ids.gather(-1, gather.expand(position_ids.shape[0], -1, -1)),
                 cache=cache,
                 use_cache=True,
