@@ -148,8 +148,10 @@ def dataset_card(configs: dict[str, str]) -> str:
         "# trl-latent datagen export", "",
         "DIFT (`dift`, `dift_text_only`) and 4DRL (`rl`) records written by the 4DThinker data pipeline as",
         "re-implemented in trl-latent; media paths are relative to this folder. Train on one with",
-        "`trl-latent dift|grpo --dataset_name <this folder> --dataset_config <name>`, or load it with",
-        "`datasets.load_dataset(<this folder>, <name>)`. The license is that of the source videos.", "",
+        "`trl-latent dift|grpo --dataset_name <this folder> --dataset_config <name>`, or load its file with",
+        "`datasets.load_dataset(\"json\", data_files=\"<this folder>/<name>.jsonl\")`: `load_dataset(<this folder>, <name>)`",
+        "keys the `datasets` cache by the folder's name, so another export of the same name, or this one edited, would",
+        "be served from the cache. The license is that of the source videos.", "",
         "## Citation", "", f"```bibtex\n{CITATION_4DTHINKER}\n```", "",
     ])
     return str(DatasetCard(f"---\n{data.to_yaml()}\n---\n\n{text}"))
