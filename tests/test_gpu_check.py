@@ -77,7 +77,7 @@ def test_zero2_step_runs_under_deepspeed(full_check):
     results, table = full_check
     for mode in ("teacher", "self"):  # self mode: the block-by-block forward under a DeepSpeedEngine
         zero2 = results["zero2"][mode]
-        assert zero2["engine"] == "DeepSpeedEngine" and zero2["steps"] == 3
+        assert zero2["engine"] == "DeepSpeedEngine" and zero2["steps"] == 2  # tiny: one warm-up and one timed step
         assert positive(zero2["step_s"]) and positive(zero2["peak_memory_mib"]) and math.isfinite(zero2["first_loss"])
         assert f"| DIFT step ({mode}), DeepSpeed ZeRO-2 (1 process) | step time (s) |" in table
 

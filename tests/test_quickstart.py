@@ -133,7 +133,7 @@ def _stand_in_entry_points(monkeypatch, tmp_path_factory) -> list[str]:
         def save_pretrained(self, path):
             pass
 
-    monkeypatch.setattr(testing, "build_tiny_qwen2_5_vl", lambda *args, **kwargs: (Model(), None))
+    monkeypatch.setattr(testing, "build_tiny", lambda *args, **kwargs: (Model(), None))
     monkeypatch.setattr(testing, "build_processor", lambda *args, **kwargs: Processor())
     monkeypatch.setattr(testing, "corpus_tokenizer", lambda *args, **kwargs: None)
     monkeypatch.setattr(perception, "load_tower", lambda model, folder: None)

@@ -76,7 +76,7 @@ class QuickstartConfig:
     ablations: list[str] = field(default_factory=list, metadata={
         "help": f"Extra DIFT arms: {', '.join(ABLATIONS)} (without the similarity / text loss, K latents, fed-back "
         "latents rescaled to the targets' norm)."})
-    model_family: str = field(default=FAMILIES[0], metadata={"help": f"Random-init model family: {', '.join(FAMILIES)}."})
+    model_family: str = field(default="qwen2_5_vl", metadata={"help": f"Random-init model family: {', '.join(FAMILIES)}."})
     model_size: str = field(default="small", metadata={"help": "Random-init model: tiny, small or 3b (GPU, Qwen2.5-VL)."})
     vocab_size: int = field(default=1024, metadata={"help": "Retrain the Qwen tokenizer's BPE on the training texts with "
                             "at most this many entries (0: the full 151k Qwen vocabulary, which dominates CPU step time)."})
