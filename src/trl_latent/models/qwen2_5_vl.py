@@ -275,10 +275,12 @@ def build_config(tokenizer: Any, text: dict, vision: dict, **overrides: Any) -> 
                             tie_word_embeddings=True, **overrides)
 
 
-def build_processor(tokenizer: Any, template: str, min_pixels: int, max_pixels: int, video_max_pixels: int) -> Any:
-    """A stock ``Qwen2_5_VLProcessor`` around ``tokenizer``; pixel budgets as in Qwen's processors."""
+def build_processor(tokenizer: Any, template: str, min_pixels: int, max_pixels: int, video_max_pixels: int,
+                    processor_class: type = Qwen2_5_VLProcessor) -> Any:
+    """A stock ``processor_class`` (``Qwen2_5_VLProcessor``; Qwen2-VL's has the same parts) around ``tokenizer``;
+    pixel budgets as in Qwen's processors."""
     common = dict(patch_size=PATCH_SIZE, merge_size=MERGE_SIZE, temporal_patch_size=TEMPORAL_PATCH_SIZE)
-    return Qwen2_5_VLProcessor(
+    return processor_class(
         image_processor=Qwen2VLImageProcessor(min_pixels=min_pixels, max_pixels=max_pixels, **common),
         video_processor=Qwen2VLVideoProcessor(min_pixels=min_pixels, max_pixels=video_max_pixels,
                                               do_sample_frames=False, **common),

@@ -17,9 +17,7 @@ import torch
 from transformers import (
     Qwen2VLConfig,
     Qwen2VLForConditionalGeneration,
-    Qwen2VLImageProcessor,
     Qwen2VLProcessor,
-    Qwen2VLVideoProcessor,
 )
 from transformers.models.qwen2_vl.modeling_qwen2_vl import (
     Qwen2VisionTransformerPretrainedModel,
@@ -88,11 +86,6 @@ def build_config(tokenizer: Any, text: dict, vision: dict, **overrides: Any) -> 
 
 
 def build_processor(tokenizer: Any, template: str, min_pixels: int, max_pixels: int, video_max_pixels: int) -> Any:
-    """A stock ``Qwen2VLProcessor`` around ``tokenizer``."""
-    common = dict(patch_size=PATCH_SIZE, merge_size=MERGE_SIZE, temporal_patch_size=TEMPORAL_PATCH_SIZE)
-    return Qwen2VLProcessor(
-        image_processor=Qwen2VLImageProcessor(min_pixels=min_pixels, max_pixels=max_pixels, **common),
-        video_processor=Qwen2VLVideoProcessor(min_pixels=min_pixels, max_pixels=video_max_pixels,
-                                              do_sample_frames=False, **common),
-        tokenizer=tokenizer, chat_template=template,
-    )
+    """A stock ``Qwen2VLProcessor`` around ``tokenizer``, built as Qwen2.5-VL's (the same processor parts)."""
+    return qwen2_5_vl.build_processor(tokenizer, template, min_pixels, max_pixels, video_max_pixels,
+                                      processor_class=Qwen2VLProcessor)
