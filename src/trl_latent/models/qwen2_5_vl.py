@@ -265,14 +265,16 @@ def text_ids(tokenizer: Any) -> dict[str, Any]:
                 pad_token_id=tokenizer.pad_token_id)
 
 
-def build_config(tokenizer: Any, text: dict, vision: dict, **overrides: Any) -> Qwen2_5_VLConfig:
-    """A Qwen2.5-VL config with ``text`` / ``vision`` values whose special ids match ``tokenizer``."""
+def build_config(tokenizer: Any, text: dict, vision: dict, config_class: type = Qwen2_5_VLConfig,
+                 width_key: str = "out_hidden_size", **overrides: Any) -> Any:
+    """A ``config_class`` (Qwen2.5-VL's; Qwen2-VL's has the same layout) with ``text`` / ``vision`` values whose special
+    ids match ``tokenizer``; the vision tower's output width (``width_key``) defaults to the language model's."""
     text, vision = dict(text), dict(vision)
-    vision.setdefault("out_hidden_size", text["hidden_size"])
+    vision.setdefault(width_key, text["hidden_size"])
     vision.update(patch_size=PATCH_SIZE, spatial_merge_size=MERGE_SIZE, temporal_patch_size=TEMPORAL_PATCH_SIZE)
     text.update(text_ids(tokenizer))
-    return Qwen2_5_VLConfig(text_config=text, vision_config=vision, **special_token_ids(tokenizer),
-                            tie_word_embeddings=True, **overrides)
+    return config_class(text_config=text, vision_config=vision, **special_token_ids(tokenizer),
+                        tie_word_embeddings=True, **overrides)
 
 
 def build_processor(tokenizer: Any, template: str, min_pixels: int, max_pixels: int, video_max_pixels: int,

@@ -25,11 +25,6 @@ from transformers.models.qwen2_vl.modeling_qwen2_vl import (
 
 from . import qwen2_5_vl
 from .qwen2_5_vl import (
-    MERGE_SIZE,
-    PATCH_SIZE,
-    TEMPORAL_PATCH_SIZE,
-    special_token_ids,
-    text_ids,
     video_budget,  # noqa: F401  (the same per-frame budget: this family reads it here)
 )
 
@@ -75,14 +70,9 @@ SIZES: dict[str, tuple[dict, dict]] = {
 
 
 def build_config(tokenizer: Any, text: dict, vision: dict, **overrides: Any) -> Qwen2VLConfig:
-    """A Qwen2-VL config with ``text`` / ``vision`` values whose special ids match ``tokenizer`` (the vision tower's
-    ``hidden_size`` is its output width, the language model's)."""
-    text, vision = dict(text), dict(vision)
-    vision.setdefault("hidden_size", text["hidden_size"])
-    vision.update(patch_size=PATCH_SIZE, spatial_merge_size=MERGE_SIZE, temporal_patch_size=TEMPORAL_PATCH_SIZE)
-    text.update(text_ids(tokenizer))
-    return Qwen2VLConfig(text_config=text, vision_config=vision, **special_token_ids(tokenizer),
-                         tie_word_embeddings=True, **overrides)
+    """A Qwen2-VL config built as Qwen2.5-VL's (its vision tower's ``hidden_size`` is its output width)."""
+    return qwen2_5_vl.build_config(tokenizer, text, vision, config_class=Qwen2VLConfig, width_key="hidden_size",
+                                   **overrides)
 
 
 def build_processor(tokenizer: Any, template: str, min_pixels: int, max_pixels: int, video_max_pixels: int) -> Any:
