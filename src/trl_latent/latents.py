@@ -8,7 +8,7 @@ for the mRoPE and placeholder logic of Qwen2.5-VL.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -36,6 +36,44 @@ def pool_latents(features: torch.Tensor, latent_size: int) -> torch.Tensor:
         )
     group = num_tokens // latent_size
     return features[: group * latent_size].reshape(latent_size, group, -1).mean(dim=1)
+
+
+def imagery_pairs(counts: Sequence[int]) -> list[int | None]:
+    """For records with ``counts[r]`` imagery images each, listed record after record: the index of every image's
+    previous image in its own record (``None`` for a record's first), as :func:`motion_pixel_values` takes them."""
+    previous: list[int | None] = []
+    for count in counts:
+        previous += [None] + [len(previous) + k for k in range(count - 1)] if count else []
+    return previous
+
+
+def motion_pixel_values(
+    pixel_values: torch.Tensor, image_grid_thw: torch.Tensor, previous: list[int | None], temporal_patch_size: int,
+    channels: int = 3,
+) -> torch.Tensor:
+    """Imagery images as motion pairs: image ``i``'s patches with their earlier frames taken from image
+    ``previous[i]`` (``None``: kept, a still).
+
+    Qwen's image processors repeat an image ``temporal_patch_size`` times so that the vision tower, built for video,
+    sees a still clip; each row of ``pixel_values`` is one patch laid out ``(channels, time, patch, patch)``. Putting
+    the previous key frame in the earlier half makes every latent target the tower's features of the motion between
+    two moments — what it computes for two frames of a video (the video processor's layout; tested equal) — instead
+    of one still image, whose features barely encode what moved (``latent_imagery: motion``).
+    """
+    counts = image_grid_thw.prod(-1).tolist()
+    starts = [0, *torch.tensor(counts).cumsum(0).tolist()]
+    out = pixel_values.clone()
+    half = temporal_patch_size // 2
+    for i, j in enumerate(previous):
+        if j is None:
+            continue
+        if not torch.equal(image_grid_thw[i], image_grid_thw[j]) or int(image_grid_thw[i][0]) != 1:
+            raise ValueError(f"motion imagery pairs images of one size: image {j} has grid "
+                             f"{image_grid_thw[j].tolist()}, image {i} {image_grid_thw[i].tolist()}")
+        current = out[starts[i] : starts[i + 1]].view(counts[i], channels, temporal_patch_size, -1)
+        earlier = pixel_values[starts[j] : starts[j + 1]].reshape_as(current)
+        current[:, :, :half] = earlier[:, :, :half]
+    return out
 
 
 @torch.no_grad()

@@ -6,8 +6,9 @@ pooled vision features of an imagery image during DIFT, the model's own fed-back
 
 The settings live in ``model.config`` under the keys the released 4DThinker checkpoints use (``latent_size``,
 ``latent_token_id``, ``latent_start_id``, ``latent_end_id``, ``compress_strategy``; DIFT adds the loss weights as
-``ce_loss_weight`` / ``sim_loss_weight``, and ``latent_feedback_norm`` when trained with feedback calibration, see
-:func:`trl_latent.latents.feedback_vector`), so those checkpoints load as they are and ours round-trip through
+``ce_loss_weight`` / ``sim_loss_weight``, ``latent_feedback_norm`` when trained with feedback calibration, see
+:func:`trl_latent.latents.feedback_vector`, and ``latent_imagery: motion`` when its targets were motion pairs, see
+:func:`trl_latent.latents.motion_pixel_values`), so those checkpoints load as they are and ours round-trip through
 ``save_pretrained`` / ``from_pretrained`` with no custom config class. The release adds the tokens in the order
 pad, start, end (ids 151665-151667 with the Qwen2.5 tokenizer) and this code in the order start, pad, end; nothing
 depends on the order, since every id is read from the config.
@@ -31,6 +32,9 @@ _CONFIG_KEYS = ("latent_size", "latent_token_id", "latent_start_id", "latent_end
 COMPRESS_STRATEGIES = ("average",)
 FEEDBACK_NORM_KEY = "latent_feedback_norm"
 """Config key of the norm fed-back latent vectors are rescaled to (absent: the release's raw hidden states)."""
+IMAGERY_KEY = "latent_imagery"
+"""Config key of what a latent target encodes (absent: ``still``, the release's one image per block)."""
+LATENT_IMAGERY = ("still", "motion")
 LOSS_WEIGHT_KEYS = ("ce_loss_weight", "sim_loss_weight")
 """Config keys of the DIFT loss weights (text cross-entropy, latent similarity), named as in the release."""
 
@@ -47,6 +51,9 @@ class LatentSpec:
     feedback_norm: float | None = None
     """The norm every fed-back hidden state is rescaled to before it becomes a latent input (``None``: fed back as it
     is, as in the release); :func:`trl_latent.latents.feedback_vector` applies it."""
+    imagery: str = "still"
+    """What a block's target encodes: ``still``, one imagery image (the release); ``motion``, an image paired with the
+    previous one of its CoT (:func:`trl_latent.latents.motion_pixel_values`). DIFT and the oracle diagnostics read it."""
 
     def __post_init__(self) -> None:
         if self.latent_size < 1:
@@ -57,6 +64,8 @@ class LatentSpec:
             raise ValueError(f"compress_strategy must be one of {COMPRESS_STRATEGIES}, got {self.compress_strategy!r}")
         if self.feedback_norm is not None and not self.feedback_norm > 0:
             raise ValueError(f"{FEEDBACK_NORM_KEY} must be a positive number or absent, got {self.feedback_norm!r}")
+        if self.imagery not in LATENT_IMAGERY:
+            raise ValueError(f"{IMAGERY_KEY} must be one of {LATENT_IMAGERY}, got {self.imagery!r}")
 
     @property
     def block_text(self) -> str:
@@ -100,6 +109,7 @@ def get_latent_spec(model_or_config: Any) -> LatentSpec | None:
         end_id=int(config.latent_end_id),
         compress_strategy=getattr(config, "compress_strategy", None) or "average",
         feedback_norm=None if getattr(config, FEEDBACK_NORM_KEY, None) is None else float(getattr(config, FEEDBACK_NORM_KEY)),
+        imagery=getattr(config, IMAGERY_KEY, None) or "still",
     )
 
 
@@ -111,6 +121,18 @@ def set_feedback_norm(model: Any, norm: float | None) -> None:
             delattr(config, FEEDBACK_NORM_KEY)
     else:
         setattr(config, FEEDBACK_NORM_KEY, float(norm))
+
+
+def set_latent_imagery(model: Any, imagery: str) -> None:
+    """Record what the latent targets encode in the config (``still`` is recorded as absent, as the release has it)."""
+    if imagery not in LATENT_IMAGERY:
+        raise ValueError(f"latent_imagery must be one of {LATENT_IMAGERY}, got {imagery!r}")
+    config = _unwrap(model).config
+    if imagery == "still":
+        if hasattr(config, IMAGERY_KEY):
+            delattr(config, IMAGERY_KEY)
+    else:
+        setattr(config, IMAGERY_KEY, imagery)
 
 
 def get_loss_weights(model_or_config: Any) -> tuple[float, float] | None:

@@ -15,6 +15,7 @@ import torch
 from PIL import Image
 
 from ..data import DataRecordError, Visual, VisualOptions, load_image, load_visual
+from ..latents import imagery_pairs, motion_pixel_values
 from ..models import video_budget
 from ..skipping import skip_or_raise
 from ..tokens import LatentSpec, expand_output_images
@@ -50,7 +51,9 @@ class DataCollatorForLatentImagery:
     transformers tells the rows apart) over the 3-D mRoPE positions that ``positions(input_ids, attention_mask,
     multimodal)`` computed for the padded batch. Computing them here, on the CPU of the data loader, keeps the
     forward free of host syncs. ``latent_image_keys`` names each imagery image (its path), for the trainer's cache
-    of frozen-tower targets.
+    of frozen-tower targets. When the spec's ``imagery`` is ``motion``, each imagery image after a record's first
+    is paired with the previous one as a two-frame clip (:func:`trl_latent.latents.motion_pixel_values`) and named
+    by both paths.
 
     A sample whose media fail to decode is an error naming its ``file:line``; with ``skip_invalid`` it is dropped from
     the batch instead (logged, and counted in the ``num_skipped`` key the trainer reads). A batch in which every
@@ -114,7 +117,7 @@ class DataCollatorForLatentImagery:
     def __call__(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         decoded, num_skipped = self._decode_all(examples)
         examples = [example for example, _, _ in decoded]
-        texts, images, videos, metadata, imagery, imagery_sources, keys = [], [], [], [], [], [], []
+        texts, images, videos, metadata, imagery, imagery_sources, keys, counts = [], [], [], [], [], [], [], []
         for example, visual, example_imagery in decoded:
             if visual.is_video:
                 videos.append(visual.frames)
@@ -125,6 +128,7 @@ class DataCollatorForLatentImagery:
             imagery += example_imagery
             imagery_sources += [(example["source"], i) for i in range(len(example_imagery))]
             keys += [str(path) for path in example["image_output"]]
+            counts.append(len(example_imagery))
 
         budget = {"shortest_edge": self.visual.min_pixels, "longest_edge": self.visual.max_pixels}
         batch = self.processor(
@@ -146,6 +150,8 @@ class DataCollatorForLatentImagery:
             imagery_budget = {"shortest_edge": self.imagery_min_pixels, "longest_edge": self.imagery_max_pixels}
             encoded = self.processor.image_processor(images=imagery, size=imagery_budget, return_tensors="pt")
             self._check_imagery_tokens(encoded["image_grid_thw"], imagery_sources)
+            if self.spec.imagery == "motion":
+                encoded["pixel_values"], keys = self._motion(encoded, keys, counts, imagery_sources)
             batch["latent_pixel_values"] = encoded["pixel_values"]
             batch["latent_image_grid_thw"] = encoded["image_grid_thw"]
             batch["latent_image_keys"] = tuple(keys)
@@ -154,6 +160,21 @@ class DataCollatorForLatentImagery:
         if self.skip_invalid:
             batch["num_skipped"] = torch.tensor(num_skipped)
         return dict(batch)
+
+    def _motion(self, encoded: Any, keys: list[str], counts: list[int], sources: list[tuple[str, int]]
+                ) -> tuple[torch.Tensor, list[str]]:
+        """The imagery as motion pairs, and each pair's cache key (both paths)."""
+        previous = imagery_pairs(counts)
+        grids = encoded["image_grid_thw"]
+        for i, j in enumerate(previous):
+            if j is not None and not torch.equal(grids[i], grids[j]):
+                source, index = sources[i]
+                raise DataRecordError(source, f"image_output[{index}]",
+                                      f"is {grids[i].tolist()} patches but image_output[{index - 1}] is "
+                                      f"{grids[j].tolist()}: latent_imagery=motion pairs images of one size")
+        temporal = self.processor.image_processor.temporal_patch_size
+        pixels = motion_pixel_values(encoded["pixel_values"], grids, previous, temporal)
+        return pixels, [key if j is None else f"{keys[j]} -> {key}" for key, j in zip(keys, previous)]
 
     def _pack(self, batch: Any) -> dict[str, Any]:
         """The padded batch as one padding-free row with per-row positions (see the class docstring)."""

@@ -14,7 +14,7 @@ from ..recipe_fields import (
     prompt_suffix_field,
     skip_invalid_samples_field,
 )
-from ..tokens import COMPRESS_STRATEGIES
+from ..tokens import COMPRESS_STRATEGIES, LATENT_IMAGERY
 
 DEFAULT_CE_WEIGHT, DEFAULT_SIM_WEIGHT = 0.1, 1.0
 LATENT_FEEDBACK = ("teacher", "self")
@@ -64,6 +64,13 @@ class LatentImageryConfig(ActivationCheckpointingDefault, SFTConfig):
             `None` keeps what the checkpoint records (nothing, for a model never calibrated).
         feedback_norm_samples (`int`, *optional*, defaults to `64`):
             Training records whose imagery targets give the recorded norm (`latent_feedback_norm="target"`).
+        latent_imagery (`str` or `None`, *optional*, defaults to `None`):
+            What each latent block's target encodes, a departure from the release when not `"still"`: `"still"`, the
+            frozen tower's features of one imagery image (the release); `"motion"`, the tower's features of that image
+            paired with the previous imagery image of the same CoT as a two-frame clip (the first image of a CoT stays
+            a still), so that a target encodes what moved between two moments. Recorded in the model config
+            (`latent_imagery`), which the oracle diagnostics read; `None` keeps what the checkpoint records (`"still"`
+            for a model never trained with motion).
         cache_latent_targets (`bool`, *optional*, defaults to `True`):
             Compute each imagery image's targets once and reuse them (keyed by path) while the vision tower has no
             trainable parameter; K x hidden values per image stay on the device (16 KiB at 3B in bf16, K=4).
@@ -132,6 +139,12 @@ class LatentImageryConfig(ActivationCheckpointingDefault, SFTConfig):
     feedback_norm_samples: int = field(
         default=64, metadata={"help": "Training records whose targets' mean norm latent_feedback_norm=target records."}
     )
+    latent_imagery: str | None = field(
+        default=None,
+        metadata={"help": "Latent targets: one imagery image each (still, the release) or each image paired with the "
+                  "previous one as a two-frame clip (motion); unset keeps what the checkpoint records.",
+                  "choices": list(LATENT_IMAGERY)},
+    )
     cache_latent_targets: bool = field(
         default=True, metadata={"help": "Compute a frozen tower's imagery targets once per image and reuse them."}
     )
@@ -172,6 +185,8 @@ class LatentImageryConfig(ActivationCheckpointingDefault, SFTConfig):
         if self.latent_feedback_norm not in (None, *LATENT_FEEDBACK_NORMS):
             raise ValueError(f"latent_feedback_norm must be one of {LATENT_FEEDBACK_NORMS} or unset, "
                              f"got {self.latent_feedback_norm!r}")
+        if self.latent_imagery not in (None, *LATENT_IMAGERY):
+            raise ValueError(f"latent_imagery must be one of {LATENT_IMAGERY} or unset, got {self.latent_imagery!r}")
         if self.feedback_norm_samples < 1:
             raise ValueError(f"feedback_norm_samples must be >= 1, got {self.feedback_norm_samples}")
         if self.latent_feedback == "self" and self.activation_checkpointing:

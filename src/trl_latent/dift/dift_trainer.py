@@ -37,6 +37,7 @@ from ..tokens import (
     get_latent_spec,
     get_loss_weights,
     set_feedback_norm,
+    set_latent_imagery,
     set_loss_weights,
 )
 from .collator import DataCollatorForLatentImagery
@@ -113,6 +114,9 @@ class LatentImageryTrainer(ResumeWeightsMixin, SkippedSamplesMixin, LatentModelC
         self.latent_spec: LatentSpec = add_latent_tokens(
             model, processing_class, latent_size=args.latent_size, compress_strategy=args.compress_strategy
         )
+        if args.latent_imagery is not None:
+            set_latent_imagery(model, args.latent_imagery)
+            self.latent_spec = get_latent_spec(model)
         args.resolve_loss_weights(get_loss_weights(model))
         set_loss_weights(model, args.ce_weight, args.sim_weight)
         apply_position_rule(model, args.mrope_position_rule)

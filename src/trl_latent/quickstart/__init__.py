@@ -264,7 +264,8 @@ class Quickstart:
         ]
         if data == "dift.jsonl":  # the text-only arm has no imagery and no latents to calibrate
             argv += ["--latent_feedback", changes.get("latent_feedback", "teacher"),
-                     "--latent_feedback_norm", changes.get("latent_feedback_norm", c.latent_feedback_norm)]
+                     "--latent_feedback_norm", changes.get("latent_feedback_norm", c.latent_feedback_norm),
+                     "--latent_imagery", changes.get("latent_imagery", c.latent_imagery)]
         if dift.main(argv):
             raise RuntimeError(f"DIFT training of arm {arm!r} failed")
 

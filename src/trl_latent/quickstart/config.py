@@ -25,6 +25,8 @@ ABLATIONS = {
     "no_ce": ("DIFT without the text loss", {"ce_weight": 0.0}),
     **{f"k{k}": (f"DIFT with K = {k}", {"latent_size": k}) for k in (1, 2, 4, 8)},
     "calib": ("DIFT, calibrated feedback", {"latent_feedback_norm": "target"}),
+    "motion": ("DIFT, motion imagery", {"latent_imagery": "motion"}),
+    "still": ("DIFT, still imagery", {"latent_imagery": "still"}),
 }
 """Extra DIFT arms of ``--ablations``: label and the DIFT settings they change (all else as the DIFT arm)."""
 GRPO_SCALE_REWARDS = ("group", "batch", "none")
@@ -75,7 +77,7 @@ class QuickstartConfig:
         "help": "Where pretrained vision towers are kept, one folder per setting (like a model download)."})
     ablations: list[str] = field(default_factory=list, metadata={
         "help": f"Extra DIFT arms: {', '.join(ABLATIONS)} (without the similarity / text loss, K latents, fed-back "
-        "latents rescaled to the targets' norm)."})
+        "latents rescaled to the targets' norm, motion or still imagery)."})
     model_family: str = field(default="qwen2_5_vl", metadata={"help": f"Random-init model family: {', '.join(FAMILIES)}."})
     model_size: str = field(default="small", metadata={"help": "Random-init model: tiny, small or 3b (GPU, Qwen2.5-VL)."})
     vocab_size: int = field(default=1024, metadata={"help": "Retrain the Qwen tokenizer's BPE on the training texts with "
@@ -87,6 +89,9 @@ class QuickstartConfig:
     latent_feedback_norm: str = field(default="none", metadata={"help": "DIFT arms' latent calibration: none (the "
                                       "release: hidden states fed back as they are) or target (rescaled to the imagery "
                                       "targets' mean norm, recorded in the model config)."})
+    latent_imagery: str = field(default="still", metadata={"help": "DIFT arms' latent targets: still (one imagery "
+                                "image each, the release) or motion (each imagery image paired with the previous one "
+                                "as a two-frame clip, so a target encodes what moved; docs/quickstart.md)."})
     stage2_steps: int = field(default=0, metadata={"help": "DIFT stage 2 (latent_feedback self, from the DIFT arm) as "
                               "an extra arm with this many steps (0: none)."})
     stage2_learning_rate: float = field(default=2e-4, metadata={"help": "LR of DIFT stage 2."})
@@ -157,6 +162,8 @@ class QuickstartConfig:
                              f"got {self.vocab_size}")
         if self.input_frames is not None and not (2 <= self.input_frames <= self.num_frames and self.input_frames % 2 == 0):
             raise ValueError(f"input_frames must be even and in [2, num_frames={self.num_frames}], got {self.input_frames}")
+        if self.latent_imagery not in ("still", "motion"):
+            raise ValueError(f"latent_imagery must be still or motion, got {self.latent_imagery!r}")
         if self.latent_feedback_norm not in ("none", "target"):
             raise ValueError(f"latent_feedback_norm must be none or target, got {self.latent_feedback_norm!r}")
         if len(set(self.seeds)) != len(self.seeds):

@@ -111,9 +111,10 @@ class _Runner:
 
     @torch.no_grad()
     def targets(self, images: Sequence[Sequence[Path]], imagery_max_pixels: int) -> list[torch.Tensor | None]:
-        """Each row's imagery pooled to ``[N * K, H]`` by the frozen tower, as DIFT computes its targets."""
+        """Each row's imagery pooled to ``[N * K, H]`` by the frozen tower, as DIFT computes its targets (still images
+        or motion pairs, as the checkpoint records)."""
         from ..data import load_image
-        from ..latents import compute_latent_targets
+        from ..latents import compute_latent_targets, imagery_pairs, motion_pixel_values
 
         budget = {"shortest_edge": 28 * 28, "longest_edge": imagery_max_pixels}
         result: list[torch.Tensor | None] = []
@@ -123,8 +124,11 @@ class _Runner:
                 continue
             pictures = [load_image(str(p), 28 * 28, imagery_max_pixels, str(p)) for p in paths]
             encoded = self.lmm.processor.image_processor(images=pictures, size=budget, return_tensors="pt")
-            targets = compute_latent_targets(self.lmm.model, encoded["pixel_values"], encoded["image_grid_thw"],
-                                             self.spec.latent_size)
+            pixels = encoded["pixel_values"]
+            if self.spec.imagery == "motion":  # as DIFT made its targets (the checkpoint's latent_imagery)
+                pixels = motion_pixel_values(pixels, encoded["image_grid_thw"], imagery_pairs([len(pictures)]),
+                                             self.lmm.processor.image_processor.temporal_patch_size)
+            targets = compute_latent_targets(self.lmm.model, pixels, encoded["image_grid_thw"], self.spec.latent_size)
             result.append(targets.flatten(0, 1).float())
         return result
 
