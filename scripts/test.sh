@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Run the whole test suite (CPU, offline) in the project venv; extra arguments go to pytest.
+# Run the whole test suite (CPU, offline) in the project venv, on every core; extra arguments go to pytest.
 #   bash scripts/test.sh             the locked environment (requirements/lock.txt), what CI runs
 #   bash scripts/test.sh --latest    the drift check: the newest versions pyproject.toml allows, in a throw-away venv
 #                                    ($TRL_LATENT_LATEST_VENV, default /tmp/trl-latent-latest/venv, made anew), printing
@@ -30,4 +30,8 @@ export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 # One intra-op thread: the tests' models are tiny, so a second thread buys nothing but synchronisation, and when
 # another job holds a core, torch's waiting threads slow a step many times over (docs/install.md, "Suite time").
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
-exec "$venv/bin/python" -m pytest -q "$@"
+# One pytest-xdist worker per core (at most 4: each holds torch and its tiny models), a test file per worker so that
+# module fixtures are built once; TRL_LATENT_TEST_WORKERS=0 runs in this process (a later -n on the command line wins).
+cores="$(nproc)"
+workers="${TRL_LATENT_TEST_WORKERS:-$(( cores < 4 ? cores : 4 ))}"
+exec "$venv/bin/python" -m pytest -q -n "$workers" --dist loadfile "$@"
