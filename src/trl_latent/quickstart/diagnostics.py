@@ -14,6 +14,8 @@ lmms-eval run (the ``latent_qwen2_5_vl`` model's own input builder and decoding)
 exactly; ``content_dependence = self_fed − swapped`` how much its answers depend on what its latents say rather than
 on their being there. Both come with the paired bootstrap interval and McNemar test of :mod:`.stats`, per family.
 The fed-back norm ratio is the mean norm of the self-fed latents over the mean norm of the oracle targets.
+:func:`answer_probes` adds how much of the answer there is to read, in the imagery targets and in the self-fed latents
+(:mod:`.probe`).
 """
 
 from __future__ import annotations
@@ -176,12 +178,44 @@ def run_diagnostics(
         _write_samples(out_dir / name / SAMPLES_FILE, rows, texts)
     self_norm, target_norm = _mean_norm(self_latents), _mean_norm(oracle_vectors)
     summary = summarise(out_dir, seed=seed)
+    training = [json.loads(line) for line in open(data_dir / "export" / "dift.jsonl")]
+    training_targets = runner.targets([[data_dir / "export" / path for path in record["image_output"]]
+                                       for record in training], imagery_max_pixels)
+    summary["probe"] = answer_probes(training, training_targets, rows, oracle_vectors, self_latents,
+                                     runner.spec.latent_size)
     summary["norm_ratio"] = None if not (self_norm and target_norm) else self_norm / target_norm
     summary["feedback_norm"] = runner.spec.feedback_norm
     summary["questions_with_imagery"] = sum(bool(p) for p in images)
     summary["questions_with_latents"] = sum(bool(v.numel()) for v in self_latents)
     (out_dir / "diagnostics.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def answer_probes(training: Sequence[dict[str, Any]], training_targets: Sequence[torch.Tensor | None],
+                  rows: Sequence[dict[str, Any]], heldout_targets: Sequence[torch.Tensor | None],
+                  self_latents: Sequence[torch.Tensor], latent_size: int) -> dict[str, dict[str, Any]]:
+    """Per family: how much of the answer the imagery targets and the self-fed latents carry (:mod:`.probe`)."""
+    from ..answers import extract_answer_span
+    from .probe import cross_validated_accuracy, majority_accuracy, probe_accuracy, question_features
+
+    result = {}
+    for family in sorted({row["type"] for row in rows}):
+        train = [(question_features(t, latent_size), extract_answer_span(r["text_output"]).strip())
+                 for r, t in zip(training, training_targets) if r["type"] == family and t is not None]
+        test = [(question_features(t, latent_size), row["answer"])
+                for row, t in zip(rows, heldout_targets) if row["type"] == family and t is not None]
+        fed = [(question_features(v, latent_size), row["answer"])
+               for row, v in zip(rows, self_latents) if row["type"] == family and v.numel()]
+        entry: dict[str, Any] = {"n_train": len(train), "n_heldout": len(test), "n_self_fed": len(fed)}
+        if train and test:
+            train_y, test_y = [y for _, y in train], [y for _, y in test]
+            entry["majority"] = majority_accuracy(train_y, test_y)
+            entry["targets"] = probe_accuracy(torch.stack([x for x, _ in train]), train_y,
+                                              torch.stack([x for x, _ in test]), test_y)
+        if len(fed) >= 10 and len({v.shape for v, _ in fed}) == 1:
+            entry["self_fed"] = cross_validated_accuracy(torch.stack([x for x, _ in fed]), [y for _, y in fed])
+        result[family] = entry
+    return result
 
 
 def summarise(out_dir: Path, *, seed: int = 0, n_boot: int = 10_000) -> dict[str, Any]:
@@ -235,6 +269,22 @@ def markdown(diagnostics: dict[str, dict[str, Any]]) -> list[str]:
                          f"{pct(row['swapped'])} | {diff(row['imagination_gap'])} | "
                          f"{diff(row['content_dependence'])} |")
     lines.append("")
+    probes = [(arm, family, row) for arm, summary in diagnostics.items()
+              for family, row in summary.get("probe", {}).items()]
+    if probes:
+        lines += [
+            "How much of the answer is there to read: a linear probe of the answer letter from each question's "
+            "imagery targets (fitted on the training questions, scored on the held-out ones; the floor is the most "
+            "frequent training answer) and from its self-fed latents (5-fold cross-validated on the held-out "
+            "questions).",
+            "",
+            "| arm | family | probe on imagery targets | majority | probe on self-fed latents |",
+            "|---|---|---|---|---|",
+        ]
+        for arm, family, row in probes:
+            cells = [pct(row[key]) if key in row else "–" for key in ("targets", "majority", "self_fed")]
+            lines.append(f"| {arm} | {family} | {' | '.join(cells)} |")
+        lines.append("")
     for arm, summary in diagnostics.items():
         ratio = summary.get("norm_ratio")
         calibrated = summary.get("feedback_norm")
