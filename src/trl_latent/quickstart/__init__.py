@@ -288,7 +288,7 @@ class Quickstart:
             "--max_completion_length", str(c.max_new_tokens),
             "--learning_rate", str(c.grpo_learning_rate),
             *grpo_reward_args(c.grpo_consistency_weight),
-            "--beta", str(c.grpo_beta), "--scale_rewards", c.grpo_scale_rewards,
+            "--beta", str(c.grpo_beta), "--scale_rewards", c.grpo_scale_rewards, "--temperature", str(c.grpo_temperature),
             "--fps", str(c.fps), "--max_frames", str(c.model_frames),
             "--max_pixels", str(c.image_size * c.image_size),
             "--logging_steps", "1", "--save_strategy", "no", "--report_to", "none",

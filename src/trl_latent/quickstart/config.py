@@ -109,6 +109,8 @@ class QuickstartConfig:
     grpo_scale_rewards: str = field(default="none", metadata={"help": "Advantage scaling of 4DRL (GRPOConfig."
                                     "scale_rewards): group (divide by each prompt's reward std, the release's), batch "
                                     "or none."})
+    grpo_temperature: float = field(default=1.0, metadata={"help": "Sampling temperature of the 4DRL rollouts (the "
+                                    "release's 1.0)."})
     grpo_consistency_weight: float = field(default=1.0, metadata={"help": "Weight of the consistency reward "
                                            "(trl_latent.rewards.consistency: the answer letter is the option the "
                                            "reasoning concludes) next to accuracy 1.0 and format 0.2; 0: the "
@@ -170,6 +172,8 @@ class QuickstartConfig:
             raise ValueError(f"seeds must be distinct, got {self.seeds}")
         if self.grpo_scale_rewards not in GRPO_SCALE_REWARDS:
             raise ValueError(f"grpo_scale_rewards must be one of {list(GRPO_SCALE_REWARDS)}, got {self.grpo_scale_rewards!r}")
+        if not self.grpo_temperature > 0:
+            raise ValueError(f"grpo_temperature must be positive, got {self.grpo_temperature}")
         if self.threads < 0:
             raise ValueError(f"threads must be 0 (torch's default) or positive, got {self.threads}")
         if self.num_frames % 2:
