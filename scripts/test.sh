@@ -32,6 +32,6 @@ export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
 # One pytest-xdist worker per core (at most 4: each holds torch and its tiny models), a test file per worker so that
 # module fixtures are built once; TRL_LATENT_TEST_WORKERS=0 runs in this process (a later -n on the command line wins).
-cores="$(nproc)"
+cores="$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)"  # nproc itself answers OMP_NUM_THREADS when it is set
 workers="${TRL_LATENT_TEST_WORKERS:-$(( cores < 4 ? cores : 4 ))}"
 exec "$venv/bin/python" -m pytest -q -n "$workers" --dist loadfile "$@"

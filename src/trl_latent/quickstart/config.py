@@ -109,8 +109,9 @@ class QuickstartConfig:
     grpo_scale_rewards: str = field(default="none", metadata={"help": "Advantage scaling of 4DRL (GRPOConfig."
                                     "scale_rewards): group (divide by each prompt's reward std, the release's), batch "
                                     "or none."})
-    grpo_temperature: float = field(default=1.0, metadata={"help": "Sampling temperature of the 4DRL rollouts (the "
-                                    "release's 1.0)."})
+    grpo_temperature: float = field(default=0.5, metadata={"help": "Sampling temperature of the 4DRL rollouts (the "
+                                    "release's 1.0 samples a model trained from scratch far off its greedy behaviour; "
+                                    "docs/quickstart.md)."})
     grpo_consistency_weight: float = field(default=1.0, metadata={"help": "Weight of the consistency reward "
                                            "(trl_latent.rewards.consistency: the answer letter is the option the "
                                            "reasoning concludes) next to accuracy 1.0 and format 0.2; 0: the "
