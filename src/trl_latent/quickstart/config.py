@@ -103,7 +103,8 @@ class QuickstartConfig:
     grpo_batch_size: int = field(default=16, metadata={"help": "Per-device 4DRL batch (completions): "
                                  "grpo_batch_size / num_generations prompts per optimizer step."})
     num_generations: int = field(default=4, metadata={"help": "Completions per prompt in 4DRL."})
-    grpo_learning_rate: float = field(default=1e-4, metadata={"help": "LR of 4DRL."})
+    grpo_learning_rate: float = field(default=1e-5, metadata={"help": "LR of 4DRL (100x below SFT's: larger steps "
+                                      "on noisy rollouts undo DIFT, docs/quickstart.md)."})
     grpo_beta: float = field(default=0.04, metadata={"help": "KL coefficient of 4DRL against the DIFT model (the "
                              "release's 0.01; 0 drops the reference model)."})
     grpo_scale_rewards: str = field(default="none", metadata={"help": "Advantage scaling of 4DRL (GRPOConfig."
