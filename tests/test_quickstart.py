@@ -20,11 +20,11 @@ TINY = [
     "--num_frames", "4", "--model_size", "tiny", "--latent_size", "2", "--vocab_size", "600",
     "--sft_steps", "2", "--batch_size", "2", "--grpo_steps", "1", "--grpo_batch_size", "2", "--num_generations", "2",
     "--max_new_tokens", "24", "--eval_limit", "3", "--eval_batch_size", "3", "--workers", "1", "--progress", "false",
-    "--perception_clips", "6", "--perception_steps", "2", "--ablations", "k1", "calib", "--stage2_steps", "1",
+    "--perception_clips", "6", "--perception_steps", "2", "--ablations", "k1", "calib", "motion", "--stage2_steps", "1",
     "--threads", "1",
     "--families", *QUESTION_TYPES,  # four tiny clips: every family, so the held-out set is never empty
 ]
-ARMS = ("sft_text", "dift", "dift_grpo", "dift_stage2", "dift_k1", "dift_calib")
+ARMS = ("sft_text", "dift", "dift_grpo", "dift_stage2", "dift_k1", "dift_calib", "dift_motion")
 LATENT_ARMS = ARMS[1:]
 STAGES = ["synthesize", "datagen", "perception", "build_model", *(f"{kind}_{arm}" for kind in ("train", "eval")
                                                                    for arm in ARMS),
@@ -63,6 +63,7 @@ def test_writes_every_artifact(run, perception_cache):
         assert state["global_step"] == (1 if arm in ("dift_grpo", "dift_stage2") else 2)
         # only the calibrated arm records its targets' norm (the others are the release: none)
         assert (get_latent_spec(model).feedback_norm is not None) == (arm == "dift_calib")
+        assert get_latent_spec(model).imagery == ("motion" if arm == "dift_motion" else "still")
 
     # every arm starts from the cached pretrained tower; the K variants of the initial model differ in config only
     (tower_folder,) = [p for p in perception_cache.iterdir() if not p.name.startswith(".")]
@@ -77,7 +78,8 @@ def test_writes_every_artifact(run, perception_cache):
     assert report["numerics"]["threads"] == 1 and report["numerics"]["env"]["MKL_CBWR"] == "AVX2"
     pairs = [(p["a"], p["b"]) for p in report["statistics"]["paired"]]
     assert pairs == [("text-only SFT", "DIFT"), ("DIFT", "DIFT + 4DRL"), ("DIFT", "DIFT, stage 2 (self-fed)"),
-                     ("DIFT", "DIFT with K = 1"), ("DIFT", "DIFT, calibrated feedback")]
+                     ("DIFT", "DIFT with K = 1"), ("DIFT", "DIFT, calibrated feedback"),
+                     ("DIFT", "DIFT, motion imagery")]
     for arm in ARMS:  # oracle / swapped diagnostics of every latent arm, as fractions, per family
         diagnostics = report["arms"][ARM_LABELS[arm]].get("diagnostics")
         assert (diagnostics is not None) == (arm != "sft_text")
@@ -87,6 +89,9 @@ def test_writes_every_artifact(run, perception_cache):
             assert diagnostics["by_family"]["overall"]["n"] == 3 and diagnostics["questions_with_imagery"] >= 1
             # the diagnostics' own self-fed pass answers exactly as the lmms-eval run did
             assert diagnostics["self_fed"] == report["arms"][ARM_LABELS[arm]]["overall"]["accuracy"]
+            # the answer probes: one entry per held-out family, fitted on that family's training questions
+            for family, probe in diagnostics["probe"].items():
+                assert probe["n_heldout"] >= 1 and 0 <= probe.get("targets", 0) <= 1, (family, probe)
     assert report["perception"]["clips"] == {"train": 5, "heldout": 1}
     for arm, scores in report["arms"].items():
         samples = scores_from_samples(latest_samples(run / "eval" / _key(arm), "dsr_bench_think"))
