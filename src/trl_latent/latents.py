@@ -43,8 +43,17 @@ def imagery_pairs(counts: Sequence[int]) -> list[int | None]:
     previous image in its own record (``None`` for a record's first), as :func:`motion_pixel_values` takes them."""
     previous: list[int | None] = []
     for count in counts:
-        previous += [None] + [len(previous) + k for k in range(count - 1)] if count else []
+        start = len(previous)
+        previous += [None, *range(start, start + count - 1)][:count]
     return previous
+
+
+class MotionPairError(ValueError):
+    """Two images paired by :func:`motion_pixel_values` differ in size; ``index`` is the later one's."""
+
+    def __init__(self, index: int, message: str) -> None:
+        super().__init__(message)
+        self.index = index
 
 
 def motion_pixel_values(
@@ -68,8 +77,8 @@ def motion_pixel_values(
         if j is None:
             continue
         if not torch.equal(image_grid_thw[i], image_grid_thw[j]) or int(image_grid_thw[i][0]) != 1:
-            raise ValueError(f"motion imagery pairs images of one size: image {j} has grid "
-                             f"{image_grid_thw[j].tolist()}, image {i} {image_grid_thw[i].tolist()}")
+            raise MotionPairError(i, f"motion imagery pairs images of one size: image {j} has grid "
+                                     f"{image_grid_thw[j].tolist()}, image {i} {image_grid_thw[i].tolist()}")
         current = out[starts[i] : starts[i + 1]].view(counts[i], channels, temporal_patch_size, -1)
         earlier = pixel_values[starts[j] : starts[j + 1]].reshape_as(current)
         current[:, :, :half] = earlier[:, :, :half]

@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 from ..data import DataRecordError, Visual, VisualOptions, load_image, load_visual
-from ..latents import imagery_pairs, motion_pixel_values
+from ..latents import MotionPairError, imagery_pairs, motion_pixel_values
 from ..models import video_budget
 from ..skipping import skip_or_raise
 from ..tokens import LatentSpec, expand_output_images
@@ -166,14 +166,15 @@ class DataCollatorForLatentImagery:
         """The imagery as motion pairs, and each pair's cache key (both paths)."""
         previous = imagery_pairs(counts)
         grids = encoded["image_grid_thw"]
-        for i, j in enumerate(previous):
-            if j is not None and not torch.equal(grids[i], grids[j]):
-                source, index = sources[i]
-                raise DataRecordError(source, f"image_output[{index}]",
-                                      f"is {grids[i].tolist()} patches but image_output[{index - 1}] is "
-                                      f"{grids[j].tolist()}: latent_imagery=motion pairs images of one size")
         temporal = self.processor.image_processor.temporal_patch_size
-        pixels = motion_pixel_values(encoded["pixel_values"], grids, previous, temporal)
+        try:
+            pixels = motion_pixel_values(encoded["pixel_values"], grids, previous, temporal)
+        except MotionPairError as error:
+            (source, index), earlier = sources[error.index], previous[error.index]
+            raise DataRecordError(source, f"image_output[{index}]",
+                                  f"is {grids[error.index].tolist()} patches but image_output[{index - 1}] is "
+                                  f"{grids[earlier].tolist()}: latent_imagery=motion pairs images of one size"
+                                  ) from None
         return pixels, [key if j is None else f"{keys[j]} -> {key}" for key, j in zip(keys, previous)]
 
     def _pack(self, batch: Any) -> dict[str, Any]:

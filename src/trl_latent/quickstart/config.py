@@ -15,6 +15,7 @@ from datagen.mcq import OPTION_ORDERS
 
 from ..models import FAMILIES
 from ..testing import PIXEL_UNIT, model_sizes
+from ..tokens import LATENT_IMAGERY
 
 DEFAULT_FAMILIES = ("cam_dir", "cam_rot")
 """The question families of the default run: those a small model learns within its minutes (docs/quickstart.md)."""
@@ -166,8 +167,8 @@ class QuickstartConfig:
                              f"got {self.vocab_size}")
         if self.input_frames is not None and not (2 <= self.input_frames <= self.num_frames and self.input_frames % 2 == 0):
             raise ValueError(f"input_frames must be even and in [2, num_frames={self.num_frames}], got {self.input_frames}")
-        if self.latent_imagery not in ("still", "motion"):
-            raise ValueError(f"latent_imagery must be still or motion, got {self.latent_imagery!r}")
+        if self.latent_imagery not in LATENT_IMAGERY:
+            raise ValueError(f"latent_imagery must be one of {list(LATENT_IMAGERY)}, got {self.latent_imagery!r}")
         if self.latent_feedback_norm not in ("none", "target"):
             raise ValueError(f"latent_feedback_norm must be none or target, got {self.latent_feedback_norm!r}")
         if len(set(self.seeds)) != len(self.seeds):
