@@ -10,16 +10,19 @@ from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
 
 from datagen.export import QUESTION_TYPES
 from trl_latent.cli_eval import latest_samples
-from trl_latent.quickstart import ARM_LABELS, Quickstart, main
+from trl_latent.quickstart import ARM_LABELS, PROBE_CACHE, Quickstart, main
 from trl_latent.quickstart.config import QuickstartConfig
+from trl_latent.quickstart.diagnostics import SAMPLES_FILE
 from trl_latent.quickstart.report import Score, scores_from_samples
+from trl_latent.quickstart.stats import load_outcomes
 from trl_latent.tokens import get_latent_spec
 
 TINY = [
     "--num_clips", "4", "--heldout_fraction", "0.5", "--image_size", "56", "--imagery_size", "56",
     "--num_frames", "4", "--model_size", "tiny", "--latent_size", "2", "--vocab_size", "600",
     "--sft_steps", "2", "--batch_size", "2", "--grpo_steps", "1", "--grpo_batch_size", "2", "--num_generations", "2",
-    "--max_new_tokens", "24", "--eval_limit", "3", "--eval_batch_size", "3", "--workers", "1", "--progress", "false",
+    "--max_new_tokens", "24", "--eval_limit", "3", "--diagnostics_limit", "2", "--eval_batch_size", "3",
+    "--workers", "1", "--progress", "false",
     "--perception_clips", "6", "--perception_steps", "2", "--ablations", "k1", "calib", "motion", "--stage2_steps", "1",
     "--threads", "1",
     "--families", *QUESTION_TYPES,  # four tiny clips: every family, so the held-out set is never empty
@@ -86,12 +89,31 @@ def test_writes_every_artifact(run, perception_cache):
         if diagnostics:
             assert diagnostics["imagination_gap"] == pytest.approx(diagnostics["oracle"] - diagnostics["self_fed"])
             assert diagnostics["content_dependence"] == pytest.approx(diagnostics["self_fed"] - diagnostics["swapped"])
-            assert diagnostics["by_family"]["overall"]["n"] == 3 and diagnostics["questions_with_imagery"] >= 1
-            # the diagnostics' own self-fed pass answers exactly as the lmms-eval run did
-            assert diagnostics["self_fed"] == report["arms"][ARM_LABELS[arm]]["overall"]["accuracy"]
+            # the first --diagnostics_limit of the --eval_limit questions
+            assert diagnostics["by_family"]["overall"]["n"] == 2 and diagnostics["questions_with_imagery"] >= 1
+            # the diagnostics' own self-fed pass answers exactly as the lmms-eval run did, question by question
+            evaluated = load_outcomes(latest_samples(run / "eval" / arm, "dsr_bench_think")).questions
+            self_fed = load_outcomes(run / "diagnostics" / arm / "self_fed" / SAMPLES_FILE).questions
+            assert list(self_fed) == list(evaluated)[:2]
+            assert all(self_fed[k].response == evaluated[k].response for k in self_fed)
             # the answer probes: one entry per held-out family, fitted on that family's training questions
             for family, probe in diagnostics["probe"].items():
                 assert probe["n_heldout"] >= 1 and 0 <= probe.get("targets", 0) <= 1, (family, probe)
+    # the imagery-target probes depend on the tower, the imagery and K only: computed once per distinct triple (the
+    # frozen-tower arms dift, stage 2 and calibrated share one; K = 1 and motion imagery have their own; 4DRL trains
+    # the tower, so it shares only when its one step left the tower as it was)
+    triples: list[tuple[str, int, dict[str, torch.Tensor]]] = []
+    for arm in LATENT_ARMS:
+        model = Qwen2_5_VLForConditionalGeneration.from_pretrained(run / "models" / arm)
+        spec, tower = get_latent_spec(model), model.model.visual.state_dict()
+        if not any(spec.imagery == i and spec.latent_size == k and all(torch.equal(tower[n], t[n]) for n in tower)
+                   for i, k, t in triples):
+            triples.append((spec.imagery, spec.latent_size, tower))
+    assert len(triples) in (3, 4) and len(list((run / "diagnostics" / PROBE_CACHE).iterdir())) == len(triples)
+    probes = {arm: report["arms"][ARM_LABELS[arm]]["diagnostics"]["probe"] for arm in LATENT_ARMS}
+    for arm in ("dift_stage2", "dift_calib"):
+        assert {f: (p["n_train"], p.get("targets")) for f, p in probes[arm].items()} == \
+            {f: (p["n_train"], p.get("targets")) for f, p in probes["dift"].items()}
     assert report["perception"]["clips"] == {"train": 5, "heldout": 1}
     for arm, scores in report["arms"].items():
         samples = scores_from_samples(latest_samples(run / "eval" / _key(arm), "dsr_bench_think"))
@@ -220,6 +242,7 @@ def test_no_latents_trains_and_reports_only_the_text_arm(tmp_path):
     ("--heldout_fraction", "1.0", "heldout_fraction must be in"),
     ("--cot_style", "long", "cot_style must be one of"),
     ("--imagery_size", "28", "fewer than latent_size=4"),
+    ("--diagnostics_limit", "0", "diagnostics_limit must be a positive number of questions"),
 ])
 def test_bad_settings_are_named(flag, value, message, tmp_path):
     with pytest.raises(ValueError, match=message):
@@ -235,6 +258,7 @@ def test_study_preset_sets_defaults_and_explicit_flags_win():
     assert study.latent_sizes == [1, 2, 4, 8] and study.families == PRESETS["study"]["families"]
     assert parse_config(["--preset", "study", "--ablations", "no_sim", "--num_clips", "9"]).ablations == ["no_sim"]
     assert parse_config(["--preset", "study", "--num_clips", "9"]).num_clips == 9
+    assert study.diagnostics_limit == PRESETS["study"]["diagnostics_limit"] and parse_config([]).diagnostics_limit is None
     assert parse_config([]).ablations == [] and parse_config([]).output_dir == "runs/quickstart"
     with pytest.raises(ValueError, match="preset must be one of"):
         parse_config(["--preset", "huge"])

@@ -70,6 +70,8 @@ def output(stage: str) -> str:
     return {"train": f"models/{arm}", "eval": f"eval/{arm}", "diagnose": f"diagnostics/{arm}"}[kind]
 
 
+PROBE_CACHE = ".target_probes"
+"""Under ``diagnostics/``: the imagery-target probes, shared by the latent arms with the same tower, imagery and K."""
 RESULT_NEUTRAL = frozenset({"output_dir", "progress", "workers", "perception_cache"})
 """Settings that change no result (where it is written or cached, progress bars, rendering processes: each clip is
 seeded by itself), so a rerun that changes only these redoes nothing."""
@@ -327,7 +329,9 @@ class Quickstart:
             self.out / "models" / arm, self.out / "data" / "export" / "benchmark", self.out / "data",
             self.out / output(f"diagnose_{arm}"), fps=c.fps, max_frames=c.model_frames,
             max_pixels=c.image_size * c.image_size, imagery_max_pixels=c.imagery_size * c.imagery_size,
-            max_new_tokens=c.max_new_tokens, batch_size=c.eval_batch_size, limit=c.eval_limit, seed=c.seed,
+            max_new_tokens=c.max_new_tokens, batch_size=c.eval_batch_size,
+            limit=min((n for n in (c.eval_limit, c.diagnostics_limit) if n), default=None), seed=c.seed,
+            probe_cache=self.out / "diagnostics" / PROBE_CACHE,
         )
 
     def report(self) -> Path:

@@ -14,12 +14,14 @@ lmms-eval run (the ``latent_qwen2_5_vl`` model's own input builder and decoding)
 exactly; ``content_dependence = self_fed − swapped`` how much its answers depend on what its latents say rather than
 on their being there. Both come with the paired bootstrap interval and McNemar test of :mod:`.stats`, per family.
 The fed-back norm ratio is the mean norm of the self-fed latents over the mean norm of the oracle targets.
-:func:`answer_probes` adds how much of the answer there is to read, in the imagery targets and in the self-fed latents
-(:mod:`.probe`).
+:func:`target_probes` and :func:`self_fed_probes` add how much of the answer there is to read, in the imagery targets
+and in the self-fed latents (:mod:`.probe`). The first depends only on the frozen tower, the imagery kind, K and the
+questions, not on the arm, and its training-set targets are the slow part: it is cached by exactly those inputs.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -154,9 +156,11 @@ def _mean_norm(vectors: Sequence[torch.Tensor | None]) -> float | None:
 def run_diagnostics(
     model_dir: Path, benchmark_root: Path, data_dir: Path, out_dir: Path, *, fps: float, max_frames: int,
     max_pixels: int, imagery_max_pixels: int, max_new_tokens: int, batch_size: int, limit: int | None, seed: int,
+    probe_cache: Path | None = None,
 ) -> dict[str, Any]:
-    """Answer the held-out questions self-fed, with oracle and with swapped latents; write one samples file per
-    variant under ``out_dir`` and return (and write as ``diagnostics.json``) the summary of :func:`summarise`."""
+    """Answer the first ``limit`` held-out questions (all: ``None``) self-fed, with oracle and with swapped latents;
+    write one samples file per variant under ``out_dir`` and return (and write as ``diagnostics.json``) the summary of
+    :func:`summarise`. ``probe_cache``: a folder keeping :func:`target_probes`' results for arms that share them."""
     from lmms_eval_dsr.benchmarks import load_dsr_bench
 
     torch.manual_seed(seed)
@@ -178,11 +182,21 @@ def run_diagnostics(
         _write_samples(out_dir / name / SAMPLES_FILE, rows, texts)
     self_norm, target_norm = _mean_norm(self_latents), _mean_norm(oracle_vectors)
     summary = summarise(out_dir, seed=seed)
-    training = [json.loads(line) for line in open(data_dir / "export" / "dift.jsonl")]
-    training_targets = runner.targets([[data_dir / "export" / path for path in record["image_output"]]
-                                       for record in training], imagery_max_pixels)
-    summary["probe"] = answer_probes(training, training_targets, rows, oracle_vectors, self_latents,
-                                     runner.spec.latent_size)
+    training_file = data_dir / "export" / "dift.jsonl"
+    key = _probe_key(runner, training_file, rows, oracle_vectors, imagery_max_pixels)
+    cached = probe_cache / f"{key}.json" if probe_cache else None
+    if cached and cached.is_file():
+        on_targets = json.loads(cached.read_text())
+    else:
+        training = [json.loads(line) for line in open(training_file)]
+        training_targets = runner.targets([[data_dir / "export" / path for path in record["image_output"]]
+                                           for record in training], imagery_max_pixels)
+        on_targets = target_probes(training, training_targets, rows, oracle_vectors, runner.spec.latent_size)
+        if cached:
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            cached.write_text(json.dumps(on_targets, indent=1))
+    on_latents = self_fed_probes(rows, self_latents, runner.spec.latent_size)
+    summary["probe"] = {family: {**on_targets.get(family, {}), **on_latents[family]} for family in on_latents}
     summary["norm_ratio"] = None if not (self_norm and target_norm) else self_norm / target_norm
     summary["feedback_norm"] = runner.spec.feedback_norm
     summary["questions_with_imagery"] = sum(bool(p) for p in images)
@@ -191,12 +205,37 @@ def run_diagnostics(
     return summary
 
 
-def answer_probes(training: Sequence[dict[str, Any]], training_targets: Sequence[torch.Tensor | None],
-                  rows: Sequence[dict[str, Any]], heldout_targets: Sequence[torch.Tensor | None],
-                  self_latents: Sequence[torch.Tensor], latent_size: int) -> dict[str, dict[str, Any]]:
-    """Per family: how much of the answer the imagery targets and the self-fed latents carry (:mod:`.probe`)."""
+def _probe_key(runner: _Runner, training_file: Path, rows: Sequence[dict[str, Any]],
+               heldout_targets: Sequence[torch.Tensor | None], imagery_max_pixels: int) -> str:
+    """What :func:`target_probes` reads: the frozen tower's weights, the imagery kind, K, the imagery size, the
+    training file and the held-out questions with their targets (which also pin the tower's numerics)."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(_tower_state(runner.lmm.model).items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    digest.update(json.dumps([runner.spec.imagery, runner.spec.latent_size, imagery_max_pixels]).encode())
+    digest.update(training_file.read_bytes())
+    digest.update(json.dumps([[r["video_id"], r["question"], r["answer"], r["type"]] for r in rows]).encode())
+    for vectors in heldout_targets:
+        if vectors is not None:
+            digest.update(vectors.contiguous().view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:24]
+
+
+def _tower_state(model: Any) -> dict[str, torch.Tensor]:
+    """The vision tower's parameters and buffers (what the imagery targets are computed with)."""
+    from ..models import adapter_for
+
+    return adapter_for(model).vision_tower(model).state_dict()
+
+
+def target_probes(training: Sequence[dict[str, Any]], training_targets: Sequence[torch.Tensor | None],
+                  rows: Sequence[dict[str, Any]], heldout_targets: Sequence[torch.Tensor | None], latent_size: int
+                  ) -> dict[str, dict[str, Any]]:
+    """Per held-out family: how much of the answer the imagery targets carry (:mod:`.probe`), a probe fitted on the
+    training questions' targets and scored on the held-out ones', with the majority floor."""
     from ..answers import extract_answer_span
-    from .probe import cross_validated_accuracy, majority_accuracy, probe_accuracy, question_features
+    from .probe import majority_accuracy, probe_accuracy, question_features
 
     result = {}
     for family in sorted({row["type"] for row in rows}):
@@ -204,14 +243,27 @@ def answer_probes(training: Sequence[dict[str, Any]], training_targets: Sequence
                  for r, t in zip(training, training_targets) if r["type"] == family and t is not None]
         test = [(question_features(t, latent_size), row["answer"])
                 for row, t in zip(rows, heldout_targets) if row["type"] == family and t is not None]
-        fed = [(question_features(v, latent_size), row["answer"])
-               for row, v in zip(rows, self_latents) if row["type"] == family and v.numel()]
-        entry: dict[str, Any] = {"n_train": len(train), "n_heldout": len(test), "n_self_fed": len(fed)}
+        entry: dict[str, Any] = {"n_train": len(train), "n_heldout": len(test)}
         if train and test:
             train_y, test_y = [y for _, y in train], [y for _, y in test]
             entry["majority"] = majority_accuracy(train_y, test_y)
             entry["targets"] = probe_accuracy(torch.stack([x for x, _ in train]), train_y,
                                               torch.stack([x for x, _ in test]), test_y)
+        result[family] = entry
+    return result
+
+
+def self_fed_probes(rows: Sequence[dict[str, Any]], self_latents: Sequence[torch.Tensor], latent_size: int
+                    ) -> dict[str, dict[str, Any]]:
+    """Per held-out family: how much of the answer the arm's own latents carry, by cross-validation over the held-out
+    questions (:mod:`.probe`); needs 10 questions with latents of one shape."""
+    from .probe import cross_validated_accuracy, question_features
+
+    result = {}
+    for family in sorted({row["type"] for row in rows}):
+        fed = [(question_features(v, latent_size), row["answer"])
+               for row, v in zip(rows, self_latents) if row["type"] == family and v.numel()]
+        entry: dict[str, Any] = {"n_self_fed": len(fed)}
         if len(fed) >= 10 and len({v.shape for v, _ in fed}) == 1:
             entry["self_fed"] = cross_validated_accuracy(torch.stack([x for x, _ in fed]), [y for _, y in fed])
         result[family] = entry
