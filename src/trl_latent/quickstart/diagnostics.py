@@ -114,26 +114,29 @@ class _Runner:
         return texts, latents
 
     @torch.no_grad()
-    def targets(self, images: Sequence[Sequence[Path]], imagery_max_pixels: int) -> list[torch.Tensor | None]:
+    def targets(self, images: Sequence[Sequence[Path]], imagery_max_pixels: int, records_per_pass: int = 32
+                ) -> list[torch.Tensor | None]:
         """Each row's imagery pooled to ``[N * K, H]`` by the frozen tower, as DIFT computes its targets (still images
-        or motion pairs, as the checkpoint records)."""
+        or motion pairs, as the checkpoint records); ``records_per_pass`` rows' images go through the tower at once
+        (each image attends within itself, so batching changes no target beyond float rounding)."""
         from ..data import load_image
         from ..latents import compute_latent_targets, imagery_pairs, motion_pixel_values
 
         budget = {"shortest_edge": 28 * 28, "longest_edge": imagery_max_pixels}
-        result: list[torch.Tensor | None] = []
-        for paths in images:
-            if not paths:
-                result.append(None)
-                continue
-            pictures = [load_image(str(p), 28 * 28, imagery_max_pixels, str(p)) for p in paths]
+        result: list[torch.Tensor | None] = [None] * len(images)
+        rows = [i for i, paths in enumerate(images) if paths]
+        for start in range(0, len(rows), records_per_pass):
+            chunk = rows[start : start + records_per_pass]
+            counts = [len(images[i]) for i in chunk]
+            pictures = [load_image(str(p), 28 * 28, imagery_max_pixels, str(p)) for i in chunk for p in images[i]]
             encoded = self.lmm.processor.image_processor(images=pictures, size=budget, return_tensors="pt")
             pixels = encoded["pixel_values"]
             if self.spec.imagery == "motion":  # as DIFT made its targets (the checkpoint's latent_imagery)
-                pixels = motion_pixel_values(pixels, encoded["image_grid_thw"], imagery_pairs([len(pictures)]),
+                pixels = motion_pixel_values(pixels, encoded["image_grid_thw"], imagery_pairs(counts),
                                              self.lmm.processor.image_processor.temporal_patch_size)
             targets = compute_latent_targets(self.lmm.model, pixels, encoded["image_grid_thw"], self.spec.latent_size)
-            result.append(targets.flatten(0, 1).float())
+            for i, block in zip(chunk, targets.split(counts)):
+                result[i] = block.flatten(0, 1).float()
         return result
 
 
