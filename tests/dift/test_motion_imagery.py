@@ -9,6 +9,7 @@ import pytest
 import torch
 from conftest import tiny_config
 from PIL import Image
+from transformers.image_utils import OPENAI_CLIP_MEAN
 
 from trl_latent.data import DataRecordError, VisualOptions
 from trl_latent.dift import DataCollatorForLatentImagery, LatentImageryTrainer
@@ -22,16 +23,19 @@ def test_imagery_pairs_stay_inside_each_record():
 
 def test_motion_pairs_are_what_the_video_processor_makes_of_two_frames(family_tiny):
     """Image i's patches with the earlier half from image i-1 equal the family's video processor's patches of the clip
-    [image i-1, image i] (normalised as the image processor does), and image 0 stays the image processor's still."""
-    _, processor = family_tiny
+    [image i-1, image i], and image 0 stays the image processor's still. Both processors normalise alike, as the real
+    checkpoints' do (CLIP mean/std for Qwen2-VL and Qwen2.5-VL, 0.5 for Qwen3-VL)."""
+    model, processor = family_tiny
     images = [np.random.default_rng(seed).integers(0, 256, (56, 84, 3), dtype=np.uint8) for seed in range(3)]
     image_processor = processor.image_processor
     encoded = image_processor(images=[Image.fromarray(x) for x in images], return_tensors="pt")
     pixels = motion_pixel_values(encoded["pixel_values"], encoded["image_grid_thw"], [None, 0, 1],
                                  image_processor.temporal_patch_size)
+    real_mean = [0.5] * 3 if model.config.model_type == "qwen3_vl" else list(OPENAI_CLIP_MEAN)
+    assert list(image_processor.image_mean) == list(processor.video_processor.image_mean) == real_mean
+    assert list(image_processor.image_std) == list(processor.video_processor.image_std)
     clips = processor.video_processor(videos=[np.stack(images[:2]), np.stack(images[1:])], return_tensors="pt",
-                                      do_sample_frames=False, image_mean=image_processor.image_mean,
-                                      image_std=image_processor.image_std)
+                                      do_sample_frames=False)
     per_image = int(encoded["image_grid_thw"][0].prod())
     assert clips["video_grid_thw"].tolist() == encoded["image_grid_thw"][1:].tolist()
     torch.testing.assert_close(pixels[per_image:], clips["pixel_values_videos"], rtol=0, atol=1e-5)

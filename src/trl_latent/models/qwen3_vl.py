@@ -148,17 +148,23 @@ def build_config(tokenizer: Any, text: dict, vision: dict, **overrides: Any) -> 
 
 def build_processor(tokenizer: Any, template: str, min_pixels: int, max_pixels: int, video_max_pixels: int) -> Any:
     """A stock ``Qwen3VLProcessor`` around ``tokenizer``. Its video processor budgets a whole clip; with the per-frame
-    cap (``max_video_tokens``) set to ``video_max_pixels`` each frame gets at most that, as with Qwen2.5-VL."""
+    cap (``max_video_tokens``) set to ``video_max_pixels`` each frame gets at most that, as with Qwen2.5-VL.
+
+    Qwen3-VL normalises images and video alike (mean = std = 0.5, its checkpoints' preprocessor config and the video
+    processor's default); the stock image processor class defaults to CLIP's, so it is given the video processor's,
+    or imagery would reach the tower scaled differently from the clips it learnt on."""
     common = dict(patch_size=PATCH_SIZE, merge_size=MERGE_SIZE, temporal_patch_size=TEMPORAL_PATCH_SIZE)
     unit = (PATCH_SIZE * MERGE_SIZE) ** 2
+    video_processor = Qwen3VLVideoProcessor(
+        size={"shortest_edge": min_pixels, "longest_edge": video_max_pixels * MAX_FRAMES},
+        cap_pixels_per_frame=True, max_video_tokens=max(1, video_max_pixels // unit), do_sample_frames=False,
+        **common,
+    )
     return Qwen3VLProcessor(
-        image_processor=Qwen2VLImageProcessor(min_pixels=min_pixels, max_pixels=max_pixels, **common),
-        video_processor=Qwen3VLVideoProcessor(
-            size={"shortest_edge": min_pixels, "longest_edge": video_max_pixels * MAX_FRAMES},
-            cap_pixels_per_frame=True, max_video_tokens=max(1, video_max_pixels // unit), do_sample_frames=False,
-            **common,
-        ),
-        tokenizer=tokenizer, chat_template=template,
+        image_processor=Qwen2VLImageProcessor(min_pixels=min_pixels, max_pixels=max_pixels, **common,
+                                              image_mean=video_processor.image_mean,
+                                              image_std=video_processor.image_std),
+        video_processor=video_processor, tokenizer=tokenizer, chat_template=template,
     )
 
 
