@@ -211,13 +211,17 @@ def run_diagnostics(
 def _probe_key(runner: _Runner, training_file: Path, rows: Sequence[dict[str, Any]],
                heldout_targets: Sequence[torch.Tensor | None], imagery_max_pixels: int) -> str:
     """What :func:`target_probes` reads: the frozen tower's weights, the imagery kind, K, the imagery size, the
-    training file and the held-out questions with their targets (which also pin the tower's numerics)."""
+    training file and its imagery images, and the held-out questions with their targets (which also pin the tower's
+    numerics)."""
     digest = hashlib.sha256()
     for name, tensor in sorted(_tower_state(runner.lmm.model).items()):
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
     digest.update(json.dumps([runner.spec.imagery, runner.spec.latent_size, imagery_max_pixels]).encode())
     digest.update(training_file.read_bytes())
+    for line in training_file.read_text().splitlines():
+        for path in json.loads(line)["image_output"]:
+            digest.update((training_file.parent / path).read_bytes())
     digest.update(json.dumps([[r["video_id"], r["question"], r["answer"], r["type"]] for r in rows]).encode())
     for vectors in heldout_targets:
         if vectors is not None:
