@@ -209,6 +209,13 @@ def test_rerun_with_other_settings_redoes_exactly_what_they_change(run, monkeypa
     Quickstart(_config(run, *cache, "--grpo_steps", "2", "--eval_limit", "2")).run()
     assert ran == [*(f"eval:{arm}" for arm in ARMS), *(f"diagnose:{arm}" for arm in LATENT_ARMS), "report"]
     del ran[:]
+    Quickstart(_config(run, *cache, "--grpo_steps", "2", "--eval_limit", "2", "--diagnostics_limit", "1")).run()
+    assert ran == [*(f"diagnose:{arm}" for arm in LATENT_ARMS), "report"]
+    del ran[:]
+    Quickstart(_config(run, *cache, "--grpo_steps", "2", "--eval_limit", "2", "--sim_weight", "0.5")).run()
+    # the similarity loss weights the DIFT arms' training only: the text-only arm stays
+    assert "dift:sft_text" not in ran and {"dift:dift", "dift:dift_stage2", "dift:dift_k1"} <= set(ran)
+    del ran[:]
     Quickstart(_config(run, *cache, "--grpo_steps", "2", "--eval_limit", "2", "--num_clips", "6")).run()
     # the pretrained tower does not depend on the clips: kept; one initial model per K, the old ones removed first
     assert ran[:5] == ["synthesize", "datagen", "build_model:init_k1", "build_model:init", "dift:sft_text"]

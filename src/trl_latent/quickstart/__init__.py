@@ -256,7 +256,6 @@ class Quickstart:
             "--per_device_train_batch_size", str(c.batch_size),
             "--learning_rate", str(changes.get("learning_rate", c.sft_learning_rate)),
             "--latent_size", str(latent_size), "--ce_weight", str(changes.get("ce_weight", c.ce_weight)),
-            "--sim_weight", str(changes.get("sim_weight", 1.0)),
             "--fps", str(c.fps), "--frames_fps", str(c.fps), "--max_frames", str(c.model_frames),
             "--max_pixels", str(c.image_size * c.image_size),
             "--imagery_max_pixels", str(c.imagery_size * c.imagery_size),
@@ -265,7 +264,8 @@ class Quickstart:
             "--seed", str(c.seed), "--disable_tqdm", str(not c.progress).lower(),
         ]
         if data == "dift.jsonl":  # the text-only arm has no imagery and no latents to calibrate
-            argv += ["--latent_feedback", changes.get("latent_feedback", "teacher"),
+            argv += ["--sim_weight", str(changes.get("sim_weight", c.sim_weight)),
+                     "--latent_feedback", changes.get("latent_feedback", "teacher"),
                      "--latent_feedback_norm", changes.get("latent_feedback_norm", c.latent_feedback_norm),
                      "--latent_imagery", changes.get("latent_imagery", c.latent_imagery)]
         if dift.main(argv):

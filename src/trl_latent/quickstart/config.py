@@ -91,6 +91,8 @@ class QuickstartConfig:
     sft_steps: int = field(default=250, metadata={"help": "Optimizer steps of text-only SFT and of DIFT (same data order)."})
     ce_weight: float = field(default=1.0, metadata={"help": "DIFT text-loss weight (the release's 0.1 suits a pretrained "
                              "model that already writes; a model trained from scratch needs the text signal)."})
+    sim_weight: float = field(default=1.0, metadata={"help": "DIFT similarity-loss weight (the release's 1.0; the "
+                              "no_sim ablation sets 0)."})
     latent_feedback_norm: str = field(default="none", metadata={"help": "DIFT arms' latent calibration: none (the "
                                       "release: hidden states fed back as they are) or target (rescaled to the imagery "
                                       "targets' mean norm, recorded in the model config)."})
