@@ -4,6 +4,7 @@ full path, through trained arms and the report, runs in tests/test_quickstart.py
 import json
 
 import pytest
+import torch
 
 from trl_latent.quickstart import diagnostics
 from trl_latent.quickstart.diagnostics import SAMPLES_FILE, heldout_imagery, summarise, swap_partner
@@ -65,3 +66,15 @@ def test_summary_is_oracle_minus_self_and_self_minus_swapped_per_family(tmp_path
     text = "\n".join(diagnostics.markdown({"DIFT": {**summary, "norm_ratio": 1.5, "feedback_norm": None,
                                                    "questions_with_latents": 3}}))
     assert "| DIFT | cam_rot | 2 | 0.0% | 100.0% | 0.0% | +100.0" in text and "norm ratio 1.50" in text
+
+
+def test_self_fed_probes_leave_out_a_latent_block_cut_by_the_token_limit():
+    """A derailed answer can stop mid-block (here 2 whole blocks of K = 4 and 3 vectors of a third); the probe reads
+    the whole blocks, and a question without one is not counted."""
+    generator = torch.Generator().manual_seed(0)
+    rows = [_row(f"v{i}", f"q{i}", "AB"[i % 2]) for i in range(12)]
+    latents = [torch.randn(11 if i == 0 else 8, 5, generator=generator) for i in range(11)] + [torch.randn(3, 5)]
+    for i, row in enumerate(rows[:11]):  # the answer is in the sign of the first feature
+        latents[i][:, 0] = 3.0 if row["answer"] == "A" else -3.0
+    probes = diagnostics.self_fed_probes(rows, latents, latent_size=4)
+    assert probes["cam_dir"]["n_self_fed"] == 11 and probes["cam_dir"]["self_fed"] == 1.0

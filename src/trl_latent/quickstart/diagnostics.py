@@ -263,15 +263,19 @@ def target_probes(training: Sequence[dict[str, Any]], training_targets: Sequence
 def self_fed_probes(rows: Sequence[dict[str, Any]], self_latents: Sequence[torch.Tensor], latent_size: int
                     ) -> dict[str, dict[str, Any]]:
     """Per held-out family: how much of the answer the arm's own latents carry, by cross-validation over the held-out
-    questions (:mod:`.probe`); needs 10 questions with latents of one shape."""
+    questions (:mod:`.probe`); needs 10 questions with at least one whole latent block. A block cut short by the
+    token limit (a derailed answer) is left out: it is not an image's K latents."""
     from .probe import cross_validated_accuracy, question_features
 
     result = {}
     for family in sorted({row["type"] for row in rows}):
-        fed = [(question_features(v, latent_size), row["answer"])
-               for row, v in zip(rows, self_latents) if row["type"] == family and v.numel()]
+        fed = []
+        for row, latents in zip(rows, self_latents):
+            whole = latents[: len(latents) // latent_size * latent_size]
+            if row["type"] == family and len(whole):
+                fed.append((question_features(whole, latent_size), row["answer"]))
         entry: dict[str, Any] = {"n_self_fed": len(fed)}
-        if len(fed) >= 10 and len({v.shape for v, _ in fed}) == 1:
+        if len(fed) >= 10:
             entry["self_fed"] = cross_validated_accuracy(torch.stack([x for x, _ in fed]), [y for _, y in fed])
         result[family] = entry
     return result
