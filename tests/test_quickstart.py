@@ -264,6 +264,7 @@ def test_study_preset_sets_defaults_and_explicit_flags_win():
     assert study.output_dir == "runs/study" and study.ablations == PRESETS["study"]["ablations"]
     assert study.latent_sizes == [1, 2, 4, 8] and study.families == PRESETS["study"]["families"]
     assert parse_config(["--preset", "study", "--ablations", "no_sim", "--num_clips", "9"]).ablations == ["no_sim"]
+    assert parse_config(["--preset", "study", "--ablations", "none"]).ablations == []
     assert parse_config(["--preset", "study", "--num_clips", "9"]).num_clips == 9
     assert study.diagnostics_limit == PRESETS["study"]["diagnostics_limit"] and parse_config([]).diagnostics_limit is None
     assert parse_config([]).ablations == [] and parse_config([]).output_dir == "runs/quickstart"

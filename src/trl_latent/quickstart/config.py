@@ -82,7 +82,7 @@ class QuickstartConfig:
         "help": "Where pretrained vision towers are kept, one folder per setting (like a model download)."})
     ablations: list[str] = field(default_factory=list, metadata={
         "help": f"Extra DIFT arms: {', '.join(ABLATIONS)} (without the similarity / text loss, K latents, fed-back "
-        "latents rescaled to the targets' norm, motion or still imagery)."})
+        "latents rescaled to the targets' norm, motion or still imagery); none: no extra arm (to drop a preset's)."})
     model_family: str = field(default="qwen2_5_vl", metadata={"help": f"Random-init model family: {', '.join(FAMILIES)}."})
     model_size: str = field(default="small", metadata={"help": "Random-init model: tiny, small or 3b (GPU, Qwen2.5-VL)."})
     vocab_size: int = field(default=1024, metadata={"help": "Retrain the Qwen tokenizer's BPE on the training texts with "
@@ -146,6 +146,8 @@ class QuickstartConfig:
     def __post_init__(self) -> None:
         if self.preset not in PRESETS:
             raise ValueError(f"preset must be one of {list(PRESETS)}, got {self.preset!r}")
+        if self.ablations == ["none"]:  # a command line cannot give an empty list
+            self.ablations = []
         for name, allowed in (("families", QUESTION_TYPES), ("ablations", ABLATIONS)):
             unknown = sorted(set(getattr(self, name)) - set(allowed))
             if unknown:
