@@ -186,14 +186,14 @@ def run_diagnostics(
     self_norm, target_norm = _mean_norm(self_latents), _mean_norm(oracle_vectors)
     summary = summarise(out_dir, seed=seed)
     training_file = data_dir / "export" / "dift.jsonl"
-    key = _probe_key(runner, training_file, rows, oracle_vectors, imagery_max_pixels)
+    training = [json.loads(line) for line in open(training_file)]
+    training_images = [[training_file.parent / path for path in record["image_output"]] for record in training]
+    key = _probe_key(runner, training_file, training_images, rows, oracle_vectors, imagery_max_pixels)
     cached = probe_cache / f"{key}.json" if probe_cache else None
     if cached and cached.is_file():
         on_targets = json.loads(cached.read_text())
     else:
-        training = [json.loads(line) for line in open(training_file)]
-        training_targets = runner.targets([[data_dir / "export" / path for path in record["image_output"]]
-                                           for record in training], imagery_max_pixels)
+        training_targets = runner.targets(training_images, imagery_max_pixels)
         on_targets = target_probes(training, training_targets, rows, oracle_vectors, runner.spec.latent_size)
         if cached:
             cached.parent.mkdir(parents=True, exist_ok=True)
@@ -208,32 +208,28 @@ def run_diagnostics(
     return summary
 
 
-def _probe_key(runner: _Runner, training_file: Path, rows: Sequence[dict[str, Any]],
-               heldout_targets: Sequence[torch.Tensor | None], imagery_max_pixels: int) -> str:
+def _probe_key(runner: _Runner, training_file: Path, training_images: Sequence[Sequence[Path]],
+               rows: Sequence[dict[str, Any]], heldout_targets: Sequence[torch.Tensor | None],
+               imagery_max_pixels: int) -> str:
     """What :func:`target_probes` reads: the frozen tower's weights, the imagery kind, K, the imagery size, the
     training file and its imagery images, and the held-out questions with their targets (which also pin the tower's
     numerics)."""
+    from ..models import adapter_for
+
     digest = hashlib.sha256()
-    for name, tensor in sorted(_tower_state(runner.lmm.model).items()):
+    tower = adapter_for(runner.lmm.model).vision_tower(runner.lmm.model)
+    for name, tensor in sorted(tower.state_dict().items()):
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
     digest.update(json.dumps([runner.spec.imagery, runner.spec.latent_size, imagery_max_pixels]).encode())
     digest.update(training_file.read_bytes())
-    for line in training_file.read_text().splitlines():
-        for path in json.loads(line)["image_output"]:
-            digest.update((training_file.parent / path).read_bytes())
+    for path in (path for paths in training_images for path in paths):
+        digest.update(path.read_bytes())
     digest.update(json.dumps([[r["video_id"], r["question"], r["answer"], r["type"]] for r in rows]).encode())
     for vectors in heldout_targets:
         if vectors is not None:
             digest.update(vectors.contiguous().view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()[:24]
-
-
-def _tower_state(model: Any) -> dict[str, torch.Tensor]:
-    """The vision tower's parameters and buffers (what the imagery targets are computed with)."""
-    from ..models import adapter_for
-
-    return adapter_for(model).vision_tower(model).state_dict()
 
 
 def target_probes(training: Sequence[dict[str, Any]], training_targets: Sequence[torch.Tensor | None],
