@@ -72,6 +72,50 @@ def test_latent_checkpoint_runs_latent_loop_and_logs_blocks(checkpoints, dsr_roo
     assert out["results"]["dsr_bench_think"]["latent_blocks,none"] == 2.0
 
 
+def test_saved_latents_are_the_ones_each_answer_was_given(checkpoints, dsr_root, monkeypatch, task_manager,
+                                                           tmp_path) -> None:
+    """``save_latents`` keeps, per doc, the vectors fed back at its latent positions: feeding them in again reproduces
+    every answer, and feeding each question another's changes answers (so the check can fail)."""
+    monkeypatch.setenv("DSR_BENCH_ROOT", str(dsr_root))
+    real = adapter.generate_with_latents
+    given: list[torch.Tensor | None] | None = None
+    batches: list[int] = []
+
+    def forced(model, input_ids, attention_mask=None, *, spec, **kwargs):
+        start = sum(batches)
+        batches.append(input_ids.shape[0])
+        if given is not None:
+            kwargs["latent_inputs"] = given[start : start + input_ids.shape[0]]
+        force = ForceTokenAt(input_ids.shape[1], {0, 7}, spec.start_id)
+        return real(model, input_ids, attention_mask, spec=spec, logits_processor=LogitsProcessorList([force]), **kwargs)
+
+    monkeypatch.setattr(adapter, "generate_with_latents", forced)
+
+    def answers(save: Path | None = None) -> list[str]:
+        del batches[:]
+        extra = f",save_latents={save}" if save else ""
+        out = simple_evaluate(model="latent_qwen2_5_vl", model_args=f"pretrained={checkpoints['latent']},{MODEL_ARGS}{extra}",
+                              tasks=["dsr_bench_think"], task_manager=task_manager, bootstrap_iters=0, batch_size=2,
+                              log_samples=True, gen_kwargs="max_new_tokens=16")
+        samples = sorted(out["samples"]["dsr_bench_think"], key=lambda s: s["doc_id"])
+        return [s["resps"][0][0] for s in samples]
+
+    own = answers(tmp_path / "latents")
+    (path,) = (tmp_path / "latents").iterdir()
+    assert path.name == adapter.LATENTS_FILE.format(task="dsr_bench_think", rank=0)
+    saved = torch.load(path)
+    assert sorted(saved) == list(range(5)) and all(len(v) == 1 and v[0].shape[0] == 8 for v in saved.values())
+    given = [saved[doc][0] for doc in range(5)]
+    assert answers() == own
+    given = given[1:] + given[:1]
+    assert answers() != own
+
+
+def test_save_latents_needs_a_latent_checkpoint(checkpoints, tmp_path) -> None:
+    with pytest.raises(ValueError, match="has no latent tokens"):
+        adapter.LatentQwen2_5_VL(pretrained=str(checkpoints["stock"]), dtype="float32", save_latents=str(tmp_path))
+
+
 def test_batched_equals_one_by_one(checkpoints, dyn_root, monkeypatch, task_manager) -> None:
     monkeypatch.setenv("DYN_BENCH_ROOT", str(dyn_root))
     texts = {}

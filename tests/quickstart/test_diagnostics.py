@@ -78,3 +78,23 @@ def test_self_fed_probes_leave_out_a_latent_block_cut_by_the_token_limit():
         latents[i][:, 0] = 3.0 if row["answer"] == "A" else -3.0
     probes = diagnostics.self_fed_probes(rows, latents, latent_size=4)
     assert probes["cam_dir"]["n_self_fed"] == 11 and probes["cam_dir"]["self_fed"] == 1.0
+
+
+def test_self_fed_answers_and_latents_come_from_the_evaluation_matched_by_question(tmp_path):
+    from lmms_eval_dsr.models.latent_qwen2_5_vl import LATENTS_FILE
+
+    rows = [_row("v1", "q1"), _row("v2", "q2")]
+    log = tmp_path / "model" / f"20261205_000000_{SAMPLES_FILE}"
+    _write(log, rows[::-1], ["B", "C"])  # the log in another order than the rows
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    log.write_text("".join(json.dumps({**line, "doc_id": doc}) + "\n" for doc, line in zip((7, 3), lines)))
+    with pytest.raises(FileNotFoundError, match="save_latents="):
+        diagnostics.evaluated(tmp_path, rows)
+    (tmp_path / diagnostics.LATENTS_DIR).mkdir()
+    fed = {3: [torch.ones(2, 4)], 7: [torch.zeros(1, 4)]}
+    torch.save(fed, tmp_path / diagnostics.LATENTS_DIR / LATENTS_FILE.format(task=diagnostics.TASK, rank=0))
+    texts, latents = diagnostics.evaluated(tmp_path, rows)
+    assert texts == ["<think>x</think><answer>C</answer>", "<think>x</think><answer>B</answer>"]
+    assert torch.equal(latents[0], fed[3][0]) and torch.equal(latents[1], fed[7][0])
+    with pytest.raises(ValueError, match=r"held-out question 2 \(v3: 'q3'\).*smaller --limit"):
+        diagnostics.evaluated(tmp_path, [*rows, _row("v3", "q3")])

@@ -14,11 +14,15 @@ Sampling: ``--gen_kwargs temperature=0.7,top_p=0.9,seed=1`` (greedy whenever tem
 ``{"type": "video", "rule": …}`` dict are sampled by that protocol's frame rule (``lmms_eval_dsr.visuals.RULES``);
 ``errors: wrong`` in the generation settings scores a question whose inference fails as wrong instead of aborting;
 ``sampling_defaults: checkpoint`` takes unset ``top_k`` / ``repetition_penalty`` from the checkpoint's generation config.
+``save_latents=<folder>`` keeps what a latent checkpoint fed back at its latent positions, per question: lmms-eval's
+samples log the text, not these vectors, and analyses of the imagery (swapping it between questions, probing it) need
+exactly the ones behind each logged answer (:data:`LATENTS_FILE`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -42,6 +46,10 @@ from lmms_eval_dsr.visuals import RULES, is_frame_video, is_ruled_video
 from trl_latent.generation import generate_with_latents
 from trl_latent.models import FAMILIES, apply_position_rule, video_budget
 from trl_latent.tokens import LatentSpec, get_latent_spec
+
+LATENTS_FILE = "{task}.rank{rank}.pt"
+"""Under ``save_latents``: ``torch.save`` of ``{doc_id: [fed latents [N, H] float32, one per repeat]}`` per task and
+process (N counts every latent position of the completion, also after the task's stop string)."""
 
 _DTYPES = {"bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "float32": torch.float32, "fp32": torch.float32,
            "float16": torch.float16, "fp16": torch.float16}
@@ -81,6 +89,7 @@ class LatentQwen2_5_VL(lmms):
         max_pixels: int = 256 * 28 * 28,
         system_prompt: str | None = None,
         mrope_position_rule: str | None = None,
+        save_latents: str | None = None,
     ) -> None:
         super().__init__()
         if str(dtype) not in _DTYPES:
@@ -104,6 +113,10 @@ class LatentQwen2_5_VL(lmms):
         tokenizer = self.processor.tokenizer
         self._latent_ids = set(self.spec.special_ids) if self.spec is not None else set()
         self._special_ids = set(tokenizer.all_special_ids)
+        if save_latents and self.spec is None:
+            raise ValueError(f"save_latents={save_latents}: {pretrained} has no latent tokens, so nothing is fed back")
+        self.save_latents = Path(save_latents) if save_latents else None
+        self._fed: dict[str, dict[int, list[torch.Tensor]]] = {}
 
     families: tuple[str, ...] = ("qwen2_5_vl",)
     """The ``model_type`` values this model id loads (``latent_vlm``: every family trl-latent supports)."""
@@ -179,8 +192,10 @@ class LatentQwen2_5_VL(lmms):
         return {"size": {"shortest_edge": low, "longest_edge": high}}
 
     # ----- generation ---------------------------------------------------------------------------------------------
-    def _generate(self, inputs: dict[str, Any], gen_kwargs: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Completion ids ``[B, C]`` and their mask (True up to and including EOS)."""
+    def _generate(self, inputs: dict[str, Any], gen_kwargs: dict[str, Any]
+                  ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor] | None]:
+        """Completion ids ``[B, C]``, their mask (True up to and including EOS) and each row's fed-back latents
+        ``[N, H]`` (``None`` for a stock checkpoint)."""
         temperature = float(gen_kwargs.get("temperature") or 0.0)
         do_sample = temperature > 0
         if int(gen_kwargs.get("num_beams", 1) or 1) != 1:
@@ -200,13 +215,15 @@ class LatentQwen2_5_VL(lmms):
         top_k = int(self._setting(gen_kwargs, "top_k") or 0) if do_sample else 0
         if self.spec is not None:
             out = generate_with_latents(self.model, spec=self.spec, top_k=top_k, **sampling, **inputs)
-            return out.completion_ids, out.completion_mask
+            fed = [embeds[latent & kept] for embeds, latent, kept in
+                   zip(out.latent_embeds, out.latent_mask, out.completion_mask)]
+            return out.completion_ids, out.completion_mask, fed
         prompt_length = inputs["input_ids"].shape[1]
         sequences = self.model.generate(**inputs, **sampling, top_k=top_k or None)
         completion = sequences[:, prompt_length:]
         eos = torch.tensor(eos_ids if isinstance(eos_ids, list) else [eos_ids], device=completion.device)
         is_eos = torch.isin(completion, eos)
-        return completion, (is_eos.long().cumsum(-1) - is_eos.long()) == 0
+        return completion, (is_eos.long().cumsum(-1) - is_eos.long()) == 0, None
 
     def _setting(self, gen_kwargs: dict[str, Any], name: str) -> Any:
         """``top_k`` / ``repetition_penalty`` as the task asks; unset, off (0 / 1.0) unless the task says
@@ -238,7 +255,16 @@ class LatentQwen2_5_VL(lmms):
                     results[index] = result
                 progress.update(len(batch))
         progress.close()
+        self._write_fed()
         return results  # type: ignore[return-value]
+
+    def _write_fed(self) -> None:
+        """Each task's fed latents so far under ``save_latents`` (:data:`LATENTS_FILE`)."""
+        if self.save_latents is None:
+            return
+        self.save_latents.mkdir(parents=True, exist_ok=True)
+        for task, by_doc in self._fed.items():
+            torch.save(by_doc, self.save_latents / LATENTS_FILE.format(task=task, rank=self.rank))
 
     def _generate_each_or_empty(self, requests: list[Instance]) -> list[GenerationResult]:
         """The batch; if it fails, each question alone, and no answer (scored wrong) for a question that still
@@ -257,9 +283,10 @@ class LatentQwen2_5_VL(lmms):
             return [GenerationResult(text=text, token_counts=TokenCounts(input_tokens=0, output_tokens=0))]
 
     def _generate_batch(self, requests: list[Instance]) -> list[GenerationResult]:
-        contexts, visual_lists = [], []
+        contexts, visual_lists, docs = [], [], []
         for request in requests:
             context, _, doc_to_visual, doc_id, task, split = request.args
+            docs.append((task, doc_id))
             contexts.append(context)
             visual_lists.append(doc_to_visual(self.task_dict[task][split][doc_id]))
         gen_kwargs = dict(requests[0].args[1])
@@ -267,7 +294,10 @@ class LatentQwen2_5_VL(lmms):
         until = gen_kwargs.pop("until", None) or []
         until = [until] if isinstance(until, str) else list(until)
         inputs = self._build_inputs(contexts, visual_lists)
-        completion, mask = self._generate(inputs, gen_kwargs)
+        completion, mask, fed = self._generate(inputs, gen_kwargs)
+        if self.save_latents is not None and fed is not None:
+            for (task, doc_id), vectors in zip(docs, fed):
+                self._fed.setdefault(task, {}).setdefault(doc_id, []).append(vectors.float().cpu())
         prompt_lengths = inputs["attention_mask"].sum(-1).tolist()
         tokenizer = self.processor.tokenizer
         outputs = []

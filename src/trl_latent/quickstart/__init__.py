@@ -29,6 +29,7 @@ from typing import Any
 from transformers import HfArgumentParser
 
 from .config import ABLATIONS, PRESETS, QuickstartConfig
+from .diagnostics import LATENTS_DIR
 
 BASE_ARMS = ("sft_text", "dift", "dift_grpo")
 STAGE2_ARM = "dift_stage2"
@@ -58,6 +59,8 @@ def upstream(stage: str) -> tuple[str, ...]:
     kind, arm = stage.split("_", 1)
     if kind == "train":
         return ("datagen", "train_dift" if arm in ("dift_grpo", STAGE2_ARM) else "build_model")
+    if kind == "diagnose":  # its self-fed answers and latents are the evaluation's
+        return ("datagen", f"train_{arm}", f"eval_{arm}")
     return ("datagen", f"train_{arm}")
 
 
@@ -308,6 +311,8 @@ class Quickstart:
             f"pretrained={self.out / 'models' / arm},device_map={c.eval_device},dtype={'bfloat16' if c.bf16 else 'float32'},"
             f"fps={c.fps},max_frames={c.model_frames},max_pixels={c.image_size * c.image_size}"
         )
+        if arm != "sft_text":  # the latents each answer was given, for the diagnostics
+            model_args += f",save_latents={self.out / 'eval' / arm / LATENTS_DIR}"
         argv = [
             "--model_args", model_args, "--tasks", "dsr_bench_think", "--log_samples",
             "--gen_kwargs", f"max_new_tokens={c.max_new_tokens}",
@@ -327,7 +332,7 @@ class Quickstart:
         c = self.config
         run_diagnostics(
             self.out / "models" / arm, self.out / "data" / "export" / "benchmark", self.out / "data",
-            self.out / output(f"diagnose_{arm}"), fps=c.fps, max_frames=c.model_frames,
+            self.out / "eval" / arm, self.out / output(f"diagnose_{arm}"), fps=c.fps, max_frames=c.model_frames,
             max_pixels=c.image_size * c.image_size, imagery_max_pixels=c.imagery_size * c.imagery_size,
             max_new_tokens=c.max_new_tokens, batch_size=c.eval_batch_size,
             limit=min((n for n in (c.eval_limit, c.diagnostics_limit) if n), default=None), seed=c.seed,

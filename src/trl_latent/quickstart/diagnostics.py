@@ -1,9 +1,10 @@
 """Does an arm use what its latents say? Held-out accuracy with self-fed, oracle and swapped latents.
 
-Each latent arm answers the held-out questions three times, with the same prompts, frames and greedy decoding as its
+Each latent arm's held-out answers are compared three ways, all with the prompts, frames and greedy decoding of its
 lmms-eval run (the ``latent_qwen2_5_vl`` model's own input builder and decoding):
 
-* ``self_fed``: as at inference, every latent is the model's own fed-back hidden state;
+* ``self_fed``: the lmms-eval run itself — its logged answers, and the latents it fed back, which it saved
+  (``save_latents``) so that the two passes below need not generate them again;
 * ``oracle``: a question's latent positions receive its own imagery targets (the held-out question's imagery, which
   datagen renders for every question, pooled by the frozen tower exactly as DIFT pools its targets), in order; a
   latent position beyond the question's imagery feeds back as usual;
@@ -30,7 +31,10 @@ from typing import Any
 import torch
 
 VARIANTS = ("self_fed", "oracle", "swapped")
-SAMPLES_FILE = "samples_dsr_bench_think.jsonl"
+TASK = "dsr_bench_think"
+SAMPLES_FILE = f"samples_{TASK}.jsonl"
+LATENTS_DIR = "latents"
+"""Under an arm's lmms-eval output folder: the latents its run fed back (the model arg ``save_latents``)."""
 STOP = "</answer>"  # the dsr_bench_think task's stop string
 
 
@@ -73,6 +77,43 @@ def swap_partner(rows: Sequence[dict[str, Any]]) -> list[int]:
     return partners
 
 
+def evaluated(eval_dir: Path, rows: Sequence[dict[str, Any]]) -> tuple[list[str], list[torch.Tensor]]:
+    """Each row's answer in the lmms-eval run under ``eval_dir`` (its newest samples log) and the latents that run fed
+    back for it (saved under ``eval_dir / LATENTS_DIR``); rows are matched to samples by video and question."""
+    from lmms_eval_dsr.models.latent_qwen2_5_vl import LATENTS_FILE
+
+    from lmms_eval_dsr.scoring import responses
+
+    from ..cli_eval import latest_samples
+
+    samples = latest_samples(eval_dir, TASK)
+    by_key: dict[tuple[str, str], tuple[int, str]] = {}
+    with open(samples) as handle:
+        for line_number, line in enumerate(handle, 1):
+            sample = json.loads(line)
+            record, texts = sample.get("accuracy") or {}, responses(sample.get("filtered_resps") or [])
+            if "doc_id" not in sample or "video_id" not in record or len(texts) != 1:
+                raise ValueError(f"{samples}:{line_number}: needs doc_id, accuracy.video_id and one response")
+            by_key[(record["video_id"], record["question"])] = (int(sample["doc_id"]), texts[0])
+    files = sorted((eval_dir / LATENTS_DIR).glob(LATENTS_FILE.format(task=TASK, rank="*")))
+    if not files:
+        raise FileNotFoundError(f"{eval_dir / LATENTS_DIR}: no {TASK} latents; evaluate with the model arg "
+                                f"save_latents={eval_dir / LATENTS_DIR}")
+    fed: dict[int, list[torch.Tensor]] = {}
+    for path in files:
+        fed.update(torch.load(path))
+    texts, latents = [], []
+    for index, row in enumerate(rows):
+        key = (row["video_id"], row["question"])
+        if key not in by_key or len(fed.get(by_key[key][0], ())) != 1:
+            raise ValueError(f"held-out question {index} ({key[0]}: {key[1]!r}) has no single answer with its latents "
+                             f"in {samples} and {eval_dir / LATENTS_DIR} (evaluated with a smaller --limit?)")
+        doc_id, text = by_key[key]
+        texts.append(text)
+        latents.append(fed[doc_id][0])
+    return texts, latents
+
+
 class _Runner:
     """The evaluated model, its inputs and its decoding, as the lmms-eval model builds them."""
 
@@ -88,9 +129,9 @@ class _Runner:
     def spec(self) -> Any:
         return self.lmm.spec
 
-    def answer(self, rows: Sequence[dict[str, Any]], given: Sequence[torch.Tensor | None] | None
-               ) -> tuple[list[str], list[torch.Tensor]]:
-        """Greedy responses (cut at the task's stop string) and each row's fed latents ``[N, H]``."""
+    def answer(self, rows: Sequence[dict[str, Any]], given: Sequence[torch.Tensor | None]) -> list[str]:
+        """Greedy responses (cut at the task's stop string) with ``given`` latents fed at each row's first latent
+        positions (the model's own hidden state beyond them)."""
         from lmms_eval_dsr.models.latent_qwen2_5_vl import _cut_at_stop, _decode
         from lmms_eval_dsr.prompts import think_prompt
 
@@ -99,19 +140,18 @@ class _Runner:
         tokenizer = self.lmm.processor.tokenizer
         eos = self.lmm.model.generation_config.eos_token_id or tokenizer.eos_token_id
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-        texts, latents = [], []
+        texts = []
         for start in range(0, len(rows), self.batch_size):
             batch = rows[start : start + self.batch_size]
             inputs = self.lmm._build_inputs([think_prompt(r["question"], r["options"]) for r in batch],
                                             [[r["video"]] for r in batch])
             out = generate_with_latents(
                 self.lmm.model, spec=self.spec, max_new_tokens=self.max_new_tokens, eos_token_id=eos, pad_token_id=pad,
-                latent_inputs=None if given is None else list(given[start : start + len(batch)]), **inputs)
+                latent_inputs=list(given[start : start + len(batch)]), **inputs)
             for row in range(len(batch)):
                 ids = out.completion_ids[row][out.completion_mask[row]].tolist()
                 texts.append(_cut_at_stop(_decode(tokenizer, ids, self.lmm._latent_ids, self.lmm._special_ids), [STOP]))
-                latents.append(out.latent_embeds[row][out.latent_mask[row] & out.completion_mask[row]].float())
-        return texts, latents
+        return texts
 
     @torch.no_grad()
     def targets(self, images: Sequence[Sequence[Path]], imagery_max_pixels: int, records_per_pass: int = 32
@@ -157,13 +197,14 @@ def _mean_norm(vectors: Sequence[torch.Tensor | None]) -> float | None:
 
 
 def run_diagnostics(
-    model_dir: Path, benchmark_root: Path, data_dir: Path, out_dir: Path, *, fps: float, max_frames: int,
+    model_dir: Path, benchmark_root: Path, data_dir: Path, eval_dir: Path, out_dir: Path, *, fps: float, max_frames: int,
     max_pixels: int, imagery_max_pixels: int, max_new_tokens: int, batch_size: int, limit: int | None, seed: int,
     probe_cache: Path | None = None,
 ) -> dict[str, Any]:
-    """Answer the first ``limit`` held-out questions (all: ``None``) self-fed, with oracle and with swapped latents;
-    write one samples file per variant under ``out_dir`` and return (and write as ``diagnostics.json``) the summary of
-    :func:`summarise`. ``probe_cache``: a folder keeping :func:`target_probes`' results for arms that share them."""
+    """The first ``limit`` held-out questions (all: ``None``) as the model's lmms-eval run under ``eval_dir`` answered
+    them self-fed (:func:`evaluated`), and answered again with oracle and with swapped latents; write one samples file
+    per variant under ``out_dir`` and return (and write as ``diagnostics.json``) the summary of :func:`summarise`.
+    ``probe_cache``: a folder keeping :func:`target_probes`' results for arms that share them."""
     from lmms_eval_dsr.benchmarks import load_dsr_bench
 
     torch.manual_seed(seed)
@@ -177,10 +218,9 @@ def run_diagnostics(
     if not any(images):
         raise ValueError(f"no held-out question of {benchmark_root} has imagery under {data_dir / 'imagery'}")
     oracle_vectors = runner.targets(images, imagery_max_pixels)
-    self_texts, self_latents = runner.answer(rows, None)
-    oracle_texts, _ = runner.answer(rows, oracle_vectors)
-    partners = swap_partner(rows)
-    swapped_texts, _ = runner.answer(rows, [self_latents[j] for j in partners])
+    self_texts, self_latents = evaluated(eval_dir, rows)
+    oracle_texts = runner.answer(rows, oracle_vectors)
+    swapped_texts = runner.answer(rows, [self_latents[j] for j in swap_partner(rows)])
     for name, texts in zip(VARIANTS, (self_texts, oracle_texts, swapped_texts)):
         _write_samples(out_dir / name / SAMPLES_FILE, rows, texts)
     self_norm, target_norm = _mean_norm(self_latents), _mean_norm(oracle_vectors)
