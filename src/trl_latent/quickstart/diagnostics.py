@@ -81,7 +81,6 @@ def evaluated(eval_dir: Path, rows: Sequence[dict[str, Any]]) -> tuple[list[str]
     """Each row's answer in the lmms-eval run under ``eval_dir`` (its newest samples log) and the latents that run fed
     back for it (saved under ``eval_dir / LATENTS_DIR``); rows are matched to samples by video and question."""
     from lmms_eval_dsr.models.latent_qwen2_5_vl import LATENTS_FILE
-
     from lmms_eval_dsr.scoring import responses
 
     from ..cli_eval import latest_samples
