@@ -199,6 +199,14 @@ def test_rerun_with_other_settings_redoes_exactly_what_they_change(run, monkeypa
     cache = ["--perception_cache", str(perception_cache)]
     Quickstart(_config(run, *cache, "--progress", "true", "--workers", "2")).run()  # settings that change no result
     assert ran == ["report"]
+    Quickstart(_config(run, *cache, "--eval_device", "auto")).run()
+    # a setting only the evaluations read: the diagnoses are redone too, their self-fed answers are the evaluations'
+    redone = [*(f"eval:{arm}" for arm in ARMS), *(f"diagnose:{arm}" for arm in LATENT_ARMS), "report"]
+    assert ran[1:] == redone
+    del ran[1:]
+    Quickstart(_config(run, *cache)).run()  # and back
+    assert ran[1:] == redone
+    del ran[1:]
     Quickstart(_config(run, *cache, "--grpo_steps", "2")).run()
     assert ran[1:] == ["grpo:dift_grpo", "eval:dift_grpo", "diagnose:dift_grpo", "report"]
     assert "train_dift_grpo: redone (grpo_steps 1 -> 2)" in capsys.readouterr().out
