@@ -128,6 +128,24 @@ def test_writes_every_artifact(run, perception_cache):
     assert "![losses](losses.png)" in text and "![rewards](rewards.png)" in text
 
 
+@pytest.mark.slow
+def test_diagnostics_answer_in_the_evaluations_dtype(run):
+    """The oracle and swapped passes load the arm as its evaluation did (here bfloat16 on the CPU), so they differ from
+    the evaluation's self-fed answers by the latents alone."""
+    from lmms_eval_dsr.benchmarks import load_dsr_bench
+    from trl_latent.quickstart.diagnostics import _Runner, heldout_imagery
+
+    config = json.loads((run / "quickstart_config.json").read_text())
+    runner = _Runner(run / "models" / "dift", fps=config["fps"], max_frames=config["num_frames"],
+                     max_pixels=config["image_size"] ** 2, max_new_tokens=8, batch_size=2, device="cpu",
+                     dtype="bfloat16")
+    assert runner.lmm.model.dtype == torch.bfloat16
+    rows = load_dsr_bench(run / "data" / "export" / "benchmark").rows[:2]
+    targets = runner.targets(heldout_imagery(run / "data", rows), config["imagery_size"] ** 2)
+    assert any(t is not None and t.shape[-1] == runner.lmm.model.config.text_config.hidden_size for t in targets)
+    assert len(runner.answer(rows, targets)) == 2
+
+
 def _stand_in_entry_points(monkeypatch, tmp_path_factory) -> list[str]:
     """Replace what the stages call (trainers, evaluation, datagen) with recorders; the stages themselves run as
     written, so they read the settings they read for real. Returns the list of ``"<entry>:<output folder>"``."""
@@ -199,10 +217,15 @@ def test_rerun_with_other_settings_redoes_exactly_what_they_change(run, monkeypa
     cache = ["--perception_cache", str(perception_cache)]
     Quickstart(_config(run, *cache, "--progress", "true", "--workers", "2")).run()  # settings that change no result
     assert ran == ["report"]
+    from trl_latent.quickstart import diagnostics
+
+    loaded = []  # the diagnoses load each arm as its evaluation does
+    monkeypatch.setattr(diagnostics, "run_diagnostics", lambda model_dir, *args, **kwargs: ran.append(
+        f"diagnose:{Path(model_dir).name}") or loaded.append((kwargs["device"], kwargs["dtype"])))
     Quickstart(_config(run, *cache, "--eval_device", "auto")).run()
     # a setting only the evaluations read: the diagnoses are redone too, their self-fed answers are the evaluations'
     redone = [*(f"eval:{arm}" for arm in ARMS), *(f"diagnose:{arm}" for arm in LATENT_ARMS), "report"]
-    assert ran[1:] == redone
+    assert ran[1:] == redone and set(loaded) == {("auto", "float32")}
     del ran[1:]
     Quickstart(_config(run, *cache)).run()  # and back
     assert ran[1:] == redone

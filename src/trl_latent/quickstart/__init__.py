@@ -336,7 +336,8 @@ class Quickstart:
             max_pixels=c.image_size * c.image_size, imagery_max_pixels=c.imagery_size * c.imagery_size,
             max_new_tokens=c.max_new_tokens, batch_size=c.eval_batch_size,
             limit=min((n for n in (c.eval_limit, c.diagnostics_limit) if n), default=None), seed=c.seed,
-            probe_cache=self.out / "diagnostics" / PROBE_CACHE,
+            probe_cache=self.out / "diagnostics" / PROBE_CACHE, device=c.eval_device,
+            dtype="bfloat16" if c.bf16 else "float32",
         )
 
     def report(self) -> Path:

@@ -117,10 +117,10 @@ class _Runner:
     """The evaluated model, its inputs and its decoding, as the lmms-eval model builds them."""
 
     def __init__(self, model_dir: Path, *, fps: float, max_frames: int, max_pixels: int, max_new_tokens: int,
-                 batch_size: int) -> None:
+                 batch_size: int, device: str, dtype: str) -> None:
         from lmms_eval_dsr.models.latent_qwen2_5_vl import LatentQwen2_5_VL
 
-        self.lmm = LatentQwen2_5_VL(pretrained=str(model_dir), device="cpu", dtype="float32", batch_size=batch_size,
+        self.lmm = LatentQwen2_5_VL(pretrained=str(model_dir), device_map=device, dtype=dtype, batch_size=batch_size,
                                     fps=fps, max_frames=max_frames, max_pixels=max_pixels)
         self.max_new_tokens, self.batch_size = max_new_tokens, batch_size
 
@@ -173,7 +173,8 @@ class _Runner:
             if self.spec.imagery == "motion":  # as DIFT made its targets (the checkpoint's latent_imagery)
                 pixels = motion_pixel_values(pixels, encoded["image_grid_thw"], imagery_pairs(counts),
                                              self.lmm.processor.image_processor.temporal_patch_size)
-            targets = compute_latent_targets(self.lmm.model, pixels, encoded["image_grid_thw"], self.spec.latent_size)
+            targets = compute_latent_targets(self.lmm.model, pixels.to(self.lmm.device),
+                                             encoded["image_grid_thw"].to(self.lmm.device), self.spec.latent_size)
             for i, block in zip(chunk, targets.split(counts)):
                 result[i] = block.flatten(0, 1).float()
         return result
@@ -198,19 +199,21 @@ def _mean_norm(vectors: Sequence[torch.Tensor | None]) -> float | None:
 def run_diagnostics(
     model_dir: Path, benchmark_root: Path, data_dir: Path, eval_dir: Path, out_dir: Path, *, fps: float, max_frames: int,
     max_pixels: int, imagery_max_pixels: int, max_new_tokens: int, batch_size: int, limit: int | None, seed: int,
-    probe_cache: Path | None = None,
+    probe_cache: Path | None = None, device: str = "cpu", dtype: str = "float32",
 ) -> dict[str, Any]:
     """The first ``limit`` held-out questions (all: ``None``) as the model's lmms-eval run under ``eval_dir`` answered
     them self-fed (:func:`evaluated`), and answered again with oracle and with swapped latents; write one samples file
     per variant under ``out_dir`` and return (and write as ``diagnostics.json``) the summary of :func:`summarise`.
-    ``probe_cache``: a folder keeping :func:`target_probes`' results for arms that share them."""
+    ``probe_cache``: a folder keeping :func:`target_probes`' results for arms that share them. ``device`` and
+    ``dtype``: the evaluation's (its device map and dtype), so the oracle and swapped answers differ from the
+    self-fed ones by the latents alone, not by the arithmetic."""
     from lmms_eval_dsr.benchmarks import load_dsr_bench
 
     torch.manual_seed(seed)
     rows = load_dsr_bench(benchmark_root).rows
     rows = rows[:limit] if limit else rows
     runner = _Runner(model_dir, fps=fps, max_frames=max_frames, max_pixels=max_pixels,
-                     max_new_tokens=max_new_tokens, batch_size=batch_size)
+                     max_new_tokens=max_new_tokens, batch_size=batch_size, device=device, dtype=dtype)
     if runner.spec is None:
         raise ValueError(f"{model_dir} has no latent tokens: diagnostics are for latent arms")
     images = heldout_imagery(data_dir, rows)
