@@ -81,19 +81,12 @@ def evaluated(eval_dir: Path, rows: Sequence[dict[str, Any]]) -> tuple[list[str]
     """Each row's answer in the lmms-eval run under ``eval_dir`` (its newest samples log) and the latents that run fed
     back for it (saved under ``eval_dir / LATENTS_DIR``); rows are matched to samples by video and question."""
     from lmms_eval_dsr.models.latent_qwen2_5_vl import LATENTS_FILE
-    from lmms_eval_dsr.scoring import responses
 
     from ..cli_eval import latest_samples
+    from .stats import load_outcomes
 
     samples = latest_samples(eval_dir, TASK)
-    by_key: dict[tuple[str, str], tuple[int, str]] = {}
-    with open(samples) as handle:
-        for line_number, line in enumerate(handle, 1):
-            sample = json.loads(line)
-            record, texts = sample.get("accuracy") or {}, responses(sample.get("filtered_resps") or [])
-            if "doc_id" not in sample or "video_id" not in record or len(texts) != 1:
-                raise ValueError(f"{samples}:{line_number}: needs doc_id, accuracy.video_id and one response")
-            by_key[(record["video_id"], record["question"])] = (int(sample["doc_id"]), texts[0])
+    answered = load_outcomes(samples).questions
     files = sorted((eval_dir / LATENTS_DIR).glob(LATENTS_FILE.format(task=TASK, rank="*")))
     if not files:
         raise FileNotFoundError(f"{eval_dir / LATENTS_DIR}: no {TASK} latents; evaluate with the model arg "
@@ -103,13 +96,13 @@ def evaluated(eval_dir: Path, rows: Sequence[dict[str, Any]]) -> tuple[list[str]
         fed.update(torch.load(path))
     texts, latents = [], []
     for index, row in enumerate(rows):
-        key = (row["video_id"], row["question"])
-        if key not in by_key or len(fed.get(by_key[key][0], ())) != 1:
-            raise ValueError(f"held-out question {index} ({key[0]}: {key[1]!r}) has no single answer with its latents "
-                             f"in {samples} and {eval_dir / LATENTS_DIR} (evaluated with a smaller --limit?)")
-        doc_id, text = by_key[key]
-        texts.append(text)
-        latents.append(fed[doc_id][0])
+        outcome = answered.get((str(row["video_id"]), str(row["question"]).strip()))
+        if outcome is None or len(fed.get(outcome.doc_id, ())) != 1:
+            raise ValueError(f"held-out question {index} ({row['video_id']}: {row['question']!r}) has no single answer "
+                             f"with its latents in {samples} and {eval_dir / LATENTS_DIR} (evaluated with a smaller "
+                             "--limit?)")
+        texts.append(outcome.response)
+        latents.append(fed[outcome.doc_id][0])
     return texts, latents
 
 

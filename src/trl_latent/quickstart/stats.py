@@ -44,6 +44,8 @@ class Outcome:
     prediction: str | None
     response: str
     line: int
+    doc_id: int | None = None
+    """lmms-eval's index of the question in its task (``None`` in a log without it)."""
 
     @property
     def correct(self) -> bool:
@@ -93,7 +95,7 @@ def load_outcomes(path: str | Path) -> ArmOutcomes:
                                  f"{questions[key].line}; a question must be asked once per video")
             questions[key] = Outcome(video=key[0], group=record["group"], options=tuple(doc["options"]),
                                      answer=record["answer"], prediction=record["prediction"], response=texts[0],
-                                     line=line_number)
+                                     line=line_number, doc_id=sample.get("doc_id"))
             missing = max(missing, int(record.get("missing_media", 0)))
     if not questions:
         raise ValueError(f"{path}: no evaluated question")
