@@ -48,6 +48,11 @@ def grpo_reward_args(consistency_weight: float) -> list[str]:
             "--reward_weights", *(str(weight) for weight in rewards.values())]
 
 
+def eval_dtype(bf16: bool) -> str:
+    """The dtype the evaluations load each arm in; the diagnoses load it alike, so only the latents differ."""
+    return "bfloat16" if bf16 else "float32"
+
+
 def upstream(stage: str) -> tuple[str, ...]:
     """The stages whose outputs ``stage`` reads: when one of them is redone, so is the stage."""
     if stage in ("synthesize", "perception"):
@@ -308,7 +313,7 @@ class Quickstart:
 
         c = self.config
         model_args = (
-            f"pretrained={self.out / 'models' / arm},device_map={c.eval_device},dtype={'bfloat16' if c.bf16 else 'float32'},"
+            f"pretrained={self.out / 'models' / arm},device_map={c.eval_device},dtype={eval_dtype(c.bf16)},"
             f"fps={c.fps},max_frames={c.model_frames},max_pixels={c.image_size * c.image_size}"
         )
         if arm != "sft_text":  # the latents each answer was given, for the diagnostics
@@ -337,7 +342,7 @@ class Quickstart:
             max_new_tokens=c.max_new_tokens, batch_size=c.eval_batch_size,
             limit=min((n for n in (c.eval_limit, c.diagnostics_limit) if n), default=None), seed=c.seed,
             probe_cache=self.out / "diagnostics" / PROBE_CACHE, device=c.eval_device,
-            dtype="bfloat16" if c.bf16 else "float32",
+            dtype=eval_dtype(c.bf16),
         )
 
     def report(self) -> Path:
