@@ -281,6 +281,7 @@ def test_no_latents_trains_and_reports_only_the_text_arm(tmp_path):
     ("--cot_style", "long", "cot_style must be one of"),
     ("--imagery_size", "28", "fewer than latent_size=4"),
     ("--diagnostics_limit", "0", "diagnostics_limit must be a positive number of questions"),
+    ("--visible_fraction", "0", r"visible_fraction must be in \(0, 1\]"),
 ])
 def test_bad_settings_are_named(flag, value, message, tmp_path):
     with pytest.raises(ValueError, match=message):

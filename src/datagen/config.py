@@ -91,6 +91,7 @@ LIMITS: dict[str, Limit] = {
     "cot.price_prompt_per_1k": Limit(0), "cot.price_completion_per_1k": Limit(0),
     "export.benchmark_fraction": FRACTION, "export.types": Limit(choices=lambda: QUESTION_TYPES),
     "export.benchmark_types": Limit(choices=lambda: QUESTION_TYPES),
+    "export.visible_fraction": Limit(0, 1, low_open=True),
     "ray.num_cpus": Limit(1), "ray.num_gpus": Limit(0), "ray.task_cpus": POSITIVE, "ray.segment_actors": Limit(1),
     "ray.segment_gpus": Limit(0), "ray.annotate_actors": Limit(1), "ray.items_per_task": Limit(1),
     "ray.max_retries": Limit(0),

@@ -9,10 +9,15 @@ configuration with a ``train`` split (``trl-latent grpo --dataset_name export --
 folder, such as ``validation.json``, are never read as splits), and ``hf_dataset/{dift,dift_text_only,rl}`` are
 ``save_to_disk`` folders with a ``train`` split whose media paths are relative to that folder
 (``--dataset_name export/hf_dataset/rl``).
+
+``visible_fraction`` below 1 gives the model only the start of each clip (its ``image_input`` frames and the
+benchmark's videos) while questions and imagery keep covering the whole clip: an answer about the clip's later part
+then needs the imagery of moments the input does not show (the future), which the text path cannot read off the video.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import shutil
@@ -43,6 +48,15 @@ class ExportConfig:
     benchmark_types: list[str] | None = None
     """Types the held-out benchmark keeps (default: DSR-Bench's 13 object-motion types). Camera types such as
     ``cam_dir`` are asked by this pipeline but not by DSR-Bench; name them here to evaluate what is trained on."""
+    visible_fraction: float = 1.0
+    """Share of each clip, from its start, given to the model (training ``image_input`` and benchmark videos alike),
+    rounded up to an even number of frames (Qwen's temporal patch is 2); questions and imagery still cover the whole
+    clip (module docstring)."""
+
+
+def visible_count(num_frames: int, fraction: float) -> int:
+    """Frames of a ``num_frames`` clip the model sees under ``visible_fraction`` (at least 2, even where it can be)."""
+    return min(num_frames, max(2, 2 * math.ceil(fraction * num_frames / 2)))
 
 
 def is_held_out(clip_id: str, fraction: float) -> bool:
@@ -70,7 +84,8 @@ def collect_records(out: Path, clip_ids: list[str], config: ExportConfig) -> dic
         if not clip_path.exists():
             continue
         clip = read_json(clip_path)
-        frames = [_rel(out / "frames" / clip_id / f, export_dir) for f in clip["files"]]
+        visible = visible_count(len(clip["files"]), config.visible_fraction)
+        frames = [_rel(out / "frames" / clip_id / f, export_dir) for f in clip["files"][:visible]]
         imagery_path = out / "imagery" / f"{clip_id}.json"
         imagery = read_json(imagery_path) if imagery_path.exists() else {}
         held_out = is_held_out(clip_id, config.benchmark_fraction)
@@ -84,7 +99,7 @@ def collect_records(out: Path, clip_ids: list[str], config: ExportConfig) -> dic
                     if qa["type"] in benchmark_types:
                         rows["benchmark"].append({"videoID": clip_id, "question": qa["question"],
                                                   "options": qa["options"], "answer": qa["answer"], "type": qa["type"],
-                                                  "video": clip["video"]})
+                                                  "clip": clip, "visible": visible})
                     continue
                 rows["rl"].append({"id": qa["qa_id"], "image_input": frames, "text_input": text_input,
                                    "answer": qa["answer"], "type": qa["type"]})
@@ -157,15 +172,33 @@ def dataset_card(configs: dict[str, str]) -> str:
     return str(DatasetCard(f"---\n{data.to_yaml()}\n---\n\n{text}"))
 
 
-def _save_benchmark(rows: list[dict], folder: Path) -> None:
+def _write_prefix(clip: dict, frames_dir: Path, visible: int, target: Path) -> None:
+    """The clip's first ``visible`` extracted frames (the JPEGs its training rows show) as an H.264 video at their
+    sampling rate, so the evaluation's sampling at that rate reads exactly these frames back."""
+    import numpy as np
+    from PIL import Image
+
+    from .synthetic.video import encode_mp4
+
+    times = clip["timestamps"][:visible]
+    rate = (visible - 1) / (times[-1] - times[0])
+    frames = np.stack([np.asarray(Image.open(frames_dir / name).convert("RGB")) for name in clip["files"][:visible]])
+    encode_mp4(frames, target, fps=rate)
+
+
+def _save_benchmark(rows: list[dict], out: Path, folder: Path) -> None:
+    """The parquet plus one video per held-out clip: a copy of the source, or its visible start re-encoded (always
+    rewritten, so a changed ``visible_fraction`` never leaves a stale video behind)."""
     import pandas as pd
 
     folder.mkdir(parents=True, exist_ok=True)
-    for video_id, source in dict.fromkeys((r["videoID"], r["video"]) for r in rows):
-        target = folder / f"{video_id}.mp4"
-        if not target.exists():
-            atomic_write(target, lambda tmp, src=source: shutil.copyfile(src, tmp), suffix=".mp4")
-    frame = pd.DataFrame([{k: v for k, v in r.items() if k != "video"} for r in rows],
+    for row in {r["videoID"]: r for r in rows}.values():
+        clip, target = row["clip"], folder / f"{row['videoID']}.mp4"
+        if row["visible"] < len(clip["files"]):
+            _write_prefix(clip, out / "frames" / clip["clip_id"], row["visible"], target)
+        elif not target.exists() or target.stat().st_size != Path(clip["video"]).stat().st_size:
+            atomic_write(target, lambda tmp, src=clip["video"]: shutil.copyfile(src, tmp), suffix=".mp4")
+    frame = pd.DataFrame([{k: v for k, v in r.items() if k not in ("clip", "visible")} for r in rows],
                          columns=["videoID", "question", "options", "answer", "type"])
     atomic_write(folder / "benchmark.parquet", lambda tmp: frame.to_parquet(tmp, index=False), suffix=".parquet")
 
@@ -182,7 +215,7 @@ def export(out: Path, clip_ids: list[str], config: ExportConfig) -> dict[str, Pa
         _save_hf(rows, export_dir, export_dir / "hf_dataset")
         paths["hf_dataset"] = export_dir / "hf_dataset"
     if rows["benchmark"]:
-        _save_benchmark(rows["benchmark"], export_dir / "benchmark")
+        _save_benchmark(rows["benchmark"], out, export_dir / "benchmark")
         paths["benchmark"] = export_dir / "benchmark" / "benchmark.parquet"
     configs = {name: paths[name].relative_to(export_dir).as_posix()
                for name in ("dift", "dift_text_only", "rl") if name in paths}

@@ -83,3 +83,41 @@ def test_types_filter_training_files_and_benchmark_alike(dataset, tmp_path):
     assert "cam_dir" in held_out
     with pytest.raises(ValueError, match="export.types"):
         DatagenConfig.from_dict({"input_root": ".", "output_dir": ".", "export": {"types": ["cam_direction"]}})
+
+
+def test_visible_fraction_cuts_the_model_input_not_the_questions_or_imagery(dataset, tmp_path):
+    """Through ``run_pipeline``: training rows and benchmark videos show the clip's first half, the imagery still shows
+    its end, the evaluation's decoder reads back exactly the training frames, and a rerun at the full clip replaces
+    the cut videos."""
+    import numpy as np
+    import pandas as pd
+    from PIL import Image
+
+    from datagen.io import read_json
+    from trl_latent.data import decode_video
+
+    def run(fraction):
+        config = DatagenConfig.from_dict({"input_root": str(dataset), "output_dir": str(tmp_path / "out"),
+                                          "progress": False, "frames": {"fps": 2.0, "max_frames": 8},
+                                          "export": {"benchmark_fraction": 0.5, "hf_dataset": False,
+                                                     "visible_fraction": fraction}})
+        return run_pipeline(config)
+
+    paths = run(0.5)
+    out, rows = tmp_path / "out", read_jsonl(paths["dift"])
+    assert rows and {len(r["image_input"]) for r in read_jsonl(paths["rl"]) + rows} == {4}
+    imagery = {qa_id: entry for p in (out / "imagery").glob("*.json") for qa_id, entry in read_json(p).items()}
+    assert max(f for r in rows for f in imagery[r["id"]]["frames"]) >= 4  # imagery of moments the input does not show
+    benchmark = pd.read_parquet(paths["benchmark"])
+    for video_id in benchmark["videoID"].unique():
+        frames, rate = decode_video(str(paths["benchmark"].parent / f"{video_id}.mp4"), fps=2.0, max_frames=8)
+        clip = read_json(out / "frames" / video_id / "clip.json")
+        shown = np.stack([np.asarray(Image.open(out / "frames" / video_id / f)) for f in clip["files"][:4]])
+        assert frames.shape == shown.shape and rate == pytest.approx(2.0)
+        assert np.abs(frames.astype(int) - shown).mean() < 4  # H.264 at crf 18 of the same JPEGs
+    paths = run(1.0)
+    assert {len(r["image_input"]) for r in read_jsonl(paths["rl"])} == {8}
+    frames, _ = decode_video(str(paths["benchmark"].parent / f"{benchmark['videoID'].iloc[0]}.mp4"), fps=2.0, max_frames=8)
+    assert len(frames) == 8
+    with pytest.raises(ValueError, match="export.visible_fraction"):
+        DatagenConfig.from_dict({"input_root": ".", "output_dir": ".", "export": {"visible_fraction": 0}})

@@ -195,7 +195,8 @@ class Quickstart:
                 "camera_qa": {"option_order": c.option_order}, "object_qa": {"option_order": c.option_order},
                 "cot": {"backend": "template", "template_style": c.cot_style},
                 "export": {"benchmark_fraction": c.heldout_fraction, "text_only": True, "hf_dataset": False,
-                           "types": list(c.families), "benchmark_types": list(c.families)},
+                           "types": list(c.families), "benchmark_types": list(c.families),
+                           "visible_fraction": c.visible_fraction},
             }
         )
         run_pipeline(config)

@@ -66,6 +66,10 @@ class QuickstartConfig:
     input_frames: int | None = field(default=None, metadata={"help": "Frames of each clip the models see, thinned "
                                      "uniformly (default: all num_frames); questions and imagery still use every frame, "
                                      "so imagery can show moments the model's input does not."})
+    visible_fraction: float = field(default=1.0, metadata={"help": "Share of each clip, from its start, the models "
+                                    "see (rounded up to an even number of frames); questions and imagery still cover "
+                                    "the whole clip, so answers about its end need imagery of a future the input does "
+                                    "not show (docs/quickstart.md)."})
     fps: float = field(default=2.0, metadata={"help": "Frame rate of the clips (and of the model's video input)."})
     cot_style: str = field(default="concise", metadata={"help": "Template CoT: concise (imagery + conclusion, learnable "
                            "in minutes) or full (the measurements behind each label too)."})
@@ -178,6 +182,8 @@ class QuickstartConfig:
                              f"got {self.vocab_size}")
         if self.input_frames is not None and not (2 <= self.input_frames <= self.num_frames and self.input_frames % 2 == 0):
             raise ValueError(f"input_frames must be even and in [2, num_frames={self.num_frames}], got {self.input_frames}")
+        if not 0 < self.visible_fraction <= 1:
+            raise ValueError(f"visible_fraction must be in (0, 1], got {self.visible_fraction}")
         if self.latent_imagery not in LATENT_IMAGERY:
             raise ValueError(f"latent_imagery must be one of {list(LATENT_IMAGERY)}, got {self.latent_imagery!r}")
         if self.latent_feedback_norm not in ("none", "target"):
