@@ -207,6 +207,19 @@ def test_rerun_skips_finished_stages_and_redoes_a_removed_one(run, monkeypatch, 
     assert (run / "report.json").read_text() == before
 
 
+def test_an_evaluation_finished_by_an_older_quickstart_is_redone(run):
+    """Evaluations of format 1 saved no latents, which the diagnoses now read: their markers no longer match, while
+    every other stage's marker without a format still does."""
+    quickstart = Quickstart(_config(run))
+    for stage in ("eval_dift", "train_dift"):
+        done = json.loads((run / ".done" / stage).read_text())
+        assert done["format"] == (2 if stage == "eval_dift" else 1)
+        assert quickstart._changes(stage, done, done["upstream"]) == []
+        del done["format"]
+        expected = ["output format 1 -> 2 (an older quickstart)"] if stage == "eval_dift" else []
+        assert quickstart._changes(stage, done, done["upstream"]) == expected
+
+
 @pytest.mark.slow
 def test_rerun_with_other_settings_redoes_exactly_what_they_change(run, monkeypatch, capsys, tmp_path_factory,
                                                                    perception_cache):

@@ -94,7 +94,7 @@ def test_visible_fraction_cuts_the_model_input_not_the_questions_or_imagery(data
     from PIL import Image
 
     from datagen.io import read_json
-    from trl_latent.data import decode_video
+    from lmms_eval_dsr.media import read_video  # what the evaluation's model reads a benchmark video with
 
     def run(fraction):
         config = DatagenConfig.from_dict({"input_root": str(dataset), "output_dir": str(tmp_path / "out"),
@@ -110,14 +110,14 @@ def test_visible_fraction_cuts_the_model_input_not_the_questions_or_imagery(data
     assert max(f for r in rows for f in imagery[r["id"]]["frames"]) >= 4  # imagery of moments the input does not show
     benchmark = pd.read_parquet(paths["benchmark"])
     for video_id in benchmark["videoID"].unique():
-        frames, rate = decode_video(str(paths["benchmark"].parent / f"{video_id}.mp4"), fps=2.0, max_frames=8)
+        video = read_video(paths["benchmark"].parent / f"{video_id}.mp4", fps=2.0, max_frames=8)
+        frames, rate = video.frames, video.fps
         clip = read_json(out / "frames" / video_id / "clip.json")
         shown = np.stack([np.asarray(Image.open(out / "frames" / video_id / f)) for f in clip["files"][:4]])
         assert frames.shape == shown.shape and rate == pytest.approx(2.0)
         assert np.abs(frames.astype(int) - shown).mean() < 4  # H.264 at crf 18 of the same JPEGs
     paths = run(1.0)
     assert {len(r["image_input"]) for r in read_jsonl(paths["rl"])} == {8}
-    frames, _ = decode_video(str(paths["benchmark"].parent / f"{benchmark['videoID'].iloc[0]}.mp4"), fps=2.0, max_frames=8)
-    assert len(frames) == 8
+    assert len(read_video(paths["benchmark"].parent / f"{benchmark['videoID'].iloc[0]}.mp4", 2.0, 8).frames) == 8
     with pytest.raises(ValueError, match="export.visible_fraction"):
         DatagenConfig.from_dict({"input_root": ".", "output_dir": ".", "export": {"visible_fraction": 0}})

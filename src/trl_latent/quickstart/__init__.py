@@ -83,6 +83,16 @@ PROBE_CACHE = ".target_probes"
 RESULT_NEUTRAL = frozenset({"output_dir", "progress", "workers", "perception_cache"})
 """Settings that change no result (where it is written or cached, progress bars, rendering processes: each clip is
 seeded by itself), so a rerun that changes only these redoes nothing."""
+STAGE_FORMATS = {"eval": 2}
+"""Output format of a stage kind (``eval``: the latent arms' evaluations also save the latents they feed back, which
+the diagnoses read), recorded in its marker: a stage finished by an older quickstart in another format is redone, as
+no setting of it changed. Bump a kind's number when its outputs change shape."""
+
+
+def stage_format(stage: str) -> int:
+    return STAGE_FORMATS.get(stage.split("_", 1)[0], 1)
+
+
 REPORT_FILES = ("report.md", "report.json", "losses.png", "rewards.png", "accuracy_by_type.png")
 TORCH_FREE_STAGES = frozenset({"synthesize", "datagen"})
 """Stages that run no tensor operation (rendering and datagen are numpy): every other stage's numbers depend on the
@@ -120,12 +130,14 @@ class Quickstart:
         self.numerics: dict[str, Any] = {}
 
     # ---- bookkeeping -------------------------------------------------------------------------------------------
-    def _changes(self, done: dict[str, Any], upstream: dict[str, str]) -> list[str]:
+    def _changes(self, stage: str, done: dict[str, Any], upstream: dict[str, str]) -> list[str]:
         """Why a finished stage no longer matches this run (empty: it does)."""
         if "fingerprint" not in done:
             return ["made by an older quickstart that did not record its settings"]
         changes = [f"{key} {old!r} -> {getattr(self.config, key)!r}" for key, old in done["settings"].items()
                    if getattr(self.config, key) != old]
+        if done.get("format", 1) != stage_format(stage):
+            changes.append(f"output format {done.get('format', 1)} -> {stage_format(stage)} (an older quickstart)")
         return changes + [f"{stage} redone" for stage, value in upstream.items() if done["upstream"].get(stage) != value]
 
     def _stage(self, name: str, run: Callable[[], Any]) -> None:
@@ -133,7 +145,7 @@ class Quickstart:
         upstream_prints = {stage: self.fingerprints[stage] for stage in upstream(name) if stage in self.fingerprints}
         if marker.exists():
             done = json.loads(marker.read_text())
-            changes = self._changes(done, upstream_prints)
+            changes = self._changes(name, done, upstream_prints)
             if not changes:
                 self.timings[name], self.fingerprints[name] = float(done["seconds"]), done["fingerprint"]
                 print(f"[quickstart] {name}: done earlier, skipped", flush=True)
@@ -156,7 +168,7 @@ class Quickstart:
         self.fingerprints[name] = _fingerprint(recorder.read, upstream_prints)
         marker.parent.mkdir(parents=True, exist_ok=True)
         marker.write_text(json.dumps({"seconds": seconds, "settings": recorder.read, "upstream": upstream_prints,
-                                      "fingerprint": self.fingerprints[name]}, indent=1))
+                                      "fingerprint": self.fingerprints[name], "format": stage_format(name)}, indent=1))
         print(f"[quickstart] {name}: {seconds:.1f} s", flush=True)
 
     @property
