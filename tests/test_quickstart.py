@@ -208,15 +208,14 @@ def test_rerun_skips_finished_stages_and_redoes_a_removed_one(run, monkeypatch, 
 
 
 def test_an_evaluation_finished_by_an_older_quickstart_is_redone(run):
-    """Evaluations of format 1 saved no latents, which the diagnoses now read: their markers no longer match, while
-    every other stage's marker without a format still does."""
+    """Evaluations of format 1 saved no latents, which the diagnoses now read, and datagen of format 1 did not record
+    ``visible_fraction``: their markers no longer match, while a marker without a format of any other stage does."""
     quickstart = Quickstart(_config(run))
-    for stage in ("eval_dift", "train_dift"):
+    for stage, current in (("eval_dift", 2), ("datagen", 2), ("train_dift", 1)):
         done = json.loads((run / ".done" / stage).read_text())
-        assert done["format"] == (2 if stage == "eval_dift" else 1)
-        assert quickstart._changes(stage, done, done["upstream"]) == []
+        assert done["format"] == current and quickstart._changes(stage, done, done["upstream"]) == []
         del done["format"]
-        expected = ["output format 1 -> 2 (an older quickstart)"] if stage == "eval_dift" else []
+        expected = ["output format 1 -> 2 (an older quickstart)"] if current == 2 else []
         assert quickstart._changes(stage, done, done["upstream"]) == expected
 
 

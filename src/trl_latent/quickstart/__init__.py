@@ -83,10 +83,11 @@ PROBE_CACHE = ".target_probes"
 RESULT_NEUTRAL = frozenset({"output_dir", "progress", "workers", "perception_cache"})
 """Settings that change no result (where it is written or cached, progress bars, rendering processes: each clip is
 seeded by itself), so a rerun that changes only these redoes nothing."""
-STAGE_FORMATS = {"eval": 2}
-"""Output format of a stage kind (``eval``: the latent arms' evaluations also save the latents they feed back, which
-the diagnoses read), recorded in its marker: a stage finished by an older quickstart in another format is redone, as
-no setting of it changed. Bump a kind's number when its outputs change shape."""
+STAGE_FORMATS = {"eval": 2, "datagen": 2}
+"""Format of a stage kind, recorded in its marker: a stage finished by an older quickstart in another format is
+redone, though no setting it recorded changed. Bump a kind's number when its outputs change shape (``eval`` 2: the
+latent arms' evaluations also save the latents they feed back, which the diagnoses read) or when it starts reading a
+new setting, which an older marker cannot have recorded (``datagen`` 2: ``visible_fraction``)."""
 
 
 def stage_format(stage: str) -> int:
@@ -138,7 +139,7 @@ class Quickstart:
                    if getattr(self.config, key) != old]
         if done.get("format", 1) != stage_format(stage):
             changes.append(f"output format {done.get('format', 1)} -> {stage_format(stage)} (an older quickstart)")
-        return changes + [f"{stage} redone" for stage, value in upstream.items() if done["upstream"].get(stage) != value]
+        return changes + [f"{name} redone" for name, value in upstream.items() if done["upstream"].get(name) != value]
 
     def _stage(self, name: str, run: Callable[[], Any]) -> None:
         marker = self.out / ".done" / name
