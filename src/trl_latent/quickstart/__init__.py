@@ -137,8 +137,9 @@ class Quickstart:
             return ["made by an older quickstart that did not record its settings"]
         changes = [f"{key} {old!r} -> {getattr(self.config, key)!r}" for key, old in done["settings"].items()
                    if getattr(self.config, key) != old]
-        if done.get("format", 1) != stage_format(stage):
-            changes.append(f"output format {done.get('format', 1)} -> {stage_format(stage)} (an older quickstart)")
+        recorded, current = done.get("format", 1), stage_format(stage)
+        if recorded != current:
+            changes.append(f"output format {recorded} -> {current} (an older quickstart)")
         return changes + [f"{name} redone" for name, value in upstream.items() if done["upstream"].get(name) != value]
 
     def _stage(self, name: str, run: Callable[[], Any]) -> None:
