@@ -23,11 +23,12 @@ TINY = [
     "--sft_steps", "2", "--batch_size", "2", "--grpo_steps", "1", "--grpo_batch_size", "2", "--num_generations", "2",
     "--max_new_tokens", "24", "--eval_limit", "3", "--diagnostics_limit", "2", "--eval_batch_size", "3",
     "--workers", "1", "--progress", "false",
-    "--perception_clips", "6", "--perception_steps", "2", "--ablations", "k1", "calib", "motion", "--stage2_steps", "1",
+    "--perception_clips", "6", "--perception_steps", "2", "--ablations", "k1", "calib", "motion", "contrast",
+    "--stage2_steps", "1",
     "--threads", "1",
     "--families", *QUESTION_TYPES,  # four tiny clips: every family, so the held-out set is never empty
 ]
-ARMS = ("sft_text", "dift", "dift_grpo", "dift_stage2", "dift_k1", "dift_calib", "dift_motion")
+ARMS = ("sft_text", "dift", "dift_grpo", "dift_stage2", "dift_k1", "dift_calib", "dift_motion", "dift_contrast")
 LATENT_ARMS = ARMS[1:]
 STAGES = ["synthesize", "datagen", "perception", "build_model", *(f"{kind}_{arm}" for kind in ("train", "eval")
                                                                    for arm in ARMS),
@@ -67,6 +68,9 @@ def test_writes_every_artifact(run, perception_cache):
         # only the calibrated arm records its targets' norm (the others are the release: none)
         assert (get_latent_spec(model).feedback_norm is not None) == (arm == "dift_calib")
         assert get_latent_spec(model).imagery == ("motion" if arm == "dift_motion" else "still")
+        # only the contrast arm trains (and logs) the swapped-imagery contrast
+        logged = [entry for entry in state["log_history"] if "contrast_margin" in entry]
+        assert bool(logged) == (arm == "dift_contrast"), arm
 
     # every arm starts from the cached pretrained tower; the K variants of the initial model differ in config only
     (tower_folder,) = [p for p in perception_cache.iterdir() if not p.name.startswith(".")]
@@ -82,7 +86,7 @@ def test_writes_every_artifact(run, perception_cache):
     pairs = [(p["a"], p["b"]) for p in report["statistics"]["paired"]]
     assert pairs == [("text-only SFT", "DIFT"), ("DIFT", "DIFT + 4DRL"), ("DIFT", "DIFT, stage 2 (self-fed)"),
                      ("DIFT", "DIFT with K = 1"), ("DIFT", "DIFT, calibrated feedback"),
-                     ("DIFT", "DIFT, motion imagery")]
+                     ("DIFT", "DIFT, motion imagery"), ("DIFT", "DIFT, swapped-imagery contrast")]
     for arm in ARMS:  # oracle / swapped diagnostics of every latent arm, as fractions, per family
         diagnostics = report["arms"][ARM_LABELS[arm]].get("diagnostics")
         assert (diagnostics is not None) == (arm != "sft_text")
@@ -100,7 +104,7 @@ def test_writes_every_artifact(run, perception_cache):
             for family, probe in diagnostics["probe"].items():
                 assert probe["n_heldout"] >= 1 and 0 <= probe.get("targets", 0) <= 1, (family, probe)
     # the imagery-target probes depend on the tower, the imagery and K only: computed once per distinct triple (the
-    # frozen-tower arms dift, stage 2 and calibrated share one; K = 1 and motion imagery have their own; 4DRL trains
+    # frozen-tower arms dift, stage 2, calibrated and contrast share one; K = 1 and motion imagery have their own; 4DRL trains
     # the tower, so it shares only when its one step left the tower as it was)
     triples: list[tuple[str, int, dict[str, torch.Tensor]]] = []
     for arm in LATENT_ARMS:
@@ -111,7 +115,7 @@ def test_writes_every_artifact(run, perception_cache):
             triples.append((spec.imagery, spec.latent_size, tower))
     assert len(triples) in (3, 4) and len(list((run / "diagnostics" / PROBE_CACHE).iterdir())) == len(triples)
     probes = {arm: report["arms"][ARM_LABELS[arm]]["diagnostics"]["probe"] for arm in LATENT_ARMS}
-    for arm in ("dift_stage2", "dift_calib"):
+    for arm in ("dift_stage2", "dift_calib", "dift_contrast"):
         assert {f: (p["n_train"], p.get("targets")) for f, p in probes[arm].items()} == \
             {f: (p["n_train"], p.get("targets")) for f, p in probes["dift"].items()}
     assert report["perception"]["clips"] == {"train": 5, "heldout": 1}

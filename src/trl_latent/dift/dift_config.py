@@ -71,6 +71,13 @@ class LatentImageryConfig(ActivationCheckpointingDefault, SFTConfig):
             a still), so that a target encodes what moved between two moments. Recorded in the model config
             (`latent_imagery`), which the oracle diagnostics read; `None` keeps what the checkpoint records (`"still"`
             for a model never trained with motion).
+        latent_contrast_weight (`float`, *optional*, defaults to `0.0`):
+            Weight of the swapped-imagery contrast, a departure from the release (`0`: off, the release): each batch
+            runs a second time with every row's imagery targets replaced by another row's, and the loss
+            `softplus(log p(text | other imagery) - log p(text | own imagery))` over the text after each row's first
+            latent block (rows whose text differs from the other row's) makes that text depend on the block's content,
+            which teacher forcing alone does not (docs/quickstart.md). Costs a second forward and backward per step;
+            needs `latent_feedback="teacher"`, no `padding_free`, and at least two rows per device batch.
         cache_latent_targets (`bool`, *optional*, defaults to `True`):
             Compute each imagery image's targets once and reuse them (keyed by path) while the vision tower has no
             trainable parameter; K x hidden values per image stay on the device (16 KiB at 3B in bf16, K=4).
@@ -145,6 +152,11 @@ class LatentImageryConfig(ActivationCheckpointingDefault, SFTConfig):
                   "previous one as a two-frame clip (motion); unset keeps what the checkpoint records.",
                   "choices": list(LATENT_IMAGERY)},
     )
+    latent_contrast_weight: float = field(
+        default=0.0,
+        metadata={"help": "Weight of the swapped-imagery contrast: the text after a block must be likelier with the "
+                  "row's own imagery than with another row's (0: off, the release)."},
+    )
     cache_latent_targets: bool = field(
         default=True, metadata={"help": "Compute a frozen tower's imagery targets once per image and reuse them."}
     )
@@ -189,6 +201,18 @@ class LatentImageryConfig(ActivationCheckpointingDefault, SFTConfig):
             raise ValueError(f"latent_imagery must be one of {LATENT_IMAGERY} or unset, got {self.latent_imagery!r}")
         if self.feedback_norm_samples < 1:
             raise ValueError(f"feedback_norm_samples must be >= 1, got {self.feedback_norm_samples}")
+        if self.latent_contrast_weight < 0:
+            raise ValueError(f"latent_contrast_weight must be >= 0, got {self.latent_contrast_weight}")
+        if self.latent_contrast_weight:
+            if self.latent_feedback != "teacher":
+                raise ValueError("latent_contrast_weight swaps the teacher-forced imagery between rows: it needs "
+                                 f"latent_feedback='teacher', not {self.latent_feedback!r}")
+            if self.padding_free:
+                raise ValueError("latent_contrast_weight swaps imagery between batch rows, which padding_free packs "
+                                 "into one: set padding_free to false")
+            if self.per_device_train_batch_size < 2:
+                raise ValueError("latent_contrast_weight swaps imagery between the rows of a device batch: set "
+                                 f"per_device_train_batch_size >= 2, not {self.per_device_train_batch_size}")
         if self.latent_feedback == "self" and self.activation_checkpointing:
             raise ValueError(
                 "latent_feedback='self' runs the sequence block by block through the KV cache, which transformers "

@@ -33,6 +33,7 @@ from ..resume import ResumeWeightsMixin
 from ..skipping import SkippedSamplesMixin
 from ..tokens import (
     LatentSpec,
+    _unwrap,
     add_latent_tokens,
     get_latent_spec,
     get_loss_weights,
@@ -41,6 +42,7 @@ from ..tokens import (
     set_loss_weights,
 )
 from .collator import DataCollatorForLatentImagery
+from .contrast import continuation_log_probs, continuation_mask, contrast_loss, differing_rows, swap_between_rows
 from .dift_config import LatentImageryConfig
 
 LATENT_BATCH_KEYS = ("latent_pixel_values", "latent_image_grid_thw")
@@ -229,6 +231,11 @@ class LatentImageryTrainer(ResumeWeightsMixin, SkippedSamplesMixin, LatentModelC
         # normalised for gradient accumulation while this per-micro-batch mean is not
         steps = self.current_gradient_accumulation_steps if num_items_in_batch is not None else 1
         loss = self.args.ce_weight * ce_loss + self.args.sim_weight * sim_loss / steps
+        if self.args.latent_contrast_weight:
+            contrast, margin = self._imagery_contrast(model, inputs, targets, captured["hidden"])
+            loss = loss + self.args.latent_contrast_weight * contrast / steps
+            self._metrics[mode]["contrast_loss"].append(self.accelerator.gather_for_metrics(contrast.detach()).mean().item())
+            self._metrics[mode]["contrast_margin"].append(self.accelerator.gather_for_metrics(margin).mean().item())
 
         gather = self.accelerator.gather_for_metrics
         self._metrics[mode]["ce_loss"].append(gather(ce_loss.detach()).mean().item())
@@ -238,6 +245,35 @@ class LatentImageryTrainer(ResumeWeightsMixin, SkippedSamplesMixin, LatentModelC
         num_imagery = torch.tensor(float(targets.shape[0]), device=ce_loss.device)
         self._metrics[mode]["num_imagery"].append(gather(num_imagery).sum().item())
         return (loss, result[1]) if return_outputs else loss
+
+    def _imagery_contrast(self, model: Any, inputs: dict[str, Any], targets: torch.Tensor, hidden: torch.Tensor
+                          ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(loss, margin)`` of the swapped-imagery contrast (:mod:`trl_latent.dift.contrast`): the batch runs once
+        more with each row's imagery targets replaced by another row's; ``hidden`` is the loss forward's last layer.
+
+        The second forward runs for every batch with imagery, whatever its labels, so that all ranks run the same
+        number of forwards (ZeRO-3 gathers parameters inside them).
+        """
+        pad_id, latent_size = self.latent_spec.pad_id, self.latent_spec.latent_size
+        input_ids, labels = inputs["input_ids"], inputs["labels"]
+        swapped_targets, donors = swap_between_rows(
+            targets, ((input_ids == pad_id).sum(1) // latent_size).tolist())
+        captured: dict[str, torch.Tensor] = {}
+
+        def keep_hidden_states(module: torch.nn.Module, args: tuple, output: Any) -> None:
+            captured.setdefault("hidden", output.last_hidden_state)
+
+        handle = vision_backbone(model).register_forward_hook(keep_hidden_states)
+        try:
+            with inject_latents(model, pad_id, swapped_targets.flatten(0, 1)):
+                model(**{key: value for key, value in inputs.items() if key != "labels"}, logits_to_keep=1)
+        finally:
+            handle.remove()
+        mask = continuation_mask(input_ids, labels, pad_id)
+        head = _unwrap(model).get_output_embeddings()
+        own = continuation_log_probs(head, hidden, labels, mask)
+        swapped = continuation_log_probs(head, captured["hidden"], labels, mask)
+        return contrast_loss(own, swapped, differing_rows(labels, mask, donors))
 
     def _latent_targets(self, model: Any, latent_inputs: dict[str, torch.Tensor], keys: tuple[str, ...] | None
                         ) -> torch.Tensor:
@@ -272,6 +308,8 @@ class LatentImageryTrainer(ResumeWeightsMixin, SkippedSamplesMixin, LatentModelC
             "Loss": (
                 f"{self.args.ce_weight} × CE(text; latent start/end supervised, pads excluded) + "
                 f"{self.args.sim_weight} × mean(1 − cos(h[t−1], imagery target[t])) over latent positions"
+                + (f" + {self.args.latent_contrast_weight} × softplus(log p(text after the block | another row's "
+                   "imagery) − log p(text | own imagery))" if self.args.latent_contrast_weight else "")
             ),
             **training_data_details(self.train_dataset, self.args.visual_options),
             "Vision tower": "frozen" if self.args.freeze_vision_tower else "trained",

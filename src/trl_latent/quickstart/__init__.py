@@ -290,7 +290,8 @@ class Quickstart:
             argv += ["--sim_weight", str(changes.get("sim_weight", c.sim_weight)),
                      "--latent_feedback", changes.get("latent_feedback", "teacher"),
                      "--latent_feedback_norm", changes.get("latent_feedback_norm", c.latent_feedback_norm),
-                     "--latent_imagery", changes.get("latent_imagery", c.latent_imagery)]
+                     "--latent_imagery", changes.get("latent_imagery", c.latent_imagery),
+                     "--latent_contrast_weight", str(changes.get("latent_contrast_weight", 0.0))]
         if dift.main(argv):
             raise RuntimeError(f"DIFT training of arm {arm!r} failed")
 

@@ -28,6 +28,7 @@ ABLATIONS = {
     "calib": ("DIFT, calibrated feedback", {"latent_feedback_norm": "target"}),
     "motion": ("DIFT, motion imagery", {"latent_imagery": "motion"}),
     "still": ("DIFT, still imagery", {"latent_imagery": "still"}),
+    "contrast": ("DIFT, swapped-imagery contrast", {"latent_contrast_weight": 1.0}),
 }
 """Extra DIFT arms of ``--ablations``: label and the DIFT settings they change (all else as the DIFT arm)."""
 STUDY_DIAGNOSTICS_LIMIT = 360
@@ -86,7 +87,8 @@ class QuickstartConfig:
         "help": "Where pretrained vision towers are kept, one folder per setting (like a model download)."})
     ablations: list[str] = field(default_factory=list, metadata={
         "help": f"Extra DIFT arms: {', '.join(ABLATIONS)} (without the similarity / text loss, K latents, fed-back "
-        "latents rescaled to the targets' norm, motion or still imagery); none: no extra arm (to drop a preset's)."})
+        "latents rescaled to the targets' norm, motion or still imagery, the swapped-imagery contrast loss at weight "
+        "1); none: no extra arm (to drop a preset's)."})
     model_family: str = field(default="qwen2_5_vl", metadata={"help": f"Random-init model family: {', '.join(FAMILIES)}."})
     model_size: str = field(default="small", metadata={"help": "Random-init model: tiny, small or 3b (GPU, Qwen2.5-VL)."})
     vocab_size: int = field(default=1024, metadata={"help": "Retrain the Qwen tokenizer's BPE on the training texts with "

@@ -1,0 +1,73 @@
+"""Swapped-imagery contrast: a DIFT loss that makes the text after a latent block depend on the block's content.
+
+Teacher forcing alone lets a model ignore its imagery: the answer can be read straight from the video, and the
+project's swapped-latent diagnostics found DIFT models that answer the same with another question's latents. This
+loss (a departure from the release, ``latent_contrast_weight`` in :class:`LatentImageryConfig`) runs each batch a
+second time with every row's imagery targets replaced by another row's, and asks that the row's own continuation
+after its first block be more likely with its own imagery than with the other's:
+``softplus(log p(text | other imagery) - log p(text | own imagery))``, over the rows whose continuation differs from
+the other row's (for the rest, both imageries rightly give the same text).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def swap_between_rows(targets: torch.Tensor, images_per_row: list[int]) -> tuple[torch.Tensor, list[int | None]]:
+    """Each row's imagery replaced by the next row's that has imagery: ``(swapped [N, K, H], donor of each row)``.
+
+    ``targets`` are in row-major order of the pad blocks; a row with ``n`` images takes its donor's first ``n``
+    (cycling when the donor has fewer), so every pad keeps its count. The donor is ``None`` for a row without imagery,
+    and for every row when fewer than two rows have imagery (then nothing is swapped).
+    """
+    rows = [b for b, count in enumerate(images_per_row) if count]
+    donors: list[int | None] = [None] * len(images_per_row)
+    if len(rows) < 2:
+        return targets, donors
+    starts = [0]
+    for count in images_per_row:
+        starts.append(starts[-1] + count)
+    order = []
+    for i, row in enumerate(rows):
+        donor = rows[(i + 1) % len(rows)]
+        donors[row] = donor
+        order += [starts[donor] + j % images_per_row[donor] for j in range(images_per_row[row])]
+    return targets[torch.tensor(order, device=targets.device)], donors
+
+
+def continuation_mask(input_ids: torch.Tensor, labels: torch.Tensor, pad_id: int) -> torch.Tensor:
+    """``[B, L - 1]``: which next-token predictions (position ``t - 1`` for label ``t``) score text after a row's first
+    latent pad, i.e. the text a block can inform."""
+    after_block = (input_ids == pad_id).long().cumsum(1) > 0
+    return (after_block & (labels != -100))[:, 1:]
+
+
+def continuation_log_probs(head: torch.nn.Module, hidden: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor
+                           ) -> torch.Tensor:
+    """``[B]``: each row's summed log-probability of its labels at ``mask`` (from :func:`continuation_mask`), through
+    the LM ``head`` on those positions only (full-vocabulary logits of a few tokens per row)."""
+    rows = mask.nonzero()[:, 0]
+    logits = head(hidden[:, :-1][mask]).float()
+    scores = logits.log_softmax(-1).gather(-1, labels[:, 1:][mask][:, None])[:, 0]
+    return torch.zeros(mask.shape[0], dtype=scores.dtype, device=scores.device).index_add(0, rows, scores)
+
+
+def differing_rows(labels: torch.Tensor, mask: torch.Tensor, donors: list[int | None]) -> torch.Tensor:
+    """``[B]`` bool: rows with a donor whose scored continuation differs from the donor's (else the contrast has no
+    right answer to prefer)."""
+    shifted = labels[:, 1:]
+    texts = [tuple(shifted[b][mask[b]].tolist()) for b in range(labels.shape[0])]
+    return torch.tensor([d is not None and texts[b] != texts[d] for b, d in enumerate(donors)], device=labels.device)
+
+
+def contrast_loss(own: torch.Tensor, swapped: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(loss, margin)`` over ``rows``: mean ``softplus(swapped - own)`` and the mean log-likelihood margin
+    ``own - swapped`` (nats per row; 0 when the model ignores the block's content). Zero (still differentiable through
+    ``own``) when no row qualifies."""
+    if not bool(rows.any()):
+        zero = (own * 0).sum()
+        return zero, zero.detach()
+    gap = own[rows] - swapped[rows]
+    return F.softplus(-gap).mean(), gap.detach().mean()
