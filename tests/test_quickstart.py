@@ -71,6 +71,7 @@ def test_writes_every_artifact(run, perception_cache):
         # only the contrast arm trains (and logs) the swapped-imagery contrast
         logged = [entry for entry in state["log_history"] if "contrast_margin" in entry]
         assert bool(logged) == (arm == "dift_contrast"), arm
+    assert "0.1 × softplus(log p(text after the block" in (run / "models" / "dift_contrast" / "README.md").read_text()
 
     # every arm starts from the cached pretrained tower; the K variants of the initial model differ in config only
     (tower_folder,) = [p for p in perception_cache.iterdir() if not p.name.startswith(".")]
@@ -263,6 +264,10 @@ def test_rerun_with_other_settings_redoes_exactly_what_they_change(run, monkeypa
     # the similarity loss weights the DIFT arms' training only: the text-only arm stays
     assert "dift:sft_text" not in ran and {"dift:dift", "dift:dift_stage2", "dift:dift_k1"} <= set(ran)
     del ran[:]
+    Quickstart(_config(run, *cache, "--grpo_steps", "2", "--eval_limit", "2", "--sim_weight", "0.5",
+                       "--contrast_weight", "0.5")).run()
+    assert ran == ["dift:dift_contrast", "eval:dift_contrast", "diagnose:dift_contrast", "report"]  # its arm alone
+    del ran[:]
     Quickstart(_config(run, *cache, "--grpo_steps", "2", "--eval_limit", "2", "--num_clips", "6")).run()
     # the pretrained tower does not depend on the clips: kept; one initial model per K, the old ones removed first
     assert ran[:5] == ["synthesize", "datagen", "build_model:init_k1", "build_model:init", "dift:sft_text"]
@@ -298,6 +303,7 @@ def test_no_latents_trains_and_reports_only_the_text_arm(tmp_path):
     ("--imagery_size", "28", "fewer than latent_size=4"),
     ("--diagnostics_limit", "0", "diagnostics_limit must be a positive number of questions"),
     ("--visible_fraction", "0", r"visible_fraction must be in \(0, 1\]"),
+    ("--contrast_weight", "0", "contrast_weight must be positive"),
 ])
 def test_bad_settings_are_named(flag, value, message, tmp_path):
     with pytest.raises(ValueError, match=message):

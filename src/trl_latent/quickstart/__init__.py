@@ -28,7 +28,7 @@ from typing import Any
 
 from transformers import HfArgumentParser
 
-from .config import ABLATIONS, PRESETS, QuickstartConfig
+from .config import ABLATIONS, PRESETS, FromSetting, QuickstartConfig
 from .diagnostics import LATENTS_DIR
 
 BASE_ARMS = ("sft_text", "dift", "dift_grpo")
@@ -295,6 +295,12 @@ class Quickstart:
         if dift.main(argv):
             raise RuntimeError(f"DIFT training of arm {arm!r} failed")
 
+    def _ablation_changes(self, name: str) -> dict[str, Any]:
+        """The DIFT settings ablation ``name`` changes; a :class:`FromSetting` value is read from the config here, while
+        the arm's stage runs, so its marker records it."""
+        return {key: getattr(self.config, value.name) if isinstance(value, FromSetting) else value
+                for key, value in ABLATIONS[name][1].items()}
+
     def _stage2_changes(self) -> dict[str, Any]:
         """Stage 2 of the release's two-stage DIFT: the DIFT arm continued with its own hidden states fed back."""
         c = self.config
@@ -434,7 +440,7 @@ class Quickstart:
                     STAGE2_ARM, "dift.jsonl", self._stage2_changes(), start=self.out / "models" / "dift"))
             for name in self.config.ablations:
                 self._stage(f"train_dift_{name}", lambda name=name: self.train_sft(
-                    f"dift_{name}", "dift.jsonl", ABLATIONS[name][1]))
+                    f"dift_{name}", "dift.jsonl", self._ablation_changes(name)))
         for arm in self.arms:
             self._stage(f"eval_{arm}", lambda arm=arm: self.evaluate(arm))
         for arm in self.latent_arms:

@@ -21,6 +21,13 @@ DEFAULT_FAMILIES = ("cam_dir", "cam_rot")
 """The question families of the default run: those a small model learns within its minutes (docs/quickstart.md)."""
 STUDY_FAMILIES = tuple(t for t in QUESTION_TYPES if t not in ("cam_tag", "cam_mag", "abs_dis", "rel_dis"))
 """Every family with four possible answers, the ones ``option_order="fixed"`` asks."""
+@dataclass(frozen=True)
+class FromSetting:
+    """An ablation's DIFT value given by the quickstart setting ``name`` (read when the arm trains, so recorded)."""
+
+    name: str
+
+
 ABLATIONS = {
     "no_sim": ("DIFT without the similarity loss", {"sim_weight": 0.0}),
     "no_ce": ("DIFT without the text loss", {"ce_weight": 0.0}),
@@ -28,7 +35,7 @@ ABLATIONS = {
     "calib": ("DIFT, calibrated feedback", {"latent_feedback_norm": "target"}),
     "motion": ("DIFT, motion imagery", {"latent_imagery": "motion"}),
     "still": ("DIFT, still imagery", {"latent_imagery": "still"}),
-    "contrast": ("DIFT, swapped-imagery contrast", {"latent_contrast_weight": 1.0}),
+    "contrast": ("DIFT, swapped-imagery contrast", {"latent_contrast_weight": FromSetting("contrast_weight")}),
 }
 """Extra DIFT arms of ``--ablations``: label and the DIFT settings they change (all else as the DIFT arm)."""
 STUDY_DIAGNOSTICS_LIMIT = 360
@@ -87,8 +94,8 @@ class QuickstartConfig:
         "help": "Where pretrained vision towers are kept, one folder per setting (like a model download)."})
     ablations: list[str] = field(default_factory=list, metadata={
         "help": f"Extra DIFT arms: {', '.join(ABLATIONS)} (without the similarity / text loss, K latents, fed-back "
-        "latents rescaled to the targets' norm, motion or still imagery, the swapped-imagery contrast loss at weight "
-        "1); none: no extra arm (to drop a preset's)."})
+        "latents rescaled to the targets' norm, motion or still imagery, the swapped-imagery contrast loss at "
+        "--contrast_weight); none: no extra arm (to drop a preset's)."})
     model_family: str = field(default="qwen2_5_vl", metadata={"help": f"Random-init model family: {', '.join(FAMILIES)}."})
     model_size: str = field(default="small", metadata={"help": "Random-init model: tiny, small or 3b (GPU, Qwen2.5-VL)."})
     vocab_size: int = field(default=1024, metadata={"help": "Retrain the Qwen tokenizer's BPE on the training texts with "
@@ -105,6 +112,8 @@ class QuickstartConfig:
     latent_imagery: str = field(default="still", metadata={"help": "DIFT arms' latent targets: still (one imagery "
                                 "image each, the release) or motion (each imagery image paired with the previous one "
                                 "as a two-frame clip, so a target encodes what moved; docs/quickstart.md)."})
+    contrast_weight: float = field(default=0.1, metadata={"help": "latent_contrast_weight of the contrast "
+                                   "ablation's DIFT arm (docs/quickstart.md)."})
     stage2_steps: int = field(default=0, metadata={"help": "DIFT stage 2 (latent_feedback self, from the DIFT arm) as "
                               "an extra arm with this many steps (0: none)."})
     stage2_learning_rate: float = field(default=2e-4, metadata={"help": "LR of DIFT stage 2."})
@@ -188,6 +197,8 @@ class QuickstartConfig:
             raise ValueError(f"visible_fraction must be in (0, 1], got {self.visible_fraction}")
         if self.latent_imagery not in LATENT_IMAGERY:
             raise ValueError(f"latent_imagery must be one of {list(LATENT_IMAGERY)}, got {self.latent_imagery!r}")
+        if not self.contrast_weight > 0:
+            raise ValueError(f"contrast_weight must be positive, got {self.contrast_weight}")
         if self.latent_feedback_norm not in ("none", "target"):
             raise ValueError(f"latent_feedback_norm must be none or target, got {self.latent_feedback_norm!r}")
         if len(set(self.seeds)) != len(self.seeds):
