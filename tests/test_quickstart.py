@@ -24,11 +24,12 @@ TINY = [
     "--max_new_tokens", "24", "--eval_limit", "3", "--diagnostics_limit", "2", "--eval_batch_size", "3",
     "--workers", "1", "--progress", "false",
     "--perception_clips", "6", "--perception_steps", "2", "--ablations", "k1", "calib", "motion", "contrast",
-    "--stage2_steps", "1",
+    "contrast_reversed", "--stage2_steps", "1",
     "--threads", "1",
     "--families", *QUESTION_TYPES,  # four tiny clips: every family, so the held-out set is never empty
 ]
-ARMS = ("sft_text", "dift", "dift_grpo", "dift_stage2", "dift_k1", "dift_calib", "dift_motion", "dift_contrast")
+ARMS = ("sft_text", "dift", "dift_grpo", "dift_stage2", "dift_k1", "dift_calib", "dift_motion", "dift_contrast",
+        "dift_contrast_reversed")
 LATENT_ARMS = ARMS[1:]
 STAGES = ["synthesize", "datagen", "perception", "build_model", *(f"{kind}_{arm}" for kind in ("train", "eval")
                                                                    for arm in ARMS),
@@ -68,10 +69,12 @@ def test_writes_every_artifact(run, perception_cache):
         # only the calibrated arm records its targets' norm (the others are the release: none)
         assert (get_latent_spec(model).feedback_norm is not None) == (arm == "dift_calib")
         assert get_latent_spec(model).imagery == ("motion" if arm == "dift_motion" else "still")
-        # only the contrast arm trains (and logs) the swapped-imagery contrast
+        # only the contrast arms train (and log) the imagery contrast, each with its negatives
         logged = [entry for entry in state["log_history"] if "contrast_margin" in entry]
-        assert bool(logged) == (arm == "dift_contrast"), arm
-    assert "0.1 × softplus(log p(text after the block" in (run / "models" / "dift_contrast" / "README.md").read_text()
+        assert bool(logged) == arm.startswith("dift_contrast"), arm
+    for arm, negatives in (("dift_contrast", "another row's imagery"), ("dift_contrast_reversed", "its imagery reversed")):
+        card = (run / "models" / arm / "README.md").read_text()
+        assert f"0.1 × softplus(log p(text after the block | {negatives})" in card, arm
 
     # every arm starts from the cached pretrained tower; the K variants of the initial model differ in config only
     (tower_folder,) = [p for p in perception_cache.iterdir() if not p.name.startswith(".")]
@@ -87,7 +90,8 @@ def test_writes_every_artifact(run, perception_cache):
     pairs = [(p["a"], p["b"]) for p in report["statistics"]["paired"]]
     assert pairs == [("text-only SFT", "DIFT"), ("DIFT", "DIFT + 4DRL"), ("DIFT", "DIFT, stage 2 (self-fed)"),
                      ("DIFT", "DIFT with K = 1"), ("DIFT", "DIFT, calibrated feedback"),
-                     ("DIFT", "DIFT, motion imagery"), ("DIFT", "DIFT, swapped-imagery contrast")]
+                     ("DIFT", "DIFT, motion imagery"), ("DIFT", "DIFT, swapped-imagery contrast"),
+                     ("DIFT", "DIFT, reversed-imagery contrast")]
     for arm in ARMS:  # oracle / swapped diagnostics of every latent arm, as fractions, per family
         diagnostics = report["arms"][ARM_LABELS[arm]].get("diagnostics")
         assert (diagnostics is not None) == (arm != "sft_text")
@@ -105,7 +109,7 @@ def test_writes_every_artifact(run, perception_cache):
             for family, probe in diagnostics["probe"].items():
                 assert probe["n_heldout"] >= 1 and 0 <= probe.get("targets", 0) <= 1, (family, probe)
     # the imagery-target probes depend on the tower, the imagery and K only: computed once per distinct triple (the
-    # frozen-tower arms dift, stage 2, calibrated and contrast share one; K = 1 and motion imagery have their own; 4DRL trains
+    # frozen-tower arms dift, stage 2, calibrated and both contrasts share one; K = 1 and motion imagery have their own; 4DRL trains
     # the tower, so it shares only when its one step left the tower as it was)
     triples: list[tuple[str, int, dict[str, torch.Tensor]]] = []
     for arm in LATENT_ARMS:
@@ -116,7 +120,7 @@ def test_writes_every_artifact(run, perception_cache):
             triples.append((spec.imagery, spec.latent_size, tower))
     assert len(triples) in (3, 4) and len(list((run / "diagnostics" / PROBE_CACHE).iterdir())) == len(triples)
     probes = {arm: report["arms"][ARM_LABELS[arm]]["diagnostics"]["probe"] for arm in LATENT_ARMS}
-    for arm in ("dift_stage2", "dift_calib", "dift_contrast"):
+    for arm in ("dift_stage2", "dift_calib", "dift_contrast", "dift_contrast_reversed"):
         assert {f: (p["n_train"], p.get("targets")) for f, p in probes[arm].items()} == \
             {f: (p["n_train"], p.get("targets")) for f, p in probes["dift"].items()}
     assert report["perception"]["clips"] == {"train": 5, "heldout": 1}
@@ -266,7 +270,9 @@ def test_rerun_with_other_settings_redoes_exactly_what_they_change(run, monkeypa
     del ran[:]
     Quickstart(_config(run, *cache, "--grpo_steps", "2", "--eval_limit", "2", "--sim_weight", "0.5",
                        "--contrast_weight", "0.5")).run()
-    assert ran == ["dift:dift_contrast", "eval:dift_contrast", "diagnose:dift_contrast", "report"]  # its arm alone
+    assert ran == [*(f"dift:dift_contrast{n}" for n in ("", "_reversed")),  # their arms alone
+                   *(f"eval:dift_contrast{n}" for n in ("", "_reversed")),
+                   *(f"diagnose:dift_contrast{n}" for n in ("", "_reversed")), "report"]
     del ran[:]
     Quickstart(_config(run, *cache, "--grpo_steps", "2", "--eval_limit", "2", "--num_clips", "6")).run()
     # the pretrained tower does not depend on the clips: kept; one initial model per K, the old ones removed first

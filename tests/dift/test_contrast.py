@@ -10,7 +10,7 @@ from dift_data import dift_record, write_jsonl
 
 from trl_latent.data import load_records
 from trl_latent.dift import LatentImageryTrainer
-from trl_latent.dift.contrast import continuation_mask, differing_rows, swap_between_rows
+from trl_latent.dift.contrast import continuation_mask, differing_rows, reverse_within_rows, swap_between_rows
 from trl_latent.latents import compute_latent_targets, inject_latents
 
 
@@ -22,6 +22,12 @@ def test_each_row_takes_the_next_rows_imagery_cycling_and_rows_without_imagery_a
     assert swapped[:, 0, 0].tolist() == [2, 2, 3, 0, 1, 0]
     same, none = swap_between_rows(targets[:2], [0, 2])
     assert none == [None, None] and torch.equal(same, targets[:2])
+
+
+def test_reversed_negatives_reverse_each_rows_images_and_leave_single_images_out():
+    targets = torch.arange(6.0)[:, None, None].expand(6, 2, 3)
+    negatives, rows = reverse_within_rows(targets, [2, 0, 1, 3])
+    assert negatives[:, 0, 0].tolist() == [1, 0, 2, 5, 4, 3] and rows.tolist() == [True, False, False, True]
 
 
 def test_only_supervised_text_after_the_first_block_is_scored_and_equal_texts_are_not_contrasted():
@@ -41,11 +47,13 @@ def _records(tmp_path):
     return load_records(write_jsonl(tmp_path / "train.jsonl", rows))
 
 
-def test_the_contrast_term_equals_a_hand_computation_with_full_logits(tiny, tmp_path):
+@pytest.mark.parametrize("negatives", ["other_row", "reversed"])
+def test_the_contrast_term_equals_a_hand_computation_with_full_logits(tiny, tmp_path, negatives):
     model, processor = tiny
     records = _records(tmp_path)
     trainer = LatentImageryTrainer(model, args=tiny_config(tmp_path, per_device_train_batch_size=3, ce_weight=1.0,
-                                                           latent_contrast_weight=0.5),
+                                                           latent_contrast_weight=0.5,
+                                                           latent_contrast_negatives=negatives),
                                    train_dataset=records, processing_class=processor)
     model, spec = trainer.model, trainer.latent_spec
     batch = trainer.data_collator([records[0], records[1], records[2]])
@@ -59,7 +67,8 @@ def test_the_contrast_term_equals_a_hand_computation_with_full_logits(tiny, tmp_
     with torch.no_grad():
         targets = compute_latent_targets(model, batch["latent_pixel_values"], batch["latent_image_grid_thw"], 4)
         scores = []
-        for images in (targets, targets[[2, 2, 3, 0]]):  # rows hold images [0, 1], [2], [3]; each takes the next's
+        # rows hold images [0, 1], [2], [3]: each takes the next row's, or reverses its own (row 0 alone has two)
+        for images in (targets, targets[[2, 2, 3, 0] if negatives == "other_row" else [1, 0, 2, 3]]):
             with inject_latents(model, spec.pad_id, images.flatten(0, 1)):
                 log_probs = model(**inputs).logits.float().log_softmax(-1)
             per_row = []
@@ -68,10 +77,12 @@ def test_the_contrast_term_equals_a_hand_computation_with_full_logits(tiny, tmp_
                 per_row.append(sum(log_probs[row, t - 1, labels[row, t]] for t in range(first_pad + 1, ids.shape[1])
                                    if labels[row, t] != -100))
             scores.append(torch.stack(per_row))
-    expected = F.softplus(scores[1] - scores[0]).mean()  # the three rows' texts all differ from their donors'
+    rows = [0, 1, 2] if negatives == "other_row" else [0]  # all texts differ from their donors'
+    expected = F.softplus(scores[1][rows] - scores[0][rows]).mean()
     assert (with_contrast - without).item() == pytest.approx(0.5 * expected.item(), rel=1e-4, abs=1e-6)
     margins = trainer._metrics["train"]["contrast_margin"]
-    assert len(margins) == 1 and margins[0] == pytest.approx((scores[0] - scores[1]).mean().item(), rel=1e-4, abs=1e-5)
+    assert len(margins) == 1
+    assert margins[0] == pytest.approx((scores[0][rows] - scores[1][rows]).mean().item(), rel=1e-4, abs=1e-5)
 
 
 @pytest.mark.parametrize("overrides, message", [
@@ -79,6 +90,7 @@ def test_the_contrast_term_equals_a_hand_computation_with_full_logits(tiny, tmp_
     ({"latent_contrast_weight": 1.0, "latent_feedback": "self"}, "needs latent_feedback='teacher'"),
     ({"latent_contrast_weight": 1.0, "padding_free": True}, "set padding_free to false"),
     ({"latent_contrast_weight": 1.0, "per_device_train_batch_size": 1}, "per_device_train_batch_size >= 2"),
+    ({"latent_contrast_negatives": "shuffled"}, "latent_contrast_negatives must be one of"),
 ])
 def test_settings_the_contrast_cannot_run_with_are_refused_by_name(tmp_path, overrides, message):
     with pytest.raises(ValueError, match=message):

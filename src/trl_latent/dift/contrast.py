@@ -1,12 +1,15 @@
-"""Swapped-imagery contrast: a DIFT loss that makes the text after a latent block depend on the block's content.
+"""Imagery contrast: a DIFT loss that makes the text after a latent block depend on the block's content.
 
 Teacher forcing alone lets a model ignore its imagery: the answer can be read straight from the video, and the
 project's swapped-latent diagnostics found DIFT models that answer the same with another question's latents. This
 loss (a departure from the release, ``latent_contrast_weight`` in :class:`LatentImageryConfig`) runs each batch a
-second time with every row's imagery targets replaced by another row's, and asks that the row's own continuation
-after its first block be more likely with its own imagery than with the other's:
-``softplus(log p(text | other imagery) - log p(text | own imagery))``, over the rows whose continuation differs from
-the other row's (for the rest, both imageries rightly give the same text).
+second time with every row's imagery targets replaced by negatives, and asks that the row's own continuation after
+its first block be more likely with its own imagery than with the negatives:
+``softplus(log p(text | negative imagery) - log p(text | own imagery))``. The negatives
+(``latent_contrast_negatives``) are another row's imagery (``other_row``; rows whose continuation equals the other
+row's are left out, both imageries rightly giving the same text) or the row's own images in reverse order
+(``reversed``: the same scene and objects, so only the order of what happens differs; rows with one image are left
+out).
 """
 
 from __future__ import annotations
@@ -35,6 +38,16 @@ def swap_between_rows(targets: torch.Tensor, images_per_row: list[int]) -> tuple
         donors[row] = donor
         order += [starts[donor] + j % images_per_row[donor] for j in range(images_per_row[row])]
     return targets[torch.tensor(order, device=targets.device)], donors
+
+
+def reverse_within_rows(targets: torch.Tensor, images_per_row: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each row's images in reverse order: ``(negatives [N, K, H], rows with at least two images [B] bool)``."""
+    order, start = [], 0
+    for count in images_per_row:
+        order += range(start + count - 1, start - 1, -1)
+        start += count
+    rows = torch.tensor([count >= 2 for count in images_per_row], device=targets.device)
+    return targets[torch.tensor(order, device=targets.device, dtype=torch.long)], rows
 
 
 def continuation_mask(input_ids: torch.Tensor, labels: torch.Tensor, pad_id: int) -> torch.Tensor:

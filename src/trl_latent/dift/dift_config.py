@@ -19,6 +19,7 @@ from ..tokens import COMPRESS_STRATEGIES, LATENT_IMAGERY
 DEFAULT_CE_WEIGHT, DEFAULT_SIM_WEIGHT = 0.1, 1.0
 LATENT_FEEDBACK = ("teacher", "self")
 LATENT_FEEDBACK_NORMS = ("none", "target")
+CONTRAST_NEGATIVES = ("other_row", "reversed")
 
 
 @dataclass
@@ -72,12 +73,16 @@ class LatentImageryConfig(ActivationCheckpointingDefault, SFTConfig):
             (`latent_imagery`), which the oracle diagnostics read; `None` keeps what the checkpoint records (`"still"`
             for a model never trained with motion).
         latent_contrast_weight (`float`, *optional*, defaults to `0.0`):
-            Weight of the swapped-imagery contrast, a departure from the release (`0`: off, the release): each batch
-            runs a second time with every row's imagery targets replaced by another row's, and the loss
-            `softplus(log p(text | other imagery) - log p(text | own imagery))` over the text after each row's first
-            latent block (rows whose text differs from the other row's) makes that text depend on the block's content,
-            which teacher forcing alone does not (docs/quickstart.md). Costs a second forward and backward per step;
-            needs `latent_feedback="teacher"`, no `padding_free`, and at least two rows per device batch.
+            Weight of the imagery contrast, a departure from the release (`0`: off, the release): each batch runs a
+            second time with every row's imagery targets replaced by negatives, and the loss
+            `softplus(log p(text | negative imagery) - log p(text | own imagery))` over the text after each row's first
+            latent block makes that text depend on the block's content, which teacher forcing alone does not
+            (docs/dift.md). Costs a second forward and backward per step; needs `latent_feedback="teacher"` and no
+            `padding_free`.
+        latent_contrast_negatives (`str`, *optional*, defaults to `"other_row"`):
+            The contrast's negatives: `"other_row"`, the next batch row's imagery (rows whose text equals that row's
+            are left out; needs at least two rows per device batch); `"reversed"`, the row's own images in reverse
+            order (the same scene, only the order of events differs; rows with one image are left out).
         cache_latent_targets (`bool`, *optional*, defaults to `True`):
             Compute each imagery image's targets once and reuse them (keyed by path) while the vision tower has no
             trainable parameter; K x hidden values per image stay on the device (16 KiB at 3B in bf16, K=4).
@@ -154,8 +159,13 @@ class LatentImageryConfig(ActivationCheckpointingDefault, SFTConfig):
     )
     latent_contrast_weight: float = field(
         default=0.0,
-        metadata={"help": "Weight of the swapped-imagery contrast: the text after a block must be likelier with the "
-                  "row's own imagery than with another row's (0: off, the release)."},
+        metadata={"help": "Weight of the imagery contrast: the text after a block must be likelier with the row's own "
+                  "imagery than with negatives (0: off, the release)."},
+    )
+    latent_contrast_negatives: str = field(
+        default="other_row",
+        metadata={"help": "Negatives of the imagery contrast: another row's imagery (other_row) or the row's own "
+                  "images in reverse order (reversed).", "choices": list(CONTRAST_NEGATIVES)},
     )
     cache_latent_targets: bool = field(
         default=True, metadata={"help": "Compute a frozen tower's imagery targets once per image and reuse them."}
@@ -201,18 +211,21 @@ class LatentImageryConfig(ActivationCheckpointingDefault, SFTConfig):
             raise ValueError(f"latent_imagery must be one of {LATENT_IMAGERY} or unset, got {self.latent_imagery!r}")
         if self.feedback_norm_samples < 1:
             raise ValueError(f"feedback_norm_samples must be >= 1, got {self.feedback_norm_samples}")
+        if self.latent_contrast_negatives not in CONTRAST_NEGATIVES:
+            raise ValueError(f"latent_contrast_negatives must be one of {CONTRAST_NEGATIVES}, "
+                             f"got {self.latent_contrast_negatives!r}")
         if self.latent_contrast_weight < 0:
             raise ValueError(f"latent_contrast_weight must be >= 0, got {self.latent_contrast_weight}")
         if self.latent_contrast_weight:
             if self.latent_feedback != "teacher":
-                raise ValueError("latent_contrast_weight swaps the teacher-forced imagery between rows: it needs "
+                raise ValueError("latent_contrast_weight replaces the teacher-forced imagery by negatives: it needs "
                                  f"latent_feedback='teacher', not {self.latent_feedback!r}")
             if self.padding_free:
-                raise ValueError("latent_contrast_weight swaps imagery between batch rows, which padding_free packs "
-                                 "into one: set padding_free to false")
-            if self.per_device_train_batch_size < 2:
-                raise ValueError("latent_contrast_weight swaps imagery between the rows of a device batch: set "
-                                 f"per_device_train_batch_size >= 2, not {self.per_device_train_batch_size}")
+                raise ValueError("latent_contrast_weight scores each batch row's text, which padding_free packs "
+                                 "into one row: set padding_free to false")
+            if self.latent_contrast_negatives == "other_row" and self.per_device_train_batch_size < 2:
+                raise ValueError("latent_contrast_negatives='other_row' swaps imagery between the rows of a device "
+                                 f"batch: set per_device_train_batch_size >= 2, not {self.per_device_train_batch_size}")
         if self.latent_feedback == "self" and self.activation_checkpointing:
             raise ValueError(
                 "latent_feedback='self' runs the sequence block by block through the KV cache, which transformers "

@@ -42,7 +42,14 @@ from ..tokens import (
     set_loss_weights,
 )
 from .collator import DataCollatorForLatentImagery
-from .contrast import continuation_log_probs, continuation_mask, contrast_loss, differing_rows, swap_between_rows
+from .contrast import (
+    continuation_log_probs,
+    continuation_mask,
+    contrast_loss,
+    differing_rows,
+    reverse_within_rows,
+    swap_between_rows,
+)
 from .dift_config import LatentImageryConfig
 
 LATENT_BATCH_KEYS = ("latent_pixel_values", "latent_image_grid_thw")
@@ -248,16 +255,21 @@ class LatentImageryTrainer(ResumeWeightsMixin, SkippedSamplesMixin, LatentModelC
 
     def _imagery_contrast(self, model: Any, inputs: dict[str, Any], targets: torch.Tensor, hidden: torch.Tensor
                           ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(loss, margin)`` of the swapped-imagery contrast (:mod:`trl_latent.dift.contrast`): the batch runs once
-        more with each row's imagery targets replaced by another row's; ``hidden`` is the loss forward's last layer.
+        """``(loss, margin)`` of the imagery contrast (:mod:`trl_latent.dift.contrast`): the batch runs once more with
+        each row's imagery targets replaced by their negatives; ``hidden`` is the loss forward's last layer.
 
         The second forward runs for every batch with imagery, whatever its labels, so that all ranks run the same
         number of forwards (ZeRO-3 gathers parameters inside them).
         """
         pad_id, latent_size = self.latent_spec.pad_id, self.latent_spec.latent_size
         input_ids, labels = inputs["input_ids"], inputs["labels"]
-        swapped_targets, donors = swap_between_rows(
-            targets, ((input_ids == pad_id).sum(1) // latent_size).tolist())
+        images_per_row = ((input_ids == pad_id).sum(1) // latent_size).tolist()
+        mask = continuation_mask(input_ids, labels, pad_id)
+        if self.args.latent_contrast_negatives == "reversed":
+            negatives, rows = reverse_within_rows(targets, images_per_row)
+        else:
+            negatives, donors = swap_between_rows(targets, images_per_row)
+            rows = differing_rows(labels, mask, donors)
         captured: dict[str, torch.Tensor] = {}
 
         def keep_hidden_states(module: torch.nn.Module, args: tuple, output: Any) -> None:
@@ -265,15 +277,14 @@ class LatentImageryTrainer(ResumeWeightsMixin, SkippedSamplesMixin, LatentModelC
 
         handle = vision_backbone(model).register_forward_hook(keep_hidden_states)
         try:
-            with inject_latents(model, pad_id, swapped_targets.flatten(0, 1)):
+            with inject_latents(model, pad_id, negatives.flatten(0, 1)):
                 model(**{key: value for key, value in inputs.items() if key != "labels"}, logits_to_keep=1)
         finally:
             handle.remove()
-        mask = continuation_mask(input_ids, labels, pad_id)
         head = _unwrap(model).get_output_embeddings()
         own = continuation_log_probs(head, hidden, labels, mask)
-        swapped = continuation_log_probs(head, captured["hidden"], labels, mask)
-        return contrast_loss(own, swapped, differing_rows(labels, mask, donors))
+        negative = continuation_log_probs(head, captured["hidden"], labels, mask)
+        return contrast_loss(own, negative, rows)
 
     def _latent_targets(self, model: Any, latent_inputs: dict[str, torch.Tensor], keys: tuple[str, ...] | None
                         ) -> torch.Tensor:
@@ -308,8 +319,10 @@ class LatentImageryTrainer(ResumeWeightsMixin, SkippedSamplesMixin, LatentModelC
             "Loss": (
                 f"{self.args.ce_weight} × CE(text; latent start/end supervised, pads excluded) + "
                 f"{self.args.sim_weight} × mean(1 − cos(h[t−1], imagery target[t])) over latent positions"
-                + (f" + {self.args.latent_contrast_weight} × softplus(log p(text after the block | another row's "
-                   "imagery) − log p(text | own imagery))" if self.args.latent_contrast_weight else "")
+                + (f" + {self.args.latent_contrast_weight} × softplus(log p(text after the block | "
+                   + ("its imagery reversed" if self.args.latent_contrast_negatives == "reversed"
+                      else "another row's imagery") + ") − log p(text | own imagery))"
+                   if self.args.latent_contrast_weight else "")
             ),
             **training_data_details(self.train_dataset, self.args.visual_options),
             "Vision tower": "frozen" if self.args.freeze_vision_tower else "trained",

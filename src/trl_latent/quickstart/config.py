@@ -36,6 +36,8 @@ ABLATIONS = {
     "motion": ("DIFT, motion imagery", {"latent_imagery": "motion"}),
     "still": ("DIFT, still imagery", {"latent_imagery": "still"}),
     "contrast": ("DIFT, swapped-imagery contrast", {"latent_contrast_weight": FromSetting("contrast_weight")}),
+    "contrast_reversed": ("DIFT, reversed-imagery contrast", {"latent_contrast_weight": FromSetting("contrast_weight"),
+                                                             "latent_contrast_negatives": "reversed"}),
 }
 """Extra DIFT arms of ``--ablations``: label and the DIFT settings they change (all else as the DIFT arm)."""
 STUDY_DIAGNOSTICS_LIMIT = 360
@@ -94,8 +96,8 @@ class QuickstartConfig:
         "help": "Where pretrained vision towers are kept, one folder per setting (like a model download)."})
     ablations: list[str] = field(default_factory=list, metadata={
         "help": f"Extra DIFT arms: {', '.join(ABLATIONS)} (without the similarity / text loss, K latents, fed-back "
-        "latents rescaled to the targets' norm, motion or still imagery, the swapped-imagery contrast loss at "
-        "--contrast_weight); none: no extra arm (to drop a preset's)."})
+        "latents rescaled to the targets' norm, motion or still imagery, the imagery contrast loss at --contrast_weight "
+        "with another row's or the reversed imagery as negatives); none: no extra arm (to drop a preset's)."})
     model_family: str = field(default="qwen2_5_vl", metadata={"help": f"Random-init model family: {', '.join(FAMILIES)}."})
     model_size: str = field(default="small", metadata={"help": "Random-init model: tiny, small or 3b (GPU, Qwen2.5-VL)."})
     vocab_size: int = field(default=1024, metadata={"help": "Retrain the Qwen tokenizer's BPE on the training texts with "
@@ -113,7 +115,7 @@ class QuickstartConfig:
                                 "image each, the release) or motion (each imagery image paired with the previous one "
                                 "as a two-frame clip, so a target encodes what moved; docs/quickstart.md)."})
     contrast_weight: float = field(default=0.1, metadata={"help": "latent_contrast_weight of the contrast "
-                                   "ablation's DIFT arm (docs/quickstart.md)."})
+                                   "ablations' DIFT arms (docs/quickstart.md)."})
     stage2_steps: int = field(default=0, metadata={"help": "DIFT stage 2 (latent_feedback self, from the DIFT arm) as "
                               "an extra arm with this many steps (0: none)."})
     stage2_learning_rate: float = field(default=2e-4, metadata={"help": "LR of DIFT stage 2."})
