@@ -48,8 +48,9 @@ def _records(tmp_path):
 
 
 @pytest.mark.parametrize("negatives", ["other_row", "reversed"])
-def test_the_contrast_term_equals_a_hand_computation_with_full_logits(tiny, tmp_path, negatives):
-    model, processor = tiny
+def test_the_contrast_term_equals_a_hand_computation_with_full_logits(family_tiny, tmp_path, negatives):
+    """Every family."""
+    model, processor = family_tiny
     records = _records(tmp_path)
     trainer = LatentImageryTrainer(model, args=tiny_config(tmp_path, per_device_train_batch_size=3, ce_weight=1.0,
                                                            latent_contrast_weight=0.5,
@@ -116,3 +117,21 @@ def test_training_with_the_contrast_makes_the_text_depend_on_the_imagery(tiny, t
         trainer.compute_loss(trainer.model, dict(trainer.data_collator([records[0], records[1]])))
     margin = trainer._metrics["eval"]["contrast_margin"][-1]  # nats: 5.6 with the contrast, 0.01 without
     assert margin > 2.0 if weight else abs(margin) < 0.5
+
+
+def test_the_contrast_trains_lora_with_gradient_checkpointing(stock_tiny, tmp_path):
+    """Through PEFT's wrapper (the LM head read under it) and a checkpointed forward run twice per step."""
+    from peft import LoraConfig
+
+    model, processor = stock_tiny
+    trainer = LatentImageryTrainer(
+        model, args=tiny_config(tmp_path, activation_checkpointing=True, latent_contrast_weight=1.0, max_steps=1),
+        train_dataset=_records(tmp_path).select([1, 2]), processing_class=processor,
+        peft_config=LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]),
+    )
+    trainer.model.train()
+    loss = trainer.compute_loss(trainer.model, dict(trainer.data_collator([trainer.train_dataset[i] for i in (0, 1)])))
+    loss.backward()
+    assert len(trainer._metrics["train"]["contrast_margin"]) == 1 and torch.isfinite(loss)
+    grads = [p.grad for n, p in trainer.model.named_parameters() if "lora_B" in n]
+    assert grads and all(g is not None for g in grads)

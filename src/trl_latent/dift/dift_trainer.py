@@ -238,13 +238,12 @@ class LatentImageryTrainer(ResumeWeightsMixin, SkippedSamplesMixin, LatentModelC
         # normalised for gradient accumulation while this per-micro-batch mean is not
         steps = self.current_gradient_accumulation_steps if num_items_in_batch is not None else 1
         loss = self.args.ce_weight * ce_loss + self.args.sim_weight * sim_loss / steps
+        gather = self.accelerator.gather_for_metrics
         if self.args.latent_contrast_weight:
             contrast, margin = self._imagery_contrast(model, inputs, targets, captured["hidden"])
             loss = loss + self.args.latent_contrast_weight * contrast / steps
-            self._metrics[mode]["contrast_loss"].append(self.accelerator.gather_for_metrics(contrast.detach()).mean().item())
-            self._metrics[mode]["contrast_margin"].append(self.accelerator.gather_for_metrics(margin).mean().item())
-
-        gather = self.accelerator.gather_for_metrics
+            self._metrics[mode]["contrast_loss"].append(gather(contrast.detach()).mean().item())
+            self._metrics[mode]["contrast_margin"].append(gather(margin).mean().item())
         self._metrics[mode]["ce_loss"].append(gather(ce_loss.detach()).mean().item())
         self._metrics[mode]["sim_loss"].append(gather(sim_loss.detach()).mean().item())
         self._metrics[mode]["cos_sim"].append(gather(cosine.detach()).mean().item())

@@ -21,6 +21,8 @@ DEFAULT_FAMILIES = ("cam_dir", "cam_rot")
 """The question families of the default run: those a small model learns within its minutes (docs/quickstart.md)."""
 STUDY_FAMILIES = tuple(t for t in QUESTION_TYPES if t not in ("cam_tag", "cam_mag", "abs_dis", "rel_dis"))
 """Every family with four possible answers, the ones ``option_order="fixed"`` asks."""
+
+
 @dataclass(frozen=True)
 class FromSetting:
     """An ablation's DIFT value given by the quickstart setting ``name`` (read when the arm trains, so recorded)."""
