@@ -75,12 +75,12 @@ def differing_rows(labels: torch.Tensor, mask: torch.Tensor, donors: list[int | 
     return torch.tensor([d is not None and texts[b] != texts[d] for b, d in enumerate(donors)], device=labels.device)
 
 
-def contrast_loss(own: torch.Tensor, swapped: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(loss, margin)`` over ``rows``: mean ``softplus(swapped - own)`` and the mean log-likelihood margin
-    ``own - swapped`` (nats per row; 0 when the model ignores the block's content). Zero (still differentiable through
+def contrast_loss(own: torch.Tensor, negative: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(loss, margin)`` over ``rows``: mean ``softplus(negative - own)`` and the mean log-likelihood margin
+    ``own - negative`` (nats per row; 0 when the model ignores the block's content). Zero (still differentiable through
     ``own``) when no row qualifies."""
     if not bool(rows.any()):
         zero = (own * 0).sum()
         return zero, zero.detach()
-    gap = own[rows] - swapped[rows]
+    gap = own[rows] - negative[rows]
     return F.softplus(-gap).mean(), gap.detach().mean()
