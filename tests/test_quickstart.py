@@ -109,8 +109,8 @@ def test_writes_every_artifact(run, perception_cache):
             for family, probe in diagnostics["probe"].items():
                 assert probe["n_heldout"] >= 1 and 0 <= probe.get("targets", 0) <= 1, (family, probe)
     # the imagery-target probes depend on the tower, the imagery and K only: computed once per distinct triple (the
-    # frozen-tower arms dift, stage 2, calibrated and both contrasts share one; K = 1 and motion imagery have their own; 4DRL trains
-    # the tower, so it shares only when its one step left the tower as it was)
+    # frozen-tower arms dift, stage 2, calibrated and both contrasts share one; K = 1 and motion imagery have their
+    # own; 4DRL trains the tower, so it shares only when its one step left the tower as it was)
     triples: list[tuple[str, int, dict[str, torch.Tensor]]] = []
     for arm in LATENT_ARMS:
         model = Qwen2_5_VLForConditionalGeneration.from_pretrained(run / "models" / arm)

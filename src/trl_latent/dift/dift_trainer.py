@@ -212,12 +212,6 @@ class LatentImageryTrainer(ResumeWeightsMixin, SkippedSamplesMixin, LatentModelC
         if self.args.freeze_vision_tower:
             backbone.visual.eval()  # Trainer.train() puts the whole model back in train mode every step
         targets = self._latent_targets(model, latent_inputs, image_keys)
-        captured: dict[str, torch.Tensor] = {}
-
-        def keep_hidden_states(module: torch.nn.Module, args: tuple, output: Any) -> None:
-            captured.setdefault("hidden", output.last_hidden_state)  # the first forward is the loss one (see below)
-
-        handle = backbone.register_forward_hook(keep_hidden_states)
         pad_id = self.latent_spec.pad_id
         if self.args.latent_feedback == "self":
             feeding = feed_back_latents(model, inputs["input_ids"] == pad_id)
@@ -226,11 +220,9 @@ class LatentImageryTrainer(ResumeWeightsMixin, SkippedSamplesMixin, LatentModelC
             if return_outputs:  # SFTTrainer then runs a second, logits-only forward that needs the vectors too
                 vectors = torch.cat([vectors, vectors])
             feeding = inject_latents(model, pad_id, vectors)
-        try:
-            with feeding:
-                result = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-        finally:
-            handle.remove()
+        # the first forward is the loss one: SFTTrainer's second, with return_outputs, only recomputes logits
+        with capture_last_hidden_state(model) as captured, feeding:
+            result = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         ce_loss = result[0] if return_outputs else result
         sim_loss, cosine = latent_similarity_loss(captured["hidden"], inputs["input_ids"], targets, pad_id)
         norm_ratio = latent_norm_ratio(captured["hidden"], inputs["input_ids"], targets, pad_id)
@@ -269,17 +261,8 @@ class LatentImageryTrainer(ResumeWeightsMixin, SkippedSamplesMixin, LatentModelC
         else:
             negatives, donors = swap_between_rows(targets, images_per_row)
             rows = differing_rows(labels, mask, donors)
-        captured: dict[str, torch.Tensor] = {}
-
-        def keep_hidden_states(module: torch.nn.Module, args: tuple, output: Any) -> None:
-            captured.setdefault("hidden", output.last_hidden_state)
-
-        handle = vision_backbone(model).register_forward_hook(keep_hidden_states)
-        try:
-            with inject_latents(model, pad_id, negatives.flatten(0, 1)):
-                model(**{key: value for key, value in inputs.items() if key != "labels"}, logits_to_keep=1)
-        finally:
-            handle.remove()
+        with capture_last_hidden_state(model) as captured, inject_latents(model, pad_id, negatives.flatten(0, 1)):
+            model(**{key: value for key, value in inputs.items() if key != "labels"}, logits_to_keep=1)
         head = _unwrap(model).get_output_embeddings()
         own = continuation_log_probs(head, hidden, labels, mask)
         negative = continuation_log_probs(head, captured["hidden"], labels, mask)
@@ -355,6 +338,22 @@ def _make_latent_rows_trainable(peft_config: Any, spec: LatentSpec) -> None:
         peft_config.trainable_token_indices = sorted({*indices, *ids})
     else:
         indices["embed_tokens"] = sorted({*indices.get("embed_tokens", []), *ids})
+
+
+@contextmanager
+def capture_last_hidden_state(model: Any) -> Iterator[dict[str, torch.Tensor]]:
+    """Keep, under ``"hidden"``, the backbone's last hidden state of the first forward run inside the block: the fused
+    LM head that computes the loss never returns it."""
+    captured: dict[str, torch.Tensor] = {}
+
+    def keep(module: torch.nn.Module, args: tuple, output: Any) -> None:
+        captured.setdefault("hidden", output.last_hidden_state)
+
+    handle = vision_backbone(model).register_forward_hook(keep)
+    try:
+        yield captured
+    finally:
+        handle.remove()
 
 
 @torch.no_grad()
