@@ -72,7 +72,8 @@ def test_writes_every_artifact(run, perception_cache):
         # only the contrast arms train (and log) the imagery contrast, each with its negatives
         logged = [entry for entry in state["log_history"] if "contrast_margin" in entry]
         assert bool(logged) == arm.startswith("dift_contrast"), arm
-    for arm, negatives in (("dift_contrast", "another row's imagery"), ("dift_contrast_reversed", "its imagery reversed")):
+    for arm, negatives in (("dift_contrast", "another row's imagery"),
+                           ("dift_contrast_reversed", "its imagery reversed")):
         card = (run / "models" / arm / "README.md").read_text()
         assert f"0.1 × softplus(log p(text after the block | {negatives})" in card, arm
 
