@@ -5,6 +5,7 @@ Typical use: ``write_dataset("data/synth", num_clips=300, seed=0)``; see docs/sy
 
 from .camera import MOVE_TAGS, CameraTrack, sample_camera
 from .config import SynthConfig
+from .counterfactual import clip_scene, counterfactual_scene, twin_rng
 from .geometry import camera_axes, decode_pose, encode_pose, quaternion_to_matrix
 from .groundtruth import (
     EgoMotion,
@@ -39,6 +40,8 @@ __all__ = [
     "caption",
     "clip_names",
     "clip_paths",
+    "clip_scene",
+    "counterfactual_scene",
     "decode_pose",
     "ego_motion",
     "encode_pose",
@@ -53,6 +56,7 @@ __all__ = [
     "sample_objects",
     "sample_scene",
     "speed_ratio",
+    "twin_rng",
     "write_clip",
     "write_dataset",
 ]

@@ -61,6 +61,9 @@ class SynthConfig:
     speed_change: float = 0.6
     # Placement region, forward distance from the first camera.
     object_distance: Range = (2.5, 7.0)
+    # Counterfactual twin: 0 = off; k >= 1 = every moving object leaves its path at frame k - 1 on a straight line
+    # turned 90-180 degrees (counterfactual.py), so frames 0..k-1 are the original clip's and the future differs.
+    counterfactual_frame: int = 0
     # Thresholds that turn a measured camera ego-motion into SpatialVID tags.
     tag_translation_m: float = 0.25
     tag_rotation_deg: float = 5.0
@@ -106,6 +109,11 @@ class SynthConfig:
             raise ValueError(f"min_speed_ratio must be >= 1, got {self.min_speed_ratio}")
         if self.object_distance[0] < 1.5:
             raise ValueError("object_distance must start at >= 1.5 m so objects never touch the camera")
+        if not 0 <= self.counterfactual_frame < self.num_frames:
+            raise ValueError(
+                f"counterfactual_frame must be >= 0 (0 = off) and < num_frames ({self.num_frames}), "
+                f"got {self.counterfactual_frame}"
+            )
         if self.codec not in ("libx264", "mpeg4"):
             raise ValueError(f"codec must be libx264 or mpeg4, got {self.codec!r}")
         if self.clips_per_group < 1:
@@ -124,7 +132,10 @@ class SynthConfig:
         return cls(**known, extra={k: v for k, v in options.items() if k not in names})
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form (tuples become lists), the inverse of :meth:`from_options`."""
+        """JSON-ready form (tuples become lists), the inverse of :meth:`from_options`. ``counterfactual_frame`` is
+        left out while it is 0 (off), so the ``synthetic_config.json`` of a world without twins is unchanged."""
         out = dataclasses.asdict(self)
         out.pop("extra")
+        if not out["counterfactual_frame"]:
+            out.pop("counterfactual_frame")
         return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}

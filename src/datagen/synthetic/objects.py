@@ -39,7 +39,9 @@ _GAP = 0.15  # metres between the bounding circles of two objects
 @dataclass(frozen=True)
 class SceneObject:
     """One object: shape, colour, full extents ``size`` (x, y, z in its own frame, metres), a fixed yaw
-    (radians, boxes only) and its world-frame centre per frame ``centers`` (N, 3)."""
+    (radians, boxes only) and its world-frame centre per frame ``centers`` (N, 3). ``counterfactual_turn_deg`` is
+    set only in a counterfactual twin (counterfactual.py), on an object that left its sampled path there: the turn
+    of its new straight heading from its old one (degrees, positive = counter-clockwise seen from above)."""
 
     obj_id: int
     shape: str
@@ -50,6 +52,7 @@ class SceneObject:
     motion: str = "static"  # static | linear | curved
     speed_profile: str = "constant"
     direction: str = "none"  # initial direction in the first camera's ground frame
+    counterfactual_turn_deg: float | None = None
 
     @property
     def name(self) -> str:
@@ -68,9 +71,10 @@ class SceneObject:
         """Radius of the object's footprint's bounding circle (metres)."""
         return float(np.hypot(self.size[0], self.size[1]) / 2.0) if self.shape == "box" else self.size[0] / 2.0
 
-    def to_json(self) -> dict[str, Any]:
-        """The objects.json record (contract fields first, then the generator's own description)."""
-        return {
+    def to_json(self, counterfactual: bool = False) -> dict[str, Any]:
+        """The objects.json record (contract fields first, then the generator's own description); with
+        ``counterfactual`` (a twin world) also whether the object was re-pathed and its turn (null if not)."""
+        record = {
             "obj_id": self.obj_id,
             "name": self.name,
             "shape": self.shape,
@@ -82,6 +86,11 @@ class SceneObject:
             "direction": self.direction,
             "yaw_deg": round(float(np.degrees(self.yaw)), 6),
         }
+        if counterfactual:
+            turn = self.counterfactual_turn_deg
+            record["counterfactual_repathed"] = turn is not None
+            record["counterfactual_turn_deg"] = None if turn is None else round(float(turn), 6)
+        return record
 
 
 def _sample_size(rng: np.random.Generator, shape: str, scale: float) -> tuple[float, float, float]:

@@ -2,8 +2,9 @@
 
 Resumable and parallel-safe: every file is written to a process-unique temporary name and renamed into
 place, the mp4 last, so a clip whose mp4 exists is complete and is skipped on a rerun; two writers racing on the
-same clip write identical bytes. Clip ``i`` of a dataset is drawn from the seed ``[seed, i]``, so it does not
-depend on how many clips are asked for or on which worker renders it.
+same clip write identical bytes. Clip ``i`` of a dataset is drawn from the seed ``[seed, i]`` (its counterfactual
+twin's turns from ``[seed, i, TWIN_STREAM]``), so it does not depend on how many clips are asked for or on which
+worker renders it.
 """
 
 from __future__ import annotations
@@ -23,9 +24,10 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .config import SynthConfig
+from .counterfactual import clip_scene
 from .groundtruth import camera_motion_tags
 from .render import render_clip
-from .scene import Scene, sample_scene
+from .scene import Scene
 from .video import atomic_target, encode_mp4
 
 METADATA_COLUMNS = (
@@ -127,7 +129,8 @@ def write_clip(root: Path, scene: Scene, index: int, config: SynthConfig) -> Non
     _write_bytes(paths["poses"], _npy_bytes(scene.camera.poses()))
     _write_bytes(paths["intrinsics"], _npy_bytes(scene.camera.normalized_intrinsics()))
     _write_bytes(paths["indexes"], "".join(f"{i} {i}\n" for i in range(n)).encode())
-    _write_bytes(paths["objects"], json.dumps([o.to_json() for o in scene.objects], indent=1).encode())
+    records = [o.to_json(counterfactual=config.counterfactual_frame > 0) for o in scene.objects]
+    _write_bytes(paths["objects"], json.dumps(records, indent=1).encode())
     _write_bytes(paths["tracks"], _npy_bytes(scene.tracks()))
     _write_bytes(paths["masks"], _npz_bytes(masks=masks))
     _write_bytes(paths["depth"], _npz_bytes(depth=depth))
@@ -136,8 +139,9 @@ def write_clip(root: Path, scene: Scene, index: int, config: SynthConfig) -> Non
 
 
 def _clip_job(root: str, seed: int, index: int, config: SynthConfig) -> dict[str, Any]:
-    """Worker entry point: sample clip ``index``, write it unless complete, return its metadata row."""
-    scene = sample_scene(config, [seed, index])
+    """Worker entry point: sample clip ``index`` (its twin with ``counterfactual_frame``), write it unless
+    complete, return its metadata row."""
+    scene = clip_scene(config, seed, index)
     clip_id, group_id = clip_names(index, config)
     if not clip_paths(Path(root), clip_id, group_id)["video"].exists():
         write_clip(Path(root), scene, index, config)
