@@ -22,6 +22,10 @@ Normalised record (the columns of the returned ``Dataset``; paths are absolute):
     # DIFT only
     image_output  list[str]        imagery images, one per ``<output_image>``
     text_output   str              assistant text with ``<output_image>`` placeholders
+    counterfactual_output
+                  list[str]        the same question's imagery in a counterfactual twin of the clip (one per
+                                   ``image_output`` image), or [] (an optional field; :mod:`datagen.counterfactual`
+                                   writes it): the negatives of the imagery contrast's ``counterfactual`` mode
     # 4DRL only
     answer        str              ground truth (numbers kept as their text), ``type`` str ("" when absent)
 
@@ -312,6 +316,7 @@ def normalize_record(
         if check_media:
             for i, path in enumerate(record["image_output"]):
                 _check_image(path, f"image_output[{i}]", source)
+        record["counterfactual_output"] = _counterfactual_output(row, len(outputs), source, base, check_media)
         _check_target_answer(text_output, row["text_input"], source)
         record["text_output"] = text_output
     elif task == "rl":
@@ -323,6 +328,24 @@ def normalize_record(
     else:
         raise ValueError(f"task must be 'dift' or 'rl', got {task!r}")
     return record
+
+
+def _counterfactual_output(row: dict[str, Any], count: int, source: str, base: Path, check_media: bool) -> list[str]:
+    """The optional ``counterfactual_output`` paths, absolute: empty, or one per ``image_output`` image."""
+    paths = row.get("counterfactual_output")
+    if paths is None:
+        return []
+    if not isinstance(paths, list):
+        raise DataRecordError(source, "counterfactual_output", "not a list of imagery image paths")
+    if paths and len(paths) != count:
+        raise DataRecordError(source, "counterfactual_output",
+                              f"{len(paths)} images but image_output has {count}: a counterfactual gives every "
+                              "imagery image its negative, or is empty")
+    resolved = [_existing(p, f"counterfactual_output[{i}]", source, base) for i, p in enumerate(paths)]
+    if check_media:
+        for i, path in enumerate(resolved):
+            _check_image(path, f"counterfactual_output[{i}]", source)
+    return resolved
 
 
 def load_records(

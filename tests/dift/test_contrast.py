@@ -6,9 +6,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 from conftest import tiny_config
-from dift_data import dift_record, write_jsonl
+from dift_data import dift_record, write_image, write_jsonl
 
-from trl_latent.data import load_records
+from trl_latent.data import DataRecordError, load_image, load_records
 from trl_latent.dift import LatentImageryTrainer
 from trl_latent.dift.contrast import continuation_mask, differing_rows, reverse_within_rows, swap_between_rows
 from trl_latent.latents import compute_latent_targets, inject_latents
@@ -41,17 +41,22 @@ def test_only_supervised_text_after_the_first_block_is_scored_and_equal_texts_ar
     assert differing_rows(labels, mask, [1, 2, None]).tolist() == [False, True, False]
 
 
-def _records(tmp_path):
+def _records(tmp_path, counterfactual: bool = False):
     rows = [dift_record(tmp_path, 0, num_imagery=2, answer="A"), dift_record(tmp_path, 1, num_imagery=1, answer="C"),
             dift_record(tmp_path, 2, num_imagery=1, answer="A")]
+    if counterfactual:  # rows 0 and 2 have a twin's imagery (other pictures), row 1 none
+        for i in (0, 2):
+            rows[i]["counterfactual_output"] = [
+                str(write_image(tmp_path / f"twin{i}" / f"{k}.png", seed=5000 + 10 * i + k).relative_to(tmp_path))
+                for k in range(len(rows[i]["image_output"]))]
     return load_records(write_jsonl(tmp_path / "train.jsonl", rows))
 
 
-@pytest.mark.parametrize("negatives", ["other_row", "reversed"])
+@pytest.mark.parametrize("negatives", ["other_row", "reversed", "counterfactual"])
 def test_the_contrast_term_equals_a_hand_computation_with_full_logits(family_tiny, tmp_path, negatives):
     """Every family."""
     model, processor = family_tiny
-    records = _records(tmp_path)
+    records = _records(tmp_path, counterfactual=negatives == "counterfactual")
     trainer = LatentImageryTrainer(model, args=tiny_config(tmp_path, per_device_train_batch_size=3, ce_weight=1.0,
                                                            latent_contrast_weight=0.5,
                                                            latent_contrast_negatives=negatives),
@@ -67,9 +72,20 @@ def test_the_contrast_term_equals_a_hand_computation_with_full_logits(family_tin
     labels, ids = batch["labels"], batch["input_ids"]
     with torch.no_grad():
         targets = compute_latent_targets(model, batch["latent_pixel_values"], batch["latent_image_grid_thw"], 4)
+        # rows hold images [0, 1], [2], [3]: each takes the next row's, or reverses its own (row 0 alone has two),
+        # or has its twin's (rows 0 and 2; row 1 keeps its own)
+        if negatives == "counterfactual":
+            low, high = trainer.args.imagery_min_pixels, trainer.args.imagery_max_pixels
+            twins = [load_image(path, low, high) for path in (*records[0]["counterfactual_output"],
+                                                              records[1]["image_output"][0],
+                                                              records[2]["counterfactual_output"][0])]
+            encoded = processor.image_processor(images=twins, size={"shortest_edge": low, "longest_edge": high},
+                                                return_tensors="pt")
+            negative = compute_latent_targets(model, encoded["pixel_values"], encoded["image_grid_thw"], 4)
+        else:
+            negative = targets[[2, 2, 3, 0] if negatives == "other_row" else [1, 0, 2, 3]]
         scores = []
-        # rows hold images [0, 1], [2], [3]: each takes the next row's, or reverses its own (row 0 alone has two)
-        for images in (targets, targets[[2, 2, 3, 0] if negatives == "other_row" else [1, 0, 2, 3]]):
+        for images in (targets, negative):
             with inject_latents(model, spec.pad_id, images.flatten(0, 1)):
                 log_probs = model(**inputs).logits.float().log_softmax(-1)
             per_row = []
@@ -78,7 +94,7 @@ def test_the_contrast_term_equals_a_hand_computation_with_full_logits(family_tin
                 per_row.append(sum(log_probs[row, t - 1, labels[row, t]] for t in range(first_pad + 1, ids.shape[1])
                                    if labels[row, t] != -100))
             scores.append(torch.stack(per_row))
-    rows = [0, 1, 2] if negatives == "other_row" else [0]  # all texts differ from their donors'
+    rows = {"other_row": [0, 1, 2], "reversed": [0], "counterfactual": [0, 2]}[negatives]  # others left out
     expected = F.softplus(scores[1][rows] - scores[0][rows]).mean()
     assert (with_contrast - without).item() == pytest.approx(0.5 * expected.item(), rel=1e-4, abs=1e-6)
     margins = trainer._metrics["train"]["contrast_margin"]
@@ -135,3 +151,21 @@ def test_the_contrast_trains_lora_with_gradient_checkpointing(stock_tiny, tmp_pa
     assert len(trainer._metrics["train"]["contrast_margin"]) == 1 and torch.isfinite(loss)
     grads = [p.grad for n, p in trainer.model.named_parameters() if "lora_B" in n]
     assert grads and all(g is not None for g in grads)
+
+
+def test_counterfactual_imagery_must_give_every_image_a_twin_that_exists(tmp_path):
+    row = dift_record(tmp_path, 0, num_imagery=2)
+    assert load_records(write_jsonl(tmp_path / "plain.jsonl", [row]))[0]["counterfactual_output"] == []
+    for paths, message in ((["s0/imagery0.png"], "1 images but image_output has 2"),
+                           (["s0/imagery0.png", "s0/gone.png"], r"counterfactual_output\[1\].*file not found"),
+                           ("s0/imagery0.png", "not a list")):
+        with pytest.raises(DataRecordError, match=rf"bad\.jsonl:1.*{message}"):
+            load_records(write_jsonl(tmp_path / "bad.jsonl", [{**row, "counterfactual_output": paths}]))
+
+
+def test_counterfactual_negatives_need_records_that_have_them(tiny, tmp_path):
+    model, processor = tiny
+    with pytest.raises(ValueError, match="no training record has one"):
+        LatentImageryTrainer(model, args=tiny_config(tmp_path, latent_contrast_weight=1.0,
+                                                     latent_contrast_negatives="counterfactual"),
+                             train_dataset=_records(tmp_path), processing_class=processor)

@@ -22,6 +22,7 @@ from ..tokens import LatentSpec, expand_output_images
 
 IGNORE_INDEX = -100
 ASSISTANT_HEADER = "<|im_start|>assistant\n"
+_Decoded = tuple[dict[str, Any], Visual, list[Image.Image], list[Image.Image]]  # record, visual, imagery, negatives
 
 
 def _last_occurrence(row: list[int], pattern: list[int]) -> int:
@@ -40,7 +41,10 @@ class DataCollatorForLatentImagery:
     Output keys: ``input_ids``, ``attention_mask``, ``mm_token_type_ids``, ``labels``, the processor's vision keys
     (``pixel_values_videos``, ``video_grid_thw``, ``second_per_grid_ts`` for videos; ``pixel_values``,
     ``image_grid_thw`` for single images) and ``latent_pixel_values`` / ``latent_image_grid_thw`` for the imagery
-    images, in order of their ``<|latent_pad|>`` blocks (row by row). Labels are ``-100`` on the prompt (through
+    images, in order of their ``<|latent_pad|>`` blocks (row by row). With ``counterfactual`` (the imagery contrast's
+    ``counterfactual`` negatives) also ``latent_negative_pixel_values`` / ``latent_negative_image_grid_thw`` /
+    ``latent_negative_image_keys``, the same blocks' images from each record's ``counterfactual_output`` (a record
+    without one repeats its own imagery), and ``latent_negative_rows`` (``[B]`` bool: the rows that have one). Labels are ``-100`` on the prompt (through
     ``<|im_start|>assistant\\n``), on padding and on latent pads; latent start/end and the answer text are supervised.
     Sequences are right-padded and never truncated: cutting one would separate vision or latent placeholders from
     their features, so a sequence over ``max_length`` is an error naming its record.
@@ -70,7 +74,8 @@ class DataCollatorForLatentImagery:
     skip_invalid: bool = False
     spare_records: Any = None
     positions: Callable[[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]], torch.Tensor] | None = None
-    _spare: tuple[dict[str, Any], Visual, list[Image.Image]] | None = field(default=None, init=False, repr=False)
+    counterfactual: bool = False
+    _spare: _Decoded | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         tokenizer = self.processor.tokenizer
@@ -86,13 +91,18 @@ class DataCollatorForLatentImagery:
         ]
         return self.processor.apply_chat_template(messages, tokenize=False)
 
-    def _decode(self, example: dict[str, Any]) -> tuple[dict[str, Any], Visual, list[Image.Image]]:
+    def _decode(self, example: dict[str, Any]) -> _Decoded:
+        """The record, its visual, its imagery and (``counterfactual``) its counterfactual imagery, or []."""
         visual = load_visual(example, self.visual)
-        imagery = [load_image(path, self.imagery_min_pixels, self.imagery_max_pixels, example["source"],
-                              f"image_output[{i}]") for i, path in enumerate(example["image_output"])]
-        return example, visual, imagery
+        imagery = self._images(example, "image_output")
+        negatives = self._images(example, "counterfactual_output") if self.counterfactual else []
+        return example, visual, imagery, negatives
 
-    def _decode_all(self, examples: list[dict[str, Any]]) -> tuple[list[tuple[dict[str, Any], Visual, list]], int]:
+    def _images(self, example: dict[str, Any], name: str) -> list[Image.Image]:
+        return [load_image(path, self.imagery_min_pixels, self.imagery_max_pixels, example["source"], f"{name}[{i}]")
+                for i, path in enumerate(example.get(name) or ())]
+
+    def _decode_all(self, examples: list[dict[str, Any]]) -> tuple[list[_Decoded], int]:
         """The decoded samples of the batch (the spare when none decodes) and how many failed."""
         decoded = []
         for example in examples:
@@ -106,7 +116,7 @@ class DataCollatorForLatentImagery:
             self._spare = self._first_decodable_spare()
         return decoded or [self._spare], len(examples) - len(decoded)
 
-    def _first_decodable_spare(self) -> tuple[dict[str, Any], Visual, list[Image.Image]]:
+    def _first_decodable_spare(self) -> _Decoded:
         for example in self.spare_records if self.spare_records is not None else ():
             try:
                 return self._decode(example)
@@ -116,9 +126,9 @@ class DataCollatorForLatentImagery:
 
     def __call__(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         decoded, num_skipped = self._decode_all(examples)
-        examples = [example for example, _, _ in decoded]
+        examples = [example for example, *_ in decoded]
         texts, images, videos, metadata, imagery, imagery_sources, keys, counts = [], [], [], [], [], [], [], []
-        for example, visual, example_imagery in decoded:
+        for example, visual, example_imagery, _ in decoded:
             if visual.is_video:
                 videos.append(visual.frames)
                 metadata.append(visual.video_metadata)
@@ -126,7 +136,7 @@ class DataCollatorForLatentImagery:
                 images.append(visual.image)
             texts.append(self._conversation(example, "video" if visual.is_video else "image"))
             imagery += example_imagery
-            imagery_sources += [(example["source"], i) for i in range(len(example_imagery))]
+            imagery_sources += [(example["source"], "image_output", i) for i in range(len(example_imagery))]
             keys += [str(path) for path in example["image_output"]]
             counts.append(len(example_imagery))
 
@@ -147,21 +157,40 @@ class DataCollatorForLatentImagery:
         self._check_length(batch["attention_mask"], examples)
         batch["labels"] = self._labels(batch["input_ids"], batch["attention_mask"], examples)
         if imagery:
-            imagery_budget = {"shortest_edge": self.imagery_min_pixels, "longest_edge": self.imagery_max_pixels}
-            encoded = self.processor.image_processor(images=imagery, size=imagery_budget, return_tensors="pt")
-            self._check_imagery_tokens(encoded["image_grid_thw"], imagery_sources)
-            if self.spec.imagery == "motion":
-                encoded["pixel_values"], keys = self._motion(encoded, keys, counts, imagery_sources)
-            batch["latent_pixel_values"] = encoded["pixel_values"]
-            batch["latent_image_grid_thw"] = encoded["image_grid_thw"]
-            batch["latent_image_keys"] = tuple(keys)
+            batch.update(self._encode_imagery("latent", imagery, imagery_sources, keys, counts))
+            if self.counterfactual:
+                batch.update(self._negatives(decoded, counts))
         if self.positions is not None:
             batch = self._pack(batch)
         if self.skip_invalid:
             batch["num_skipped"] = torch.tensor(num_skipped)
         return dict(batch)
 
-    def _motion(self, encoded: Any, keys: list[str], counts: list[int], sources: list[tuple[str, int]]
+    def _encode_imagery(self, prefix: str, imagery: list[Image.Image], sources: list[tuple[str, str, int]],
+                        keys: list[str], counts: list[int]) -> dict[str, Any]:
+        """``<prefix>_pixel_values`` / ``_image_grid_thw`` / ``_image_keys`` of a batch's imagery images."""
+        budget = {"shortest_edge": self.imagery_min_pixels, "longest_edge": self.imagery_max_pixels}
+        encoded = self.processor.image_processor(images=imagery, size=budget, return_tensors="pt")
+        self._check_imagery_tokens(encoded["image_grid_thw"], sources)
+        if self.spec.imagery == "motion":
+            encoded["pixel_values"], keys = self._motion(encoded, keys, counts, sources)
+        return {f"{prefix}_pixel_values": encoded["pixel_values"], f"{prefix}_image_grid_thw": encoded["image_grid_thw"],
+                f"{prefix}_image_keys": tuple(keys)}
+
+    def _negatives(self, decoded: list[_Decoded], counts: list[int]) -> dict[str, Any]:
+        """The counterfactual imagery of the batch's blocks (a row without any repeats its own) and which rows have
+        it."""
+        imagery, sources, keys, rows = [], [], [], []
+        for example, _, own, negatives in decoded:
+            field = "counterfactual_output" if negatives else "image_output"
+            imagery += negatives or own
+            sources += [(example["source"], field, i) for i in range(len(own))]
+            keys += [str(path) for path in example[field]]
+            rows.append(bool(negatives))
+        return {**self._encode_imagery("latent_negative", imagery, sources, keys, counts),
+                "latent_negative_rows": torch.tensor(rows)}
+
+    def _motion(self, encoded: Any, keys: list[str], counts: list[int], sources: list[tuple[str, str, int]]
                 ) -> tuple[torch.Tensor, list[str]]:
         """The imagery as motion pairs, and each pair's cache key (both paths)."""
         previous = imagery_pairs(counts)
@@ -170,9 +199,9 @@ class DataCollatorForLatentImagery:
         try:
             pixels = motion_pixel_values(encoded["pixel_values"], grids, previous, temporal)
         except MotionPairError as error:
-            (source, index), earlier = sources[error.index], previous[error.index]
-            raise DataRecordError(source, f"image_output[{index}]",
-                                  f"is {grids[error.index].tolist()} patches but image_output[{index - 1}] is "
+            (source, name, index), earlier = sources[error.index], previous[error.index]
+            raise DataRecordError(source, f"{name}[{index}]",
+                                  f"is {grids[error.index].tolist()} patches but {name}[{index - 1}] is "
                                   f"{grids[earlier].tolist()}: latent_imagery=motion pairs images of one size"
                                   ) from None
         return pixels, [key if j is None else f"{keys[j]} -> {key}" for key, j in zip(keys, previous)]
@@ -211,9 +240,9 @@ class DataCollatorForLatentImagery:
         labels[input_ids == self.spec.pad_id] = IGNORE_INDEX
         return labels
 
-    def _check_imagery_tokens(self, grid_thw: torch.Tensor, sources: list[tuple[str, int]]) -> None:
-        for tokens, (source, index) in zip((grid_thw.prod(-1) // self._merge_area).tolist(), sources):
+    def _check_imagery_tokens(self, grid_thw: torch.Tensor, sources: list[tuple[str, str, int]]) -> None:
+        for tokens, (source, name, index) in zip((grid_thw.prod(-1) // self._merge_area).tolist(), sources):
             if tokens < self.spec.latent_size:
-                raise DataRecordError(source, f"image_output[{index}]",
+                raise DataRecordError(source, f"{name}[{index}]",
                                       f"gives {tokens} vision tokens, fewer than latent_size={self.spec.latent_size}; "
                                       "raise imagery_max_pixels / imagery_min_pixels")

@@ -19,7 +19,7 @@ from ..tokens import COMPRESS_STRATEGIES, LATENT_IMAGERY
 DEFAULT_CE_WEIGHT, DEFAULT_SIM_WEIGHT = 0.1, 1.0
 LATENT_FEEDBACK = ("teacher", "self")
 LATENT_FEEDBACK_NORMS = ("none", "target")
-CONTRAST_NEGATIVES = ("other_row", "reversed")
+CONTRAST_NEGATIVES = ("other_row", "reversed", "counterfactual")
 
 
 @dataclass
@@ -82,7 +82,10 @@ class LatentImageryConfig(ActivationCheckpointingDefault, SFTConfig):
         latent_contrast_negatives (`str`, *optional*, defaults to `"other_row"`):
             The contrast's negatives: `"other_row"`, the next batch row's imagery (rows whose text equals that row's
             are left out; needs at least two rows per device batch); `"reversed"`, the row's own images in reverse
-            order (the same scene, only the order of events differs; rows with one image are left out).
+            order (the same scene, only the order of events differs; rows with one image are left out);
+            `"counterfactual"`, each record's `counterfactual_output`: the same question's imagery in a twin of the
+            clip that agrees with it up to some moment and differs after (records without one are left out;
+            `datagen.counterfactual` pairs a synthetic world's twins).
         cache_latent_targets (`bool`, *optional*, defaults to `True`):
             Compute each imagery image's targets once and reuse them (keyed by path) while the vision tower has no
             trainable parameter; K x hidden values per image stay on the device (16 KiB at 3B in bf16, K=4).
@@ -164,8 +167,9 @@ class LatentImageryConfig(ActivationCheckpointingDefault, SFTConfig):
     )
     latent_contrast_negatives: str = field(
         default="other_row",
-        metadata={"help": "Negatives of the imagery contrast: another row's imagery (other_row) or the row's own "
-                  "images in reverse order (reversed).", "choices": list(CONTRAST_NEGATIVES)},
+        metadata={"help": "Negatives of the imagery contrast: another row's imagery (other_row), the row's own "
+                  "images in reverse order (reversed) or each record's counterfactual_output imagery (counterfactual).",
+                  "choices": list(CONTRAST_NEGATIVES)},
     )
     cache_latent_targets: bool = field(
         default=True, metadata={"help": "Compute a frozen tower's imagery targets once per image and reuse them."}

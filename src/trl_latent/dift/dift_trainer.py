@@ -53,6 +53,10 @@ from .contrast import (
 from .dift_config import LatentImageryConfig
 
 LATENT_BATCH_KEYS = ("latent_pixel_values", "latent_image_grid_thw")
+NEGATIVE_DESCRIPTIONS = {"other_row": "another row's imagery", "reversed": "its imagery reversed",
+                         "counterfactual": "the imagery of a counterfactual twin of its clip"}  # for the model card
+NEGATIVE_BATCH_KEYS = ("latent_negative_pixel_values", "latent_negative_image_grid_thw", "latent_negative_image_keys",
+                       "latent_negative_rows")
 
 
 def _latent_predictions(hidden_states: torch.Tensor, input_ids: torch.Tensor, pad_id: int, count: int) -> torch.Tensor:
@@ -135,6 +139,11 @@ class LatentImageryTrainer(ResumeWeightsMixin, SkippedSamplesMixin, LatentModelC
             visual.eval()
         if peft_config is not None:
             _make_latent_rows_trainable(peft_config, self.latent_spec)
+        counterfactual = bool(args.latent_contrast_weight) and args.latent_contrast_negatives == "counterfactual"
+        if counterfactual and train_dataset is not None and not any(_column(train_dataset, "counterfactual_output")):
+            raise ValueError("latent_contrast_negatives='counterfactual' takes its negatives from the records' "
+                             "counterfactual_output, and no training record has one (datagen.counterfactual "
+                             "writes them)")
         if data_collator is None:
             adapter, rule = adapter_for(model), position_rule(model)
             data_collator = DataCollatorForLatentImagery(
@@ -148,6 +157,7 @@ class LatentImageryTrainer(ResumeWeightsMixin, SkippedSamplesMixin, LatentModelC
                 spare_records=train_dataset,
                 positions=(lambda ids, mask, multimodal: adapter.positions(ids, mask, multimodal, rule)[0])
                 if args.padding_free else None,
+                counterfactual=counterfactual,
             )
         padding_free, args.padding_free = args.padding_free, False  # packed by our collator, not SFTTrainer's
         try:
@@ -201,6 +211,7 @@ class LatentImageryTrainer(ResumeWeightsMixin, SkippedSamplesMixin, LatentModelC
             self.count_skipped(num_skipped.item())
         latent_inputs = {key: inputs.pop(key) for key in LATENT_BATCH_KEYS if key in inputs}
         image_keys = inputs.pop("latent_image_keys", None)
+        negative_inputs = {key: inputs.pop(key) for key in NEGATIVE_BATCH_KEYS if key in inputs}
         if not latent_inputs:  # no imagery in this batch: plain SFT on the text
             self._metrics[mode]["num_imagery"].append(0.0)
             result = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
@@ -232,7 +243,7 @@ class LatentImageryTrainer(ResumeWeightsMixin, SkippedSamplesMixin, LatentModelC
         loss = self.args.ce_weight * ce_loss + self.args.sim_weight * sim_loss / steps
         gather = self.accelerator.gather_for_metrics
         if self.args.latent_contrast_weight:
-            contrast, margin = self._imagery_contrast(model, inputs, targets, captured["hidden"])
+            contrast, margin = self._imagery_contrast(model, inputs, targets, captured["hidden"], negative_inputs)
             loss = loss + self.args.latent_contrast_weight * contrast / steps
             self._metrics[mode]["contrast_loss"].append(gather(contrast.detach()).mean().item())
             self._metrics[mode]["contrast_margin"].append(gather(margin).mean().item())
@@ -244,10 +255,11 @@ class LatentImageryTrainer(ResumeWeightsMixin, SkippedSamplesMixin, LatentModelC
         self._metrics[mode]["num_imagery"].append(gather(num_imagery).sum().item())
         return (loss, result[1]) if return_outputs else loss
 
-    def _imagery_contrast(self, model: Any, inputs: dict[str, Any], targets: torch.Tensor, hidden: torch.Tensor
-                          ) -> tuple[torch.Tensor, torch.Tensor]:
+    def _imagery_contrast(self, model: Any, inputs: dict[str, Any], targets: torch.Tensor, hidden: torch.Tensor,
+                          negative_inputs: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
         """``(loss, margin)`` of the imagery contrast (:mod:`trl_latent.dift.contrast`): the batch runs once more with
-        each row's imagery targets replaced by their negatives; ``hidden`` is the loss forward's last layer.
+        each row's imagery targets replaced by their negatives; ``hidden`` is the loss forward's last layer and
+        ``negative_inputs`` the collator's counterfactual imagery (``counterfactual`` negatives).
 
         The second forward runs for every batch with imagery, whatever its labels, so that all ranks run the same
         number of forwards (ZeRO-3 gathers parameters inside them).
@@ -256,7 +268,13 @@ class LatentImageryTrainer(ResumeWeightsMixin, SkippedSamplesMixin, LatentModelC
         input_ids, labels = inputs["input_ids"], inputs["labels"]
         images_per_row = ((input_ids == pad_id).sum(1) // latent_size).tolist()
         mask = continuation_mask(input_ids, labels, pad_id)
-        if self.args.latent_contrast_negatives == "reversed":
+        if self.args.latent_contrast_negatives == "counterfactual":
+            negatives = self._latent_targets(
+                model, {"latent_pixel_values": negative_inputs["latent_negative_pixel_values"],
+                        "latent_image_grid_thw": negative_inputs["latent_negative_image_grid_thw"]},
+                negative_inputs["latent_negative_image_keys"])
+            rows = negative_inputs["latent_negative_rows"].to(targets.device)
+        elif self.args.latent_contrast_negatives == "reversed":
             negatives, rows = reverse_within_rows(targets, images_per_row)
         else:
             negatives, donors = swap_between_rows(targets, images_per_row)
@@ -302,13 +320,19 @@ class LatentImageryTrainer(ResumeWeightsMixin, SkippedSamplesMixin, LatentModelC
                 f"{self.args.ce_weight} × CE(text; latent start/end supervised, pads excluded) + "
                 f"{self.args.sim_weight} × mean(1 − cos(h[t−1], imagery target[t])) over latent positions"
                 + (f" + {self.args.latent_contrast_weight} × softplus(log p(text after the block | "
-                   + ("its imagery reversed" if self.args.latent_contrast_negatives == "reversed"
-                      else "another row's imagery") + ") − log p(text | own imagery))"
+                   + NEGATIVE_DESCRIPTIONS[self.args.latent_contrast_negatives] + ") − log p(text | own imagery))"
                    if self.args.latent_contrast_weight else "")
             ),
             **training_data_details(self.train_dataset, self.args.visual_options),
             "Vision tower": "frozen" if self.args.freeze_vision_tower else "trained",
         }
+
+
+def _column(dataset: Any, name: str) -> list[Any]:
+    """A ``datasets.Dataset`` column (or a list of records' field), ``[]`` when absent."""
+    if hasattr(dataset, "column_names"):
+        return dataset[name] if name in dataset.column_names else []
+    return [record.get(name) for record in dataset]
 
 
 def _expose_lm_head_bias(model: Any) -> None:
