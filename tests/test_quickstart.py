@@ -421,3 +421,45 @@ def test_4drl_arm_rewards_letters_that_follow_the_reasoning(tmp_path, monkeypatc
         assert names == ["accuracy", "format", "consistency"] and args.reward_weights == [1.0, 0.2, 1.0]
     assert args.beta > 0 and args.scale_rewards == "none"
     assert args.per_device_train_batch_size // args.num_generations >= 4  # prompts per optimizer step
+
+
+def test_counterfactual_contrast_trains_on_the_twin_worlds_imagery(monkeypatch, tmp_path, tmp_path_factory):
+    """``--ablations contrast_counterfactual``: the world's twin is rendered and run through datagen, and the arm trains
+    on ``dift.jsonl`` with each question given its twin's imagery where the twin's answer differs (the trainings here
+    stand-ins; the loss itself is tests/dift/test_contrast.py's)."""
+    import datagen
+    import datagen.synthetic
+    from trl_latent.scripts import dift
+
+    real = datagen.synthetic.write_dataset, datagen.run_pipeline
+    ran = _stand_in_entry_points(monkeypatch, tmp_path_factory)
+    monkeypatch.setattr(datagen.synthetic, "write_dataset", real[0])
+    monkeypatch.setattr(datagen, "run_pipeline", real[1])
+    argvs, record = {}, dift.main
+
+    def train(argv):
+        argvs[Path(argv[argv.index("--output_dir") + 1]).name] = argv
+        return record(argv)
+
+    monkeypatch.setattr(dift, "main", train)
+    flags = ["--num_clips", "12", "--families", "abs_ori", "abs_dir", "--visible_fraction", "0.5", "--ablations",
+             "contrast_counterfactual", "--diagnostics", "false", "--perception", "false"]
+    monkeypatch.setattr(Quickstart, "report", lambda self: self.out / "quickstart_config.json")
+    Quickstart(_config(tmp_path, *flags)).run()
+    stages = [line.name for line in sorted((tmp_path / ".done").iterdir())]
+    assert {"synthesize_twin", "datagen_twin", "train_dift_contrast_counterfactual"} <= set(stages)
+    argv = argvs["dift_contrast_counterfactual"]
+    assert argv[argv.index("--dataset_name") + 1].endswith("dift_counterfactual.jsonl")
+    assert argv[argv.index("--latent_contrast_negatives") + 1] == "counterfactual"
+    assert argvs["dift"][argvs["dift"].index("--dataset_name") + 1].endswith("/dift.jsonl")
+    rows = [json.loads(line) for line in (tmp_path / "data" / "export" / "dift_counterfactual.jsonl").open()]
+    plain = [json.loads(line) for line in (tmp_path / "data" / "export" / "dift.jsonl").open()]
+    assert [{k: v for k, v in row.items() if k != "counterfactual_output"} for row in rows] == plain
+    paired = [row for row in rows if row["counterfactual_output"]]
+    assert paired, "no question of the twin world has another answer"
+    export = tmp_path / "data" / "export"
+    for row in paired:  # the twin's imagery of the same question, one image per image
+        assert len(row["counterfactual_output"]) == len(row["image_output"])
+        assert all((export / p).resolve().is_relative_to(tmp_path / "data_twin") for p in row["counterfactual_output"])
+    with pytest.raises(ValueError, match="set --visible_fraction below 1"):
+        _config(tmp_path, "--ablations", "contrast_counterfactual")

@@ -37,6 +37,8 @@ STAGE2_ARM = "dift_stage2"
 ARM_LABELS = {"sft_text": "text-only SFT", "dift": "DIFT", "dift_grpo": "DIFT + 4DRL",
               STAGE2_ARM: "DIFT, stage 2 (self-fed)",
               **{f"dift_{name}": label for name, (label, _) in ABLATIONS.items()}}
+COUNTERFACTUAL_DATA = "dift_counterfactual.jsonl"
+"""``dift.jsonl`` with each question's imagery in the twin world (``counterfactual_output``), next to it in the export."""
 PAIRS = [("sft_text", "dift"), ("dift", "dift_grpo"), ("dift", STAGE2_ARM)]
 """The paired comparisons of every report (second minus first); each ablation arm is compared with DIFT too."""
 
@@ -53,17 +55,26 @@ def eval_dtype(bf16: bool) -> str:
     return "bfloat16" if bf16 else "float32"
 
 
+def twin_arm(arm: str) -> bool:
+    """Whether ``arm`` trains on the counterfactual twin world's imagery (``dift_counterfactual.jsonl``)."""
+    name = arm.removeprefix("dift_")
+    return name in ABLATIONS and ABLATIONS[name][1].get("latent_contrast_negatives") == "counterfactual"
+
+
 def upstream(stage: str) -> tuple[str, ...]:
     """The stages whose outputs ``stage`` reads: when one of them is redone, so is the stage."""
-    if stage in ("synthesize", "perception"):
+    if stage in ("synthesize", "perception", "synthesize_twin"):
         return ()
     if stage == "datagen":
         return ("synthesize",)
+    if stage == "datagen_twin":
+        return ("synthesize_twin",)
     if stage == "build_model":
         return ("datagen", "perception")
     kind, arm = stage.split("_", 1)
     if kind == "train":
-        return ("datagen", "train_dift" if arm in ("dift_grpo", STAGE2_ARM) else "build_model")
+        return ("datagen", "train_dift" if arm in ("dift_grpo", STAGE2_ARM) else "build_model",
+                *(("datagen_twin",) if twin_arm(arm) else ()))
     if kind == "diagnose":  # its self-fed answers and latents are the evaluation's
         return ("datagen", f"train_{arm}", f"eval_{arm}")
     return ("datagen", f"train_{arm}")
@@ -71,7 +82,8 @@ def upstream(stage: str) -> tuple[str, ...]:
 
 def output(stage: str) -> str:
     """The folder ``stage`` writes, emptied before the stage is redone (so nothing stale is resumed from)."""
-    fixed = {"synthesize": "world", "datagen": "data", "perception": "models/perception", "build_model": "models/init"}
+    fixed = {"synthesize": "world", "datagen": "data", "perception": "models/perception", "build_model": "models/init",
+             "synthesize_twin": "world_twin", "datagen_twin": "data_twin"}
     if stage in fixed:
         return fixed[stage]
     kind, arm = stage.split("_", 1)
@@ -95,7 +107,7 @@ def stage_format(stage: str) -> int:
 
 
 REPORT_FILES = ("report.md", "report.json", "losses.png", "rewards.png", "accuracy_by_type.png")
-TORCH_FREE_STAGES = frozenset({"synthesize", "datagen"})
+TORCH_FREE_STAGES = frozenset({"synthesize", "datagen", "synthesize_twin", "datagen_twin"})
 """Stages that run no tensor operation (rendering and datagen are numpy): every other stage's numbers depend on the
 pinned numerics (``threads``, ``pin_numerics``), which they record as settings they read."""
 
@@ -186,23 +198,39 @@ class Quickstart:
         return tuple(a for a in self.arms if a != "sft_text") if self.config.diagnostics else ()
 
     # ---- stages ------------------------------------------------------------------------------------------------
-    def synthesize(self) -> None:
+    def synthesize(self, twin: bool = False) -> None:
+        """The world, or (``twin``) its counterfactual twin: the same clips, every moving object taking another
+        path after the frames the models see (``visible_fraction``)."""
+        from datagen.export import visible_count
         from datagen.synthetic import write_dataset
 
         c = self.config
+        cut = {"counterfactual_frame": visible_count(c.num_frames, c.visible_fraction)} if twin else {}
         write_dataset(
-            self.out / "world", c.num_clips, seed=c.seed, workers=c.workers, progress=c.progress,
-            width=c.image_size, height=c.image_size, num_frames=c.num_frames, fps=c.fps,
+            self.out / output("synthesize_twin" if twin else "synthesize"), c.num_clips, seed=c.seed,
+            workers=c.workers, progress=c.progress, width=c.image_size, height=c.image_size, num_frames=c.num_frames,
+            fps=c.fps, **cut,
         )
 
-    def datagen(self) -> None:
+    def _attach_twins(self) -> None:
+        """``dift.jsonl`` with each training question given its twin's imagery where the twin's answer differs
+        (``dift_counterfactual.jsonl``, :mod:`datagen.counterfactual`); written by the arm that trains on it, so that a
+        redone datagen, which empties the export, never leaves the arm without it."""
+        from datagen.counterfactual import attach_counterfactual_imagery
+
+        export = self.out / "data" / "export"
+        counts = attach_counterfactual_imagery(export / "dift.jsonl", self.out / output("datagen_twin") / "export" /
+                                               "dift.jsonl", export / COUNTERFACTUAL_DATA)
+        print(f"[quickstart] counterfactual imagery: {counts}", flush=True)
+
+    def datagen(self, twin: bool = False) -> None:
         from datagen import DatagenConfig, run_pipeline
 
         c = self.config
         config = DatagenConfig.from_dict(
             {
-                "input_root": str(self.out / "world"),
-                "output_dir": str(self.out / "data"),
+                "input_root": str(self.out / output("synthesize_twin" if twin else "synthesize")),
+                "output_dir": str(self.out / output("datagen_twin" if twin else "datagen")),
                 "progress": c.progress,
                 "frames": {"fps": c.fps, "max_frames": c.num_frames, "max_pixels": c.image_size * c.image_size},
                 "segment": {"backend": "gt"},
@@ -270,6 +298,8 @@ class Quickstart:
 
         c = self.config
         changes = changes or {}
+        if data == COUNTERFACTUAL_DATA:
+            self._attach_twins()
         latent_size = changes.get("latent_size", c.latent_size)
         argv = [
             "--model_name_or_path", str(start or self._init_path(latent_size)),
@@ -286,7 +316,7 @@ class Quickstart:
             "--activation_checkpointing", "false", "--bf16", str(c.bf16).lower(), "--use_cpu", str(c.use_cpu).lower(),
             "--seed", str(c.seed), "--disable_tqdm", str(not c.progress).lower(),
         ]
-        if data == "dift.jsonl":  # the text-only arm has no imagery and no latents to calibrate
+        if data != "dift_text_only.jsonl":  # the text-only arm has no imagery and no latents to calibrate
             argv += ["--sim_weight", str(changes.get("sim_weight", c.sim_weight)),
                      "--latent_feedback", changes.get("latent_feedback", "teacher"),
                      "--latent_feedback_norm", changes.get("latent_feedback_norm", c.latent_feedback_norm),
@@ -439,9 +469,13 @@ class Quickstart:
             if self.config.stage2_steps:
                 self._stage(f"train_{STAGE2_ARM}", lambda: self.train_sft(
                     STAGE2_ARM, "dift.jsonl", self._stage2_changes(), start=self.out / "models" / "dift"))
+            if self.config.counterfactual_ablations:
+                self._stage("synthesize_twin", lambda: self.synthesize(twin=True))
+                self._stage("datagen_twin", lambda: self.datagen(twin=True))
             for name in self.config.ablations:
-                self._stage(f"train_dift_{name}", lambda name=name: self.train_sft(
-                    f"dift_{name}", "dift.jsonl", self._ablation_changes(name)))
+                data = COUNTERFACTUAL_DATA if twin_arm(name) else "dift.jsonl"
+                self._stage(f"train_dift_{name}", lambda name=name, data=data: self.train_sft(
+                    f"dift_{name}", data, self._ablation_changes(name)))
         for arm in self.arms:
             self._stage(f"eval_{arm}", lambda arm=arm: self.evaluate(arm))
         for arm in self.latent_arms:

@@ -40,6 +40,9 @@ ABLATIONS = {
     "contrast": ("DIFT, swapped-imagery contrast", {"latent_contrast_weight": FromSetting("contrast_weight")}),
     "contrast_reversed": ("DIFT, reversed-imagery contrast", {"latent_contrast_weight": FromSetting("contrast_weight"),
                                                              "latent_contrast_negatives": "reversed"}),
+    "contrast_counterfactual": ("DIFT, counterfactual-imagery contrast",
+                                {"latent_contrast_weight": FromSetting("contrast_weight"),
+                                 "latent_contrast_negatives": "counterfactual"}),
 }
 """Extra DIFT arms of ``--ablations``: label and the DIFT settings they change (all else as the DIFT arm)."""
 STUDY_DIAGNOSTICS_LIMIT = 360
@@ -99,8 +102,8 @@ class QuickstartConfig:
     ablations: list[str] = field(default_factory=list, metadata={
         "help": f"Extra DIFT arms: {', '.join(ABLATIONS)} (without the similarity / text loss, K latents, fed-back "
         "latents rescaled to the targets' norm, motion or still imagery, the imagery contrast loss at "
-        "--contrast_weight with another row's or the reversed imagery as negatives); none: no extra arm (to drop a "
-        "preset's)."})
+        "--contrast_weight with another row's, the reversed or a counterfactual twin clip's imagery as negatives "
+        "(the twin needs --visible_fraction below 1)); none: no extra arm (to drop a preset's)."})
     model_family: str = field(default="qwen2_5_vl", metadata={"help": f"Random-init model family: {', '.join(FAMILIES)}."})
     model_size: str = field(default="small", metadata={"help": "Random-init model: tiny, small or 3b (GPU, Qwen2.5-VL)."})
     vocab_size: int = field(default=1024, metadata={"help": "Retrain the Qwen tokenizer's BPE on the training texts with "
@@ -202,6 +205,9 @@ class QuickstartConfig:
             raise ValueError(f"visible_fraction must be in (0, 1], got {self.visible_fraction}")
         if self.latent_imagery not in LATENT_IMAGERY:
             raise ValueError(f"latent_imagery must be one of {list(LATENT_IMAGERY)}, got {self.latent_imagery!r}")
+        if self.counterfactual_ablations and self.visible_fraction == 1:
+            raise ValueError(f"{self.counterfactual_ablations[0]} contrasts the imagery with a twin clip that differs "
+                             "only after the frames the model sees: set --visible_fraction below 1")
         if not self.contrast_weight > 0:
             raise ValueError(f"contrast_weight must be positive, got {self.contrast_weight}")
         if self.latent_feedback_norm not in ("none", "target"):
@@ -223,6 +229,11 @@ class QuickstartConfig:
     def model_frames(self) -> int:
         """Frames per clip the models see (``input_frames``, else every frame)."""
         return self.input_frames or self.num_frames
+
+    @property
+    def counterfactual_ablations(self) -> list[str]:
+        """The ablations trained with a counterfactual twin world's imagery as negatives."""
+        return [a for a in self.ablations if ABLATIONS[a][1].get("latent_contrast_negatives") == "counterfactual"]
 
     @property
     def latent_sizes(self) -> list[int]:
