@@ -457,6 +457,12 @@ def test_counterfactual_contrast_trains_on_the_twin_worlds_imagery(monkeypatch, 
     assert [{k: v for k, v in row.items() if k != "counterfactual_output"} for row in rows] == plain
     paired = [row for row in rows if row["counterfactual_output"]]
     assert paired, "no question of the twin world has another answer"
+    asked = 0  # the twin is asked the clip's object questions word for word (those its motion leaves answerable)
+    for path in (tmp_path / "data_twin" / "qa" / "object").glob("*.json"):
+        twin = {q["question"] for q in json.loads(path.read_text())}
+        assert twin <= {q["question"] for q in json.loads((tmp_path / "data" / "qa" / "object" / path.name).read_text())}
+        asked += len(twin)
+    assert asked
     export = tmp_path / "data" / "export"
     for row in paired:  # the twin's imagery of the same question, one image per image
         assert len(row["counterfactual_output"]) == len(row["image_output"])

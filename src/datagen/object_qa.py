@@ -13,7 +13,9 @@ Every label is computed from these numbers (never by a language model) and the n
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -78,6 +80,13 @@ class ObjectQAConfig:
     """Left/right of the optical axis counts only beyond this angle."""
     option_order: str = "rotate"
     """``rotate``: balanced answer letters; ``fixed``: each letter always names the same answer (see datagen.mcq)."""
+    questions_from: str | None = None
+    """Another datagen output folder whose object questions to ask again: each clip's subject, reference and frames
+    are that folder's (``qa/object/<clip>.json``), the answers this world's. For a counterfactual twin world
+    (``datagen.synthetic`` ``counterfactual_frame``), whose own choice of subject and frames would follow its other
+    future: asked this way, a twin's question is worded exactly as the original's, so the two pair up
+    (:mod:`datagen.counterfactual`). A clip without questions there, or whose subject or reference this world does
+    not see on every one of those frames, gets none."""
 
 
 def _cut_off(ids: np.ndarray, obj_id: int, depths: dict[int, float]) -> bool:
@@ -145,11 +154,16 @@ def object_questions(clip: dict, masks: np.ndarray, objects: list[dict], config:
         track = centres[obj["obj_id"]][valid]
         return float(np.linalg.norm(np.diff(track, axis=0), axis=1).sum()) / max(times[valid[-1]] - times[valid[0]], 1e-9)
 
+    ann = clip_annotations(clip)
+    w2c = ann.poses_w2c[np.asarray(clip["annotation_rows"])]
+    if config.questions_from:
+        asked = _asked_before(Path(config.questions_from), clip["clip_id"], objects, centres)
+        if asked is not None:
+            QuestionSet(writer, config, centres, w2c, times, *asked).ask_all()
+        return writer.records
     usable.sort(key=mean_speed, reverse=True)
     subject = usable[0]
     reference = usable[-1] if len(usable) > 1 else None
-    ann = clip_annotations(clip)
-    w2c = ann.poses_w2c[np.asarray(clip["annotation_rows"])]
     frames = _valid_span(centres[subject["obj_id"]])
     if reference is not None:
         frames = np.intersect1d(frames, _valid_span(centres[reference["obj_id"]]))
@@ -157,6 +171,27 @@ def object_questions(clip: dict, masks: np.ndarray, objects: list[dict], config:
             reference, frames = None, _valid_span(centres[subject["obj_id"]])
     QuestionSet(writer, config, centres, w2c, times, frames, subject, reference).ask_all()
     return writer.records
+
+
+def _asked_before(folder: Path, clip_id: str, objects: list[dict], centres: dict[int, np.ndarray]
+                  ) -> tuple[np.ndarray, dict, dict | None] | None:
+    """``(frames, subject, reference)`` of the clip's object questions in another datagen output ``folder`` (see
+    ``ObjectQAConfig.questions_from``), with this world's object records; ``None`` when it asked none, or when this
+    world does not see the subject or reference on all of those frames."""
+    path = folder / "qa" / "object" / f"{clip_id}.json"
+    records = json.loads(path.read_text()) if path.is_file() else []
+    if not records:
+        return None
+    first = records[0]
+    frames = np.asarray(max((r["key_frames"] for r in records), key=len))  # every question but predictions: all
+    by_id = {o["obj_id"]: o for o in objects}
+    chosen = [first["subject"], first["reference"]]
+    if any(c is not None and c["obj_id"] not in by_id for c in chosen):
+        return None
+    subject, reference = (by_id[c["obj_id"]] if c is not None else None for c in chosen)
+    if any(o is not None and not np.isfinite(centres[o["obj_id"]][frames]).all() for o in (subject, reference)):
+        return None
+    return frames, subject, reference
 
 
 class QuestionSet:

@@ -67,8 +67,8 @@ def upstream(stage: str) -> tuple[str, ...]:
         return ()
     if stage == "datagen":
         return ("synthesize",)
-    if stage == "datagen_twin":
-        return ("synthesize_twin",)
+    if stage == "datagen_twin":  # it asks datagen's object questions again
+        return ("synthesize_twin", "datagen")
     if stage == "build_model":
         return ("datagen", "perception")
     kind, arm = stage.split("_", 1)
@@ -234,7 +234,10 @@ class Quickstart:
                 "progress": c.progress,
                 "frames": {"fps": c.fps, "max_frames": c.num_frames, "max_pixels": c.image_size * c.image_size},
                 "segment": {"backend": "gt"},
-                "camera_qa": {"option_order": c.option_order}, "object_qa": {"option_order": c.option_order},
+                "camera_qa": {"option_order": c.option_order},
+                # a twin is asked the world's own object questions, so that the two pair up
+                "object_qa": {"option_order": c.option_order,
+                              **({"questions_from": str(self.out / output("datagen"))} if twin else {})},
                 "cot": {"backend": "template", "template_style": c.cot_style},
                 "export": {"benchmark_fraction": c.heldout_fraction, "text_only": True, "hf_dataset": False,
                            "types": list(c.families), "benchmark_types": list(c.families),
