@@ -7,9 +7,11 @@ second time with every row's imagery targets replaced by negatives, and asks tha
 its first block be more likely with its own imagery than with the negatives:
 ``softplus(log p(text | negative imagery) - log p(text | own imagery))``. The negatives
 (``latent_contrast_negatives``) are another row's imagery (``other_row``; rows whose continuation equals the other
-row's are left out, both imageries rightly giving the same text) or the row's own images in reverse order
+row's are left out, both imageries rightly giving the same text), the row's own images in reverse order
 (``reversed``: the same scene and objects, so only the order of what happens differs; rows with one image are left
-out).
+out) or, from the data, the same question's imagery in a counterfactual twin of the clip (``counterfactual``: the
+same frames up to a cut and another future after it, so only what the imagery says about the unseen part differs;
+the collator encodes them and the trainer takes their targets).
 """
 
 from __future__ import annotations
