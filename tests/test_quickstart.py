@@ -432,7 +432,7 @@ def test_counterfactual_contrast_trains_on_the_twin_worlds_imagery(monkeypatch, 
     from trl_latent.scripts import dift
 
     real = datagen.synthetic.write_dataset, datagen.run_pipeline
-    ran = _stand_in_entry_points(monkeypatch, tmp_path_factory)
+    _stand_in_entry_points(monkeypatch, tmp_path_factory)
     monkeypatch.setattr(datagen.synthetic, "write_dataset", real[0])
     monkeypatch.setattr(datagen, "run_pipeline", real[1])
     argvs, record = {}, dift.main

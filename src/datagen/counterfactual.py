@@ -17,12 +17,11 @@ paths, relative to the folder of the file written, or ``[]`` where the twin give
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from pathlib import Path
 
 from .errors import USER_ERRORS, debug_requested, one_line
-from .io import write_jsonl
+from .io import numbered_jsonl, write_jsonl
 
 FIELD = "counterfactual_output"
 COUNTS = ("rows", "paired", "same_answer", "no_twin_row", "image_count_differs", "twin_duplicates")
@@ -45,14 +44,8 @@ def _read_rows(path: Path) -> list[tuple[int, dict]]:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: DIFT export not found")
     rows = []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
+    for lineno, row in numbered_jsonl(path):
         where = f"{path}:{lineno}"
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{where}: invalid JSON ({e})") from e
         if not isinstance(row, dict):
             raise ValueError(f"{where}: expected a JSON object, got {type(row).__name__}")
         missing = [name for name in REQUIRED if name not in row]

@@ -34,7 +34,6 @@ from .motion import (
     step_speeds,
 )
 
-
 TREND_TEXT = {
     "closer": "It gets closer", "farther": "It gets farther away", "closer then farther": "It first gets closer, then farther",
     "farther then closer": "It first gets farther, then closer", "constant": "Its distance stays about the same",
