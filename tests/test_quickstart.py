@@ -218,10 +218,11 @@ def test_rerun_skips_finished_stages_and_redoes_a_removed_one(run, monkeypatch, 
 
 
 def test_an_evaluation_finished_by_an_older_quickstart_is_redone(run):
-    """Evaluations of format 1 saved no latents, which the diagnoses now read, and datagen of format 1 did not record
-    ``visible_fraction``: their markers no longer match, while a marker without a format of any other stage does."""
+    """Evaluations of format 1 saved no latents, which the diagnoses now read, datagen of format 1 did not record
+    ``visible_fraction`` and diagnoses of format 1 not the counterfactual ablations: their markers no longer match,
+    while a marker without a format of any other stage does."""
     quickstart = Quickstart(_config(run))
-    for stage, current in (("eval_dift", 2), ("datagen", 2), ("train_dift", 1)):
+    for stage, current in (("eval_dift", 2), ("datagen", 2), ("diagnose_dift", 2), ("train_dift", 1)):
         done = json.loads((run / ".done" / stage).read_text())
         assert done["format"] == current and quickstart._changes(stage, done, done["upstream"]) == []
         del done["format"]
@@ -429,6 +430,8 @@ def test_counterfactual_contrast_trains_on_the_twin_worlds_imagery(monkeypatch, 
     stand-ins; the loss itself is tests/dift/test_contrast.py's)."""
     import datagen
     import datagen.synthetic
+    from lmms_eval_dsr.benchmarks import load_dsr_bench
+    from trl_latent.quickstart import diagnostics
     from trl_latent.scripts import dift
 
     real = datagen.synthetic.write_dataset, datagen.run_pipeline
@@ -443,7 +446,10 @@ def test_counterfactual_contrast_trains_on_the_twin_worlds_imagery(monkeypatch, 
 
     monkeypatch.setattr(dift, "main", train)
     flags = ["--num_clips", "12", "--families", "abs_ori", "abs_dir", "--visible_fraction", "0.5", "--ablations",
-             "contrast_counterfactual", "--diagnostics", "false", "--perception", "false"]
+             "contrast_counterfactual", "--perception", "false"]
+    diagnosed = {}
+    monkeypatch.setattr(diagnostics, "run_diagnostics",
+                        lambda model_dir, *args, **kwargs: diagnosed.setdefault(Path(model_dir).name, kwargs))
     monkeypatch.setattr(Quickstart, "report", lambda self: self.out / "quickstart_config.json")
     Quickstart(_config(tmp_path, *flags)).run()
     stages = [line.name for line in sorted((tmp_path / ".done").iterdir())]
@@ -469,3 +475,25 @@ def test_counterfactual_contrast_trains_on_the_twin_worlds_imagery(monkeypatch, 
         assert all((export / p).resolve().is_relative_to(tmp_path / "data_twin") for p in row["counterfactual_output"])
     with pytest.raises(ValueError, match="set --visible_fraction below 1"):
         _config(tmp_path, "--ablations", "contrast_counterfactual")
+
+    # every latent arm is diagnosed with the twin's questions too: fed a twin's imagery, how often is the answer the
+    # twin's? (a stand-in runner that answers what its imagery shows: steering +100 points)
+    assert {kwargs["twin_data_dir"] for kwargs in diagnosed.values()} == {tmp_path / "data_twin"}
+    assert {"dift", "dift_grpo", "dift_contrast_counterfactual"} <= set(diagnosed)
+    heldout = load_dsr_bench(export / "benchmark").rows
+    images = diagnostics.heldout_imagery(tmp_path / "data", heldout)
+    twins = diagnostics.twin_questions(tmp_path / "data_twin", heldout, images)
+    assert twins and all(heldout[i]["answer"] != twin["answer"] and heldout[i]["options"] == twin["options"]
+                         and len(shown) == len(images[i]) for i, twin, shown in twins)
+
+    class Runner:
+        def targets(self, images, imagery_max_pixels):
+            return [twin["answer"] for _, twin, shown in twins if shown in images]
+
+        def answer(self, rows, given):
+            return [f"<think>so</think><answer>{letter}</answer>" for letter in given]
+
+    own = [f"<think>so</think><answer>{row['answer']}</answer>" for row in heldout]
+    result = diagnostics._twin_steering(Runner(), heldout, twins, own, 784, tmp_path / "steer", seed=0)
+    assert result["n"] == len(twins) and (result["twin"], result["twin_oracle"]) == (1.0, 0.0)
+    assert result["steering"]["difference"] == 1.0

@@ -75,8 +75,8 @@ def upstream(stage: str) -> tuple[str, ...]:
     if kind == "train":
         return ("datagen", "train_dift" if arm in ("dift_grpo", STAGE2_ARM) else "build_model",
                 *(("datagen_twin",) if twin_arm(arm) else ()))
-    if kind == "diagnose":  # its self-fed answers and latents are the evaluation's
-        return ("datagen", f"train_{arm}", f"eval_{arm}")
+    if kind == "diagnose":  # its self-fed answers and latents are the evaluation's; the twin's questions, when any
+        return ("datagen", f"train_{arm}", f"eval_{arm}", "datagen_twin")
     return ("datagen", f"train_{arm}")
 
 
@@ -95,11 +95,12 @@ PROBE_CACHE = ".target_probes"
 RESULT_NEUTRAL = frozenset({"output_dir", "progress", "workers", "perception_cache"})
 """Settings that change no result (where it is written or cached, progress bars, rendering processes: each clip is
 seeded by itself), so a rerun that changes only these redoes nothing."""
-STAGE_FORMATS = {"eval": 2, "datagen": 2}
+STAGE_FORMATS = {"eval": 2, "datagen": 2, "diagnose": 2}
 """Format of a stage kind, recorded in its marker: a stage finished by an older quickstart in another format is
 redone, though no setting it recorded changed. Bump a kind's number when its outputs change shape (``eval`` 2: the
 latent arms' evaluations also save the latents they feed back, which the diagnoses read) or when it starts reading a
-new setting, which an older marker cannot have recorded (``datagen`` 2: ``visible_fraction``)."""
+new setting, which an older marker cannot have recorded (``datagen`` 2: ``visible_fraction``; ``diagnose`` 2: the
+ablations, whose counterfactual twin adds a variant)."""
 
 
 def stage_format(stage: str) -> int:
@@ -399,6 +400,7 @@ class Quickstart:
             limit=min((n for n in (c.eval_limit, c.diagnostics_limit) if n), default=None), seed=c.seed,
             probe_cache=self.out / "diagnostics" / PROBE_CACHE, device=c.eval_device,
             dtype=eval_dtype(c.bf16),
+            twin_data_dir=self.out / output("datagen_twin") if c.counterfactual_ablations else None,
         )
 
     def report(self) -> Path:

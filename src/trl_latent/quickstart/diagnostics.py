@@ -11,6 +11,14 @@ lmms-eval run (the ``latent_qwen2_5_vl`` model's own input builder and decoding)
 * ``swapped``: a question's latent positions receive the latents the model generated for another question (the one
   half the list away, moved on to a question about another video): in-distribution vectors with the wrong content.
 
+With a counterfactual twin world (the quickstart's ``contrast_counterfactual``: the same clips, another future after
+the frames the model sees), the questions whose twin has another answer are answered once more:
+
+* ``twin``: a question's latent positions receive its twin's imagery (the same question about the twin clip, which
+  agrees with every input frame and shows another end), scored against the twin's answer, beside ``twin_oracle``,
+  the oracle answers of the same questions scored against the twin's answer too. ``steering = twin − twin_oracle``:
+  how often the imagery alone moves the answer to the one it shows.
+
 ``imagination_gap = oracle − self_fed`` says how much better the model would answer if it imagined its imagery
 exactly; ``content_dependence = self_fed − swapped`` how much its answers depend on what its latents say rather than
 on their being there. Both come with the paired bootstrap interval and McNemar test of :mod:`.stats`, per family.
@@ -59,6 +67,25 @@ def heldout_imagery(data_dir: Path, rows: Sequence[dict[str, Any]]) -> list[list
         ids, imagery = cache[clip]
         entry = imagery.get(ids.get(row["question"].strip(), ""), {})
         found.append([data_dir / "imagery" / clip / name for name in entry.get("images", [])])
+    return found
+
+
+def twin_questions(twin_data_dir: Path, rows: Sequence[dict[str, Any]], images: Sequence[Sequence[Path]]
+                   ) -> list[tuple[int, dict[str, Any], list[Path]]]:
+    """``(index, twin row, twin imagery)`` of each row whose question the twin world's benchmark asks with the same
+    options and another answer, and whose twin imagery has as many images as its own (a negative image for image)."""
+    from lmms_eval_dsr.benchmarks import load_dsr_bench
+
+    twins = {(r["video_id"], r["question"].strip()): r for r in load_dsr_bench(twin_data_dir / "export" /
+                                                                                "benchmark").rows}
+    found = []
+    for index, row in enumerate(rows):
+        twin = twins.get((row["video_id"], row["question"].strip()))
+        if twin is None or twin["answer"] == row["answer"] or list(twin["options"]) != list(row["options"]):
+            continue
+        (twin_images,) = heldout_imagery(twin_data_dir, [twin])
+        if images[index] and len(twin_images) == len(images[index]):
+            found.append((index, twin, twin_images))
     return found
 
 
@@ -192,14 +219,15 @@ def _mean_norm(vectors: Sequence[torch.Tensor | None]) -> float | None:
 def run_diagnostics(
     model_dir: Path, benchmark_root: Path, data_dir: Path, eval_dir: Path, out_dir: Path, *, fps: float, max_frames: int,
     max_pixels: int, imagery_max_pixels: int, max_new_tokens: int, batch_size: int, limit: int | None, seed: int,
-    probe_cache: Path | None = None, device: str = "cpu", dtype: str = "float32",
+    probe_cache: Path | None = None, device: str = "cpu", dtype: str = "float32", twin_data_dir: Path | None = None,
 ) -> dict[str, Any]:
     """The first ``limit`` held-out questions (all: ``None``) as the model's lmms-eval run under ``eval_dir`` answered
     them self-fed (:func:`evaluated`), and answered again with oracle and with swapped latents; write one samples file
     per variant under ``out_dir`` and return (and write as ``diagnostics.json``) the summary of :func:`summarise`.
     ``probe_cache``: a folder keeping :func:`target_probes`' results for arms that share them. ``device`` and
     ``dtype``: the evaluation's (its device map and dtype), so the oracle and swapped answers differ from the
-    self-fed ones by the latents alone, not by the arithmetic."""
+    self-fed ones by the latents alone, not by the arithmetic. ``twin_data_dir``: the datagen output of a
+    counterfactual twin world, for the ``twin`` variant (see the module docstring)."""
     from lmms_eval_dsr.benchmarks import load_dsr_bench
 
     torch.manual_seed(seed)
@@ -220,6 +248,9 @@ def run_diagnostics(
         _write_samples(out_dir / name / SAMPLES_FILE, rows, texts)
     self_norm, target_norm = _mean_norm(self_latents), _mean_norm(oracle_vectors)
     summary = summarise(out_dir, seed=seed)
+    if twin_data_dir is not None:
+        summary["counterfactual"] = _twin_steering(runner, rows, twin_questions(twin_data_dir, rows, images),
+                                                   oracle_texts, imagery_max_pixels, out_dir, seed)
     training_file = data_dir / "export" / "dift.jsonl"
     training = [json.loads(line) for line in open(training_file)]
     training_images = [[training_file.parent / path for path in record["image_output"]] for record in training]
@@ -241,6 +272,25 @@ def run_diagnostics(
     summary["questions_with_latents"] = sum(bool(v.numel()) for v in self_latents)
     (out_dir / "diagnostics.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def _twin_steering(runner: _Runner, rows: Sequence[dict[str, Any]],
+                   twins: Sequence[tuple[int, dict[str, Any], list[Path]]], oracle_texts: Sequence[str],
+                   imagery_max_pixels: int, out_dir: Path, seed: int) -> dict[str, Any]:
+    """The ``twin`` and ``twin_oracle`` variants (module docstring) and their paired difference, ``steering``. The
+    twin imagery is fed with the question's own video, so that the imagery is all that changes."""
+    from .stats import OVERALL, load_outcomes, paired_difference
+
+    if not twins:
+        return {"n": 0}
+    indices, twin_rows, twin_images = zip(*twins)
+    twin_texts = runner.answer([rows[i] for i in indices], runner.targets(twin_images, imagery_max_pixels))
+    _write_samples(out_dir / "twin" / SAMPLES_FILE, twin_rows, twin_texts)
+    _write_samples(out_dir / "twin_oracle" / SAMPLES_FILE, twin_rows, [oracle_texts[i] for i in indices])
+    steering = paired_difference(load_outcomes(out_dir / "twin_oracle" / SAMPLES_FILE),
+                                 load_outcomes(out_dir / "twin" / SAMPLES_FILE), seed=seed)[OVERALL]
+    return {"n": steering.n, "twin": steering.accuracy_b, "twin_oracle": steering.accuracy_a,
+            "steering": steering.to_dict()}
 
 
 def _probe_key(runner: _Runner, training_file: Path, training_images: Sequence[Sequence[Path]],
@@ -363,6 +413,21 @@ def markdown(diagnostics: dict[str, dict[str, Any]]) -> list[str]:
                          f"{pct(row['swapped'])} | {diff(row['imagination_gap'])} | "
                          f"{diff(row['content_dependence'])} |")
     lines.append("")
+    steered = [(arm, summary["counterfactual"]) for arm, summary in diagnostics.items()
+               if summary.get("counterfactual", {}).get("n")]
+    if steered:
+        lines += [
+            "Counterfactual imagery: the held-out questions whose counterfactual twin (the same clip up to the frames "
+            "the model sees, another future after) has another answer, answered with the twin's imagery at the "
+            "latent positions and the question's own video. Steering = share giving the twin's answer with the "
+            "twin's imagery − with the question's own imagery (oracle): how far the imagery alone moves the answer.",
+            "",
+            "| arm | n | twin's answer, twin imagery | twin's answer, own imagery | steering |",
+            "|---|---|---|---|---|",
+        ]
+        lines += [f"| {arm} | {row['n']} | {pct(row['twin'])} | {pct(row['twin_oracle'])} | {diff(row['steering'])} |"
+                  for arm, row in steered]
+        lines.append("")
     probes = [(arm, family, row) for arm, summary in diagnostics.items()
               for family, row in summary.get("probe", {}).items()]
     if probes:
