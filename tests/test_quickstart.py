@@ -466,7 +466,8 @@ def test_counterfactual_contrast_trains_on_the_twin_worlds_imagery(monkeypatch, 
     asked = 0  # the twin is asked the clip's object questions word for word (those its motion leaves answerable)
     for path in (tmp_path / "data_twin" / "qa" / "object").glob("*.json"):
         twin = {q["question"] for q in json.loads(path.read_text())}
-        assert twin <= {q["question"] for q in json.loads((tmp_path / "data" / "qa" / "object" / path.name).read_text())}
+        original = json.loads((tmp_path / "data" / "qa" / "object" / path.name).read_text())
+        assert twin <= {q["question"] for q in original}
         asked += len(twin)
     assert asked
     export = tmp_path / "data" / "export"

@@ -44,8 +44,9 @@ class DataCollatorForLatentImagery:
     images, in order of their ``<|latent_pad|>`` blocks (row by row). With ``counterfactual`` (the imagery contrast's
     ``counterfactual`` negatives) also ``latent_negative_pixel_values`` / ``latent_negative_image_grid_thw`` /
     ``latent_negative_image_keys``, the same blocks' images from each record's ``counterfactual_output`` (a record
-    without one repeats its own imagery), and ``latent_negative_rows`` (``[B]`` bool: the rows that have one). Labels are ``-100`` on the prompt (through
-    ``<|im_start|>assistant\\n``), on padding and on latent pads; latent start/end and the answer text are supervised.
+    without one repeats its own imagery), and ``latent_negative_rows`` (``[B]`` bool: the rows that have one).
+    Labels are ``-100`` on the prompt (through ``<|im_start|>assistant\\n``), on padding and on latent pads; latent
+    start/end and the answer text are supervised.
     Sequences are right-padded and never truncated: cutting one would separate vision or latent placeholders from
     their features, so a sequence over ``max_length`` is an error naming its record.
 
@@ -174,8 +175,8 @@ class DataCollatorForLatentImagery:
         self._check_imagery_tokens(encoded["image_grid_thw"], sources)
         if self.spec.imagery == "motion":
             encoded["pixel_values"], keys = self._motion(encoded, keys, counts, sources)
-        return {f"{prefix}_pixel_values": encoded["pixel_values"], f"{prefix}_image_grid_thw": encoded["image_grid_thw"],
-                f"{prefix}_image_keys": tuple(keys)}
+        return {f"{prefix}_pixel_values": encoded["pixel_values"],
+                f"{prefix}_image_grid_thw": encoded["image_grid_thw"], f"{prefix}_image_keys": tuple(keys)}
 
     def _negatives(self, decoded: list[_Decoded], counts: list[int]) -> dict[str, Any]:
         """The counterfactual imagery of the batch's blocks (a row without any repeats its own) and which rows have

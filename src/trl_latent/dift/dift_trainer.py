@@ -140,7 +140,7 @@ class LatentImageryTrainer(ResumeWeightsMixin, SkippedSamplesMixin, LatentModelC
         if peft_config is not None:
             _make_latent_rows_trainable(peft_config, self.latent_spec)
         counterfactual = bool(args.latent_contrast_weight) and args.latent_contrast_negatives == "counterfactual"
-        if counterfactual and train_dataset is not None and not any(_column(train_dataset, "counterfactual_output")):
+        if counterfactual and _lacks_counterfactuals(train_dataset):
             raise ValueError("latent_contrast_negatives='counterfactual' takes its negatives from the records' "
                              "counterfactual_output, and no training record has one (datagen.counterfactual "
                              "writes them)")
@@ -328,11 +328,13 @@ class LatentImageryTrainer(ResumeWeightsMixin, SkippedSamplesMixin, LatentModelC
         }
 
 
-def _column(dataset: Any, name: str) -> list[Any]:
-    """A ``datasets.Dataset`` column (or a list of records' field), ``[]`` when absent."""
-    if hasattr(dataset, "column_names"):
-        return dataset[name] if name in dataset.column_names else []
-    return [record.get(name) for record in dataset]
+def _lacks_counterfactuals(dataset: Any) -> bool:
+    """Whether a training set with known columns (a ``datasets.Dataset``) has no record with ``counterfactual_output``
+    (a stream is not read ahead: its rows without one are left out of the contrast as they come)."""
+    names = getattr(dataset, "column_names", None)
+    if names is None:
+        return False
+    return "counterfactual_output" not in names or not any(dataset["counterfactual_output"])
 
 
 def _expose_lm_head_bias(model: Any) -> None:

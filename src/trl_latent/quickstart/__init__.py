@@ -38,7 +38,7 @@ ARM_LABELS = {"sft_text": "text-only SFT", "dift": "DIFT", "dift_grpo": "DIFT + 
               STAGE2_ARM: "DIFT, stage 2 (self-fed)",
               **{f"dift_{name}": label for name, (label, _) in ABLATIONS.items()}}
 COUNTERFACTUAL_DATA = "dift_counterfactual.jsonl"
-"""``dift.jsonl`` with each question's imagery in the twin world (``counterfactual_output``), next to it in the export."""
+"""``dift.jsonl`` with each question's imagery in the twin world (``counterfactual_output``), next to it."""
 PAIRS = [("sft_text", "dift"), ("dift", "dift_grpo"), ("dift", STAGE2_ARM)]
 """The paired comparisons of every report (second minus first); each ablation arm is compared with DIFT too."""
 
