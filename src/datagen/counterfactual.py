@@ -1,9 +1,10 @@
 """Counterfactual imagery: pair each DIFT row with the same question's imagery from a counterfactual twin world.
 
 A counterfactual twin of the synthetic world has the same clips (same clip ids) up to a given frame, after which
-every moving object leaves its path. Datagen run on the twin, exactly as on the original and into another data
-folder, writes rows for the same questions with the same visible frames but imagery of another end of the clip and,
-sometimes, another answer. That twin imagery is the best negative the imagery contrast (docs/dift.md, "Imagery
+every moving object leaves its path. Datagen run on the twin as on the original, into another data folder and with
+``object_qa.questions_from`` naming the original's (so that it asks the same object questions, word for word), writes
+rows for the same questions with the same visible frames but imagery of another end of the clip and, sometimes,
+another answer. That twin imagery is the best negative the imagery contrast (docs/dift.md, "Imagery
 contrast") can get: it agrees with everything the model sees and differs only in what it does not, so the text can
 prefer the row's own imagery only by reading what the block shows, never by matching it against the video. A batch
 neighbour's imagery (another scene) or the row's own images reversed (a motion the frames contradict) can both be
