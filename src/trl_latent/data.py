@@ -312,10 +312,7 @@ def normalize_record(
                 source, "image_output",
                 f"{len(outputs)} imagery images but text_output has {placeholders} <output_image> placeholders",
             )
-        record["image_output"] = [_existing(p, f"image_output[{i}]", source, base) for i, p in enumerate(outputs)]
-        if check_media:
-            for i, path in enumerate(record["image_output"]):
-                _check_image(path, f"image_output[{i}]", source)
+        record["image_output"] = _imagery_paths(outputs, "image_output", source, base, check_media)
         record["counterfactual_output"] = _counterfactual_output(row, len(outputs), source, base, check_media)
         _check_target_answer(text_output, row["text_input"], source)
         record["text_output"] = text_output
@@ -341,10 +338,16 @@ def _counterfactual_output(row: dict[str, Any], count: int, source: str, base: P
         raise DataRecordError(source, "counterfactual_output",
                               f"{len(paths)} images but image_output has {count}: a counterfactual gives every "
                               "imagery image its negative, or is empty")
-    resolved = [_existing(p, f"counterfactual_output[{i}]", source, base) for i, p in enumerate(paths)]
+    return _imagery_paths(paths, "counterfactual_output", source, base, check_media)
+
+
+def _imagery_paths(paths: list[Any], field: str, source: str, base: Path, check_media: bool) -> list[str]:
+    """``paths`` (the list in ``field``) resolved against ``base``, each an existing file that opens as an image
+    when ``check_media``; errors name ``field[i]``."""
+    resolved = [_existing(p, f"{field}[{i}]", source, base) for i, p in enumerate(paths)]
     if check_media:
         for i, path in enumerate(resolved):
-            _check_image(path, f"counterfactual_output[{i}]", source)
+            _check_image(path, f"{field}[{i}]", source)
     return resolved
 
 
