@@ -13,7 +13,6 @@ Every label is computed from these numbers (never by a language model) and the n
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from PIL import Image
 
 from .frames import clip_annotations
 from .geometry import backproject, transform
+from .io import read_json
 from .mcq import QuestionWriter, format_time
 from .motion import (
     OBJECT_DIRECTIONS,
@@ -178,7 +178,7 @@ def _asked_before(folder: Path, clip_id: str, objects: list[dict], centres: dict
     ``ObjectQAConfig.questions_from``), with this world's object records; ``None`` when it asked none, or when this
     world does not see the subject or reference on all of those frames."""
     path = folder / "qa" / "object" / f"{clip_id}.json"
-    records = json.loads(path.read_text()) if path.is_file() else []
+    records = read_json(path) if path.is_file() else []
     if not records:
         return None
     first = records[0]
