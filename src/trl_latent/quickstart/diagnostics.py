@@ -78,15 +78,12 @@ def twin_questions(twin_data_dir: Path, rows: Sequence[dict[str, Any]], images: 
 
     twins = {(r["video_id"], r["question"].strip()): r for r in load_dsr_bench(twin_data_dir / "export" /
                                                                                 "benchmark").rows}
-    found = []
-    for index, row in enumerate(rows):
-        twin = twins.get((row["video_id"], row["question"].strip()))
-        if twin is None or twin["answer"] == row["answer"] or list(twin["options"]) != list(row["options"]):
-            continue
-        (twin_images,) = heldout_imagery(twin_data_dir, [twin])
-        if images[index] and len(twin_images) == len(images[index]):
-            found.append((index, twin, twin_images))
-    return found
+    matched = [(index, twins.get((row["video_id"], row["question"].strip()))) for index, row in enumerate(rows)]
+    matched = [(index, twin) for index, twin in matched if twin is not None and twin["answer"] != rows[index]["answer"]
+               and list(twin["options"]) == list(rows[index]["options"])]
+    shown = heldout_imagery(twin_data_dir, [twin for _, twin in matched])
+    return [(index, twin, twin_images) for (index, twin), twin_images in zip(matched, shown)
+            if images[index] and len(twin_images) == len(images[index])]
 
 
 def swap_partner(rows: Sequence[dict[str, Any]]) -> list[int]:
