@@ -28,7 +28,7 @@ from typing import Any
 
 from transformers import HfArgumentParser
 
-from .config import ABLATIONS, PRESETS, FromSetting, QuickstartConfig
+from .config import ABLATIONS, PRESETS, FromSetting, QuickstartConfig, twin_ablation
 from .diagnostics import LATENTS_DIR
 
 BASE_ARMS = ("sft_text", "dift", "dift_grpo")
@@ -55,12 +55,6 @@ def eval_dtype(bf16: bool) -> str:
     return "bfloat16" if bf16 else "float32"
 
 
-def twin_arm(arm: str) -> bool:
-    """Whether ``arm`` trains on the counterfactual twin world's imagery (``dift_counterfactual.jsonl``)."""
-    name = arm.removeprefix("dift_")
-    return name in ABLATIONS and ABLATIONS[name][1].get("latent_contrast_negatives") == "counterfactual"
-
-
 def upstream(stage: str) -> tuple[str, ...]:
     """The stages whose outputs ``stage`` reads: when one of them is redone, so is the stage."""
     if stage in ("synthesize", "perception", "synthesize_twin"):
@@ -74,7 +68,7 @@ def upstream(stage: str) -> tuple[str, ...]:
     kind, arm = stage.split("_", 1)
     if kind == "train":
         return ("datagen", "train_dift" if arm in ("dift_grpo", STAGE2_ARM) else "build_model",
-                *(("datagen_twin",) if twin_arm(arm) else ()))
+                *(("datagen_twin",) if twin_ablation(arm.removeprefix("dift_")) else ()))
     if kind == "diagnose":  # its self-fed answers and latents are the evaluation's; the twin's questions, when any
         return ("datagen", f"train_{arm}", f"eval_{arm}", "datagen_twin")
     return ("datagen", f"train_{arm}")
@@ -478,7 +472,7 @@ class Quickstart:
                 self._stage("synthesize_twin", lambda: self.synthesize(twin=True))
                 self._stage("datagen_twin", lambda: self.datagen(twin=True))
             for name in self.config.ablations:
-                data = COUNTERFACTUAL_DATA if twin_arm(name) else "dift.jsonl"
+                data = COUNTERFACTUAL_DATA if twin_ablation(name) else "dift.jsonl"
                 self._stage(f"train_dift_{name}", lambda name=name, data=data: self.train_sft(
                     f"dift_{name}", data, self._ablation_changes(name)))
         for arm in self.arms:

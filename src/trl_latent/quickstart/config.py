@@ -45,6 +45,13 @@ ABLATIONS = {
                                  "latent_contrast_negatives": "counterfactual"}),
 }
 """Extra DIFT arms of ``--ablations``: label and the DIFT settings they change (all else as the DIFT arm)."""
+
+
+def twin_ablation(name: str) -> bool:
+    """Whether ablation ``name`` trains against a counterfactual twin world's imagery (``counterfactual`` negatives)."""
+    return name in ABLATIONS and ABLATIONS[name][1].get("latent_contrast_negatives") == "counterfactual"
+
+
 STUDY_DIAGNOSTICS_LIMIT = 360
 """Held-out questions the study preset diagnoses (about a third; every family): its 7 latent arms' diagnoses took 20 min
 at one thread on 360 questions (docs/quickstart.md), so all 1,072 would add about 40 more."""
@@ -233,7 +240,7 @@ class QuickstartConfig:
     @property
     def counterfactual_ablations(self) -> list[str]:
         """The ablations trained with a counterfactual twin world's imagery as negatives."""
-        return [a for a in self.ablations if ABLATIONS[a][1].get("latent_contrast_negatives") == "counterfactual"]
+        return [a for a in self.ablations if twin_ablation(a)]
 
     @property
     def latent_sizes(self) -> list[int]:
