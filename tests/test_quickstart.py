@@ -424,6 +424,15 @@ def test_4drl_arm_rewards_letters_that_follow_the_reasoning(tmp_path, monkeypatc
     assert args.per_device_train_batch_size // args.num_generations >= 4  # prompts per optimizer step
 
 
+def _without(argv: list[str], *flags: str) -> list[str]:
+    """``argv`` less each of ``flags`` and its value."""
+    kept = list(argv)
+    for flag in flags:
+        at = kept.index(flag)
+        del kept[at : at + 2]
+    return kept
+
+
 def test_counterfactual_contrast_trains_on_the_twin_worlds_imagery(monkeypatch, tmp_path, tmp_path_factory):
     """``--ablations contrast_counterfactual``: the world's twin is rendered and run through datagen, and the arm trains
     on ``dift.jsonl`` with each question given its twin's imagery where the twin's answer differs (the trainings here
@@ -446,7 +455,7 @@ def test_counterfactual_contrast_trains_on_the_twin_worlds_imagery(monkeypatch, 
 
     monkeypatch.setattr(dift, "main", train)
     flags = ["--num_clips", "12", "--families", "abs_ori", "abs_dir", "--visible_fraction", "0.5", "--ablations",
-             "contrast_counterfactual", "--perception", "false"]
+             "contrast_counterfactual", "contrast_counterfactual_reasoning", "--perception", "false"]
     diagnosed = {}
     monkeypatch.setattr(diagnostics, "run_diagnostics",
                         lambda model_dir, *args, **kwargs: diagnosed.setdefault(Path(model_dir).name, kwargs))
@@ -457,6 +466,11 @@ def test_counterfactual_contrast_trains_on_the_twin_worlds_imagery(monkeypatch, 
     argv = argvs["dift_contrast_counterfactual"]
     assert argv[argv.index("--dataset_name") + 1].endswith("dift_counterfactual.jsonl")
     assert argv[argv.index("--latent_contrast_negatives") + 1] == "counterfactual"
+    assert argv[argv.index("--latent_contrast_span") + 1] == "continuation"
+    reasoning = argvs["dift_contrast_counterfactual_reasoning"]  # the same arm scoring only the reasoning
+    assert reasoning[reasoning.index("--latent_contrast_span") + 1] == "reasoning"
+    assert _without(reasoning, "--output_dir", "--latent_contrast_span") == _without(
+        argv, "--output_dir", "--latent_contrast_span")
     assert argvs["dift"][argvs["dift"].index("--dataset_name") + 1].endswith("/dift.jsonl")
     rows = [json.loads(line) for line in (tmp_path / "data" / "export" / "dift_counterfactual.jsonl").open()]
     plain = [json.loads(line) for line in (tmp_path / "data" / "export" / "dift.jsonl").open()]
@@ -480,7 +494,8 @@ def test_counterfactual_contrast_trains_on_the_twin_worlds_imagery(monkeypatch, 
     # every latent arm is diagnosed with the twin's questions too: fed a twin's imagery, how often is the answer the
     # twin's? (a stand-in runner that answers what its imagery shows: steering +100 points)
     assert {kwargs["twin_data_dir"] for kwargs in diagnosed.values()} == {tmp_path / "data_twin"}
-    assert {"dift", "dift_grpo", "dift_contrast_counterfactual"} <= set(diagnosed)
+    assert {"dift", "dift_grpo", "dift_contrast_counterfactual", "dift_contrast_counterfactual_reasoning"} <= set(
+        diagnosed)
     heldout = load_dsr_bench(export / "benchmark").rows
     images = diagnostics.heldout_imagery(tmp_path / "data", heldout)
     twins = diagnostics.twin_questions(tmp_path / "data_twin", heldout, images)

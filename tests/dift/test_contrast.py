@@ -10,7 +10,13 @@ from dift_data import dift_record, write_image, write_jsonl
 
 from trl_latent.data import DataRecordError, load_image, load_records
 from trl_latent.dift import LatentImageryTrainer
-from trl_latent.dift.contrast import continuation_mask, differing_rows, reverse_within_rows, swap_between_rows
+from trl_latent.dift.contrast import (
+    continuation_mask,
+    differing_rows,
+    reasoning_mask,
+    reverse_within_rows,
+    swap_between_rows,
+)
 from trl_latent.latents import compute_latent_targets, inject_latents
 
 
@@ -41,6 +47,24 @@ def test_only_supervised_text_after_the_first_block_is_scored_and_equal_texts_ar
     assert differing_rows(labels, mask, [1, 2, None]).tolist() == [False, True, False]
 
 
+def test_the_reasoning_span_stops_at_the_token_that_begins_the_last_think_end():
+    """Row 0's tokenizer joins the period to ``</`` (that token is dropped too), row 1 writes ``</think>`` twice (the
+    last one ends the reasoning), row 2 has none (scored whole). Tokens outside the mask stay out."""
+    vocab = {1: "<think>", 2: " it", 3: " moves", 4: " left", 5: ".</", 6: "think>", 7: "<answer>", 8: "A",
+             9: "</answer>", 10: "</think>", 11: ".", 0: "<pad>"}
+    labels = torch.tensor([[-100, 1, 2, 3, 4, 5, 6, 7, 8, 9],
+                           [-100, 1, 10, 2, 3, 11, 10, 7, 8, 9],
+                           [-100, 1, 2, 3, 4, 11, 7, 8, 9, -100]])
+    mask = torch.ones(3, 9, dtype=torch.bool)
+    mask[0, 0] = False  # not scored (before the block): stays out
+    mask[2, 8] = False  # padding
+    kept = reasoning_mask(mask, labels, lambda ids: "".join(vocab[i] for i in ids))
+    assert kept.int().tolist() == [[0, 1, 1, 1, 0, 0, 0, 0, 0],
+                                   [1, 1, 1, 1, 1, 0, 0, 0, 0],
+                                   [1, 1, 1, 1, 1, 1, 1, 1, 0]]
+    assert not kept[~mask].any()
+
+
 def _records(tmp_path, counterfactual: bool = False):
     rows = [dift_record(tmp_path, 0, num_imagery=2, answer="A"), dift_record(tmp_path, 1, num_imagery=1, answer="C"),
             dift_record(tmp_path, 2, num_imagery=1, answer="A")]
@@ -52,14 +76,16 @@ def _records(tmp_path, counterfactual: bool = False):
     return load_records(write_jsonl(tmp_path / "train.jsonl", rows))
 
 
-@pytest.mark.parametrize("negatives", ["other_row", "reversed", "counterfactual"])
-def test_the_contrast_term_equals_a_hand_computation_with_full_logits(family_tiny, tmp_path, negatives):
-    """Every family."""
+@pytest.mark.parametrize("negatives, span", [("other_row", "continuation"), ("reversed", "continuation"),
+                                             ("counterfactual", "continuation"), ("counterfactual", "reasoning")])
+def test_the_contrast_term_equals_a_hand_computation_with_full_logits(family_tiny, tmp_path, negatives, span):
+    """Every family. The reasoning span is cut by hand where the decoded text reaches ``</think>``."""
     model, processor = family_tiny
     records = _records(tmp_path, counterfactual=negatives == "counterfactual")
     trainer = LatentImageryTrainer(model, args=tiny_config(tmp_path, per_device_train_batch_size=3, ce_weight=1.0,
                                                            latent_contrast_weight=0.5,
-                                                           latent_contrast_negatives=negatives),
+                                                           latent_contrast_negatives=negatives,
+                                                           latent_contrast_span=span),
                                    train_dataset=records, processing_class=processor)
     model, spec = trainer.model, trainer.latent_spec
     batch = trainer.data_collator([records[0], records[1], records[2]])
@@ -84,16 +110,24 @@ def test_the_contrast_term_equals_a_hand_computation_with_full_logits(family_tin
             negative = compute_latent_targets(model, encoded["pixel_values"], encoded["image_grid_thw"], 4)
         else:
             negative = targets[[2, 2, 3, 0] if negatives == "other_row" else [1, 0, 2, 3]]
+        scored = []
+        for row in range(3):
+            first_pad = int((ids[row] == spec.pad_id).nonzero()[0])
+            steps = [t for t in range(first_pad + 1, ids.shape[1]) if labels[row, t] != -100]
+            if span == "reasoning":  # keep the tokens whose text ends before "</think>" begins
+                text = processor.tokenizer.decode(labels[row, steps])
+                cut = text.rindex("</think>")
+                steps = [t for i, t in enumerate(steps)
+                         if len(processor.tokenizer.decode(labels[row, steps[: i + 1]])) <= cut]
+                assert "</think>" not in processor.tokenizer.decode(labels[row, steps])
+                assert "moves left" in processor.tokenizer.decode(labels[row, steps])
+            scored.append(steps)
         scores = []
         for images in (targets, negative):
             with inject_latents(model, spec.pad_id, images.flatten(0, 1)):
                 log_probs = model(**inputs).logits.float().log_softmax(-1)
-            per_row = []
-            for row in range(3):
-                first_pad = int((ids[row] == spec.pad_id).nonzero()[0])
-                per_row.append(sum(log_probs[row, t - 1, labels[row, t]] for t in range(first_pad + 1, ids.shape[1])
-                                   if labels[row, t] != -100))
-            scores.append(torch.stack(per_row))
+            scores.append(torch.stack([sum(log_probs[row, t - 1, labels[row, t]] for t in scored[row])
+                                       for row in range(3)]))
     rows = {"other_row": [0, 1, 2], "reversed": [0], "counterfactual": [0, 2]}[negatives]  # others left out
     expected = F.softplus(scores[1][rows] - scores[0][rows]).mean()
     assert (with_contrast - without).item() == pytest.approx(0.5 * expected.item(), rel=1e-4, abs=1e-6)
@@ -108,6 +142,7 @@ def test_the_contrast_term_equals_a_hand_computation_with_full_logits(family_tin
     ({"latent_contrast_weight": 1.0, "padding_free": True}, "set padding_free to false"),
     ({"latent_contrast_weight": 1.0, "per_device_train_batch_size": 1}, "per_device_train_batch_size >= 2"),
     ({"latent_contrast_negatives": "shuffled"}, "latent_contrast_negatives must be one of"),
+    ({"latent_contrast_span": "answer"}, "latent_contrast_span must be one of"),
 ])
 def test_settings_the_contrast_cannot_run_with_are_refused_by_name(tmp_path, overrides, message):
     with pytest.raises(ValueError, match=message):

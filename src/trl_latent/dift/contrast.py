@@ -11,13 +11,18 @@ row's are left out, both imageries rightly giving the same text), the row's own 
 (``reversed``: the same scene and objects, so only the order of what happens differs; rows with one image are left
 out) or, from the data, the same question's imagery in a counterfactual twin of the clip (``counterfactual``: the
 same frames up to a cut and another future after it, so only what the imagery says about the unseen part differs;
-the collator encodes them and the trainer takes their targets).
+the collator encodes them and the trainer takes their targets). ``latent_contrast_span="reasoning"`` scores only the
+text up to ``</think>`` (:func:`reasoning_mask`), leaving the answer to the text loss.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
+
+REASONING_END = "</think>"
 
 
 def swap_between_rows(targets: torch.Tensor, images_per_row: list[int]) -> tuple[torch.Tensor, list[int | None]]:
@@ -57,6 +62,26 @@ def continuation_mask(input_ids: torch.Tensor, labels: torch.Tensor, pad_id: int
     latent pad, i.e. the text a block can inform."""
     after_block = (input_ids == pad_id).long().cumsum(1) > 0
     return (after_block & (labels != -100))[:, 1:]
+
+
+def reasoning_mask(mask: torch.Tensor, labels: torch.Tensor, decode: Callable[[list[int]], str],
+                   end: str = REASONING_END) -> torch.Tensor:
+    """:func:`continuation_mask` ``mask`` without each row's tokens from the one that begins its last ``end`` onward
+    (the answer after the reasoning; a row whose scored text has no ``end`` keeps all of it).
+
+    The boundary is found on the decoded text, not on token ids, since a BPE token may join ``end``'s first
+    characters to the word before it (that token is then left out too). ``decode`` turns token ids into text
+    (the tokenizer's ``decode``, special tokens kept).
+    """
+    kept = mask.clone()
+    for row in range(mask.shape[0]):
+        positions = mask[row].nonzero()[:, 0].tolist()
+        ids = labels[row, 1:][positions].tolist()
+        for start in range(len(ids) - 1, -1, -1):
+            if end in decode(ids[start:]):
+                kept[row, positions[start:]] = False
+                break
+    return kept
 
 
 def continuation_log_probs(head: torch.nn.Module, hidden: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor

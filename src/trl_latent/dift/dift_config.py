@@ -20,6 +20,7 @@ DEFAULT_CE_WEIGHT, DEFAULT_SIM_WEIGHT = 0.1, 1.0
 LATENT_FEEDBACK = ("teacher", "self")
 LATENT_FEEDBACK_NORMS = ("none", "target")
 CONTRAST_NEGATIVES = ("other_row", "reversed", "counterfactual")
+CONTRAST_SPANS = ("continuation", "reasoning")
 
 
 @dataclass
@@ -86,6 +87,12 @@ class LatentImageryConfig(ActivationCheckpointingDefault, SFTConfig):
             `"counterfactual"`, each record's `counterfactual_output`: the same question's imagery in a twin of the
             clip that agrees with it up to some moment and differs after (records without one are left out;
             `datagen.counterfactual` pairs a synthetic world's twins).
+        latent_contrast_span (`str`, *optional*, defaults to `"continuation"`):
+            The text the contrast scores: `"continuation"`, all the text after each row's first latent block, answer
+            included; `"reasoning"`, that text up to the token that begins its last `</think>` (a row without one is
+            scored whole), so that the imagery moves the written reasoning and the answer is left to the text loss,
+            which ties it to the reasoning (scoring the answer too let the contrast move the answer away from the
+            reasoning it follows: docs/quickstart.md).
         cache_latent_targets (`bool`, *optional*, defaults to `True`):
             Compute each imagery image's targets once and reuse them (keyed by path) while the vision tower has no
             trainable parameter; K x hidden values per image stay on the device (16 KiB at 3B in bf16, K=4).
@@ -171,6 +178,12 @@ class LatentImageryConfig(ActivationCheckpointingDefault, SFTConfig):
                   "images in reverse order (reversed) or each record's counterfactual_output imagery (counterfactual).",
                   "choices": list(CONTRAST_NEGATIVES)},
     )
+    latent_contrast_span: str = field(
+        default="continuation",
+        metadata={"help": "Text the imagery contrast scores: all of it after the first block (continuation) or only "
+                  "the reasoning, up to </think> (reasoning: the answer is left to the text loss).",
+                  "choices": list(CONTRAST_SPANS)},
+    )
     cache_latent_targets: bool = field(
         default=True, metadata={"help": "Compute a frozen tower's imagery targets once per image and reuse them."}
     )
@@ -218,6 +231,8 @@ class LatentImageryConfig(ActivationCheckpointingDefault, SFTConfig):
         if self.latent_contrast_negatives not in CONTRAST_NEGATIVES:
             raise ValueError(f"latent_contrast_negatives must be one of {CONTRAST_NEGATIVES}, "
                              f"got {self.latent_contrast_negatives!r}")
+        if self.latent_contrast_span not in CONTRAST_SPANS:
+            raise ValueError(f"latent_contrast_span must be one of {CONTRAST_SPANS}, got {self.latent_contrast_span!r}")
         if self.latent_contrast_weight < 0:
             raise ValueError(f"latent_contrast_weight must be >= 0, got {self.latent_contrast_weight}")
         if self.latent_contrast_weight:

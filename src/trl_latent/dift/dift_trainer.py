@@ -47,6 +47,7 @@ from .contrast import (
     continuation_mask,
     contrast_loss,
     differing_rows,
+    reasoning_mask,
     reverse_within_rows,
     swap_between_rows,
 )
@@ -55,6 +56,7 @@ from .dift_config import LatentImageryConfig
 LATENT_BATCH_KEYS = ("latent_pixel_values", "latent_image_grid_thw")
 NEGATIVE_DESCRIPTIONS = {"other_row": "another row's imagery", "reversed": "its imagery reversed",
                          "counterfactual": "the imagery of a counterfactual twin of its clip"}  # for the model card
+SPAN_DESCRIPTIONS = {"continuation": "text after the block", "reasoning": "reasoning after the block"}  # model card
 NEGATIVE_BATCH_KEYS = ("latent_negative_pixel_values", "latent_negative_image_grid_thw", "latent_negative_image_keys",
                        "latent_negative_rows")
 
@@ -268,6 +270,9 @@ class LatentImageryTrainer(ResumeWeightsMixin, SkippedSamplesMixin, LatentModelC
         input_ids, labels = inputs["input_ids"], inputs["labels"]
         images_per_row = ((input_ids == pad_id).sum(1) // latent_size).tolist()
         mask = continuation_mask(input_ids, labels, pad_id)
+        if self.args.latent_contrast_span == "reasoning":
+            tokenizer = getattr(self.processing_class, "tokenizer", self.processing_class)
+            mask = reasoning_mask(mask, labels, tokenizer.decode)
         if self.args.latent_contrast_negatives == "counterfactual":
             negatives = self._latent_targets(
                 model, {"latent_pixel_values": negative_inputs["latent_negative_pixel_values"],
@@ -310,6 +315,7 @@ class LatentImageryTrainer(ResumeWeightsMixin, SkippedSamplesMixin, LatentModelC
         return targets
 
     def latent_card_details(self) -> dict[str, str]:
+        span = SPAN_DESCRIPTIONS[self.args.latent_contrast_span]
         return {
             "Method": "DIFT (Dynamic-Imagery Fine-Tuning): text interleaved with latent imagery, " + (
                 "self-fed (the model's own hidden states at the latent positions)"
@@ -319,8 +325,8 @@ class LatentImageryTrainer(ResumeWeightsMixin, SkippedSamplesMixin, LatentModelC
             "Loss": (
                 f"{self.args.ce_weight} × CE(text; latent start/end supervised, pads excluded) + "
                 f"{self.args.sim_weight} × mean(1 − cos(h[t−1], imagery target[t])) over latent positions"
-                + (f" + {self.args.latent_contrast_weight} × softplus(log p(text after the block | "
-                   + NEGATIVE_DESCRIPTIONS[self.args.latent_contrast_negatives] + ") − log p(text | own imagery))"
+                + (f" + {self.args.latent_contrast_weight} × softplus(log p({span} | "
+                   f"{NEGATIVE_DESCRIPTIONS[self.args.latent_contrast_negatives]}) − log p({span} | own imagery))"
                    if self.args.latent_contrast_weight else "")
             ),
             **training_data_details(self.train_dataset, self.args.visual_options),

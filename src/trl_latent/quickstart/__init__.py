@@ -320,7 +320,8 @@ class Quickstart:
                      "--latent_feedback_norm", changes.get("latent_feedback_norm", c.latent_feedback_norm),
                      "--latent_imagery", changes.get("latent_imagery", c.latent_imagery),
                      "--latent_contrast_weight", str(changes.get("latent_contrast_weight", 0.0)),
-                     "--latent_contrast_negatives", changes.get("latent_contrast_negatives", "other_row")]
+                     "--latent_contrast_negatives", changes.get("latent_contrast_negatives", "other_row"),
+                     "--latent_contrast_span", changes.get("latent_contrast_span", "continuation")]
         if dift.main(argv):
             raise RuntimeError(f"DIFT training of arm {arm!r} failed")
 

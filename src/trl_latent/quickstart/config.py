@@ -43,6 +43,10 @@ ABLATIONS = {
     "contrast_counterfactual": ("DIFT, counterfactual-imagery contrast",
                                 {"latent_contrast_weight": FromSetting("contrast_weight"),
                                  "latent_contrast_negatives": "counterfactual"}),
+    "contrast_counterfactual_reasoning": ("DIFT, counterfactual contrast on the reasoning",
+                                          {"latent_contrast_weight": FromSetting("contrast_weight"),
+                                           "latent_contrast_negatives": "counterfactual",
+                                           "latent_contrast_span": "reasoning"}),
 }
 """Extra DIFT arms of ``--ablations``: label and the DIFT settings they change (all else as the DIFT arm)."""
 
@@ -110,7 +114,8 @@ class QuickstartConfig:
         "help": f"Extra DIFT arms: {', '.join(ABLATIONS)} (without the similarity / text loss, K latents, fed-back "
         "latents rescaled to the targets' norm, motion or still imagery, the imagery contrast loss at "
         "--contrast_weight with another row's, the reversed or a counterfactual twin clip's imagery as negatives "
-        "(the twin needs --visible_fraction below 1)); none: no extra arm (to drop a preset's)."})
+        "(the twin needs --visible_fraction below 1; _reasoning scores the reasoning only, not the answer)); none: no "
+        "extra arm (to drop a preset's)."})
     model_family: str = field(default="qwen2_5_vl", metadata={"help": f"Random-init model family: {', '.join(FAMILIES)}."})
     model_size: str = field(default="small", metadata={"help": "Random-init model: tiny, small or 3b (GPU, Qwen2.5-VL)."})
     vocab_size: int = field(default=1024, metadata={"help": "Retrain the Qwen tokenizer's BPE on the training texts with "
