@@ -454,8 +454,8 @@ def test_counterfactual_contrast_trains_on_the_twin_worlds_imagery(monkeypatch, 
         return record(argv)
 
     monkeypatch.setattr(dift, "main", train)
-    flags = ["--num_clips", "12", "--families", "abs_ori", "abs_dir", "--visible_fraction", "0.5", "--ablations",
-             "contrast_counterfactual", "contrast_counterfactual_reasoning", "--perception", "false"]
+    flags = ["--num_clips", "12", "--families", "abs_ori", "abs_dir", "--visible_fraction", "0.5", "--perception",
+             "false", "--ablations", "contrast_counterfactual"]
     diagnosed = {}
     monkeypatch.setattr(diagnostics, "run_diagnostics",
                         lambda model_dir, *args, **kwargs: diagnosed.setdefault(Path(model_dir).name, kwargs))
@@ -467,10 +467,6 @@ def test_counterfactual_contrast_trains_on_the_twin_worlds_imagery(monkeypatch, 
     assert argv[argv.index("--dataset_name") + 1].endswith("dift_counterfactual.jsonl")
     assert argv[argv.index("--latent_contrast_negatives") + 1] == "counterfactual"
     assert argv[argv.index("--latent_contrast_span") + 1] == "continuation"
-    reasoning = argvs["dift_contrast_counterfactual_reasoning"]  # the same arm scoring only the reasoning
-    assert reasoning[reasoning.index("--latent_contrast_span") + 1] == "reasoning"
-    assert _without(reasoning, "--output_dir", "--latent_contrast_span") == _without(
-        argv, "--output_dir", "--latent_contrast_span")
     assert argvs["dift"][argvs["dift"].index("--dataset_name") + 1].endswith("/dift.jsonl")
     rows = [json.loads(line) for line in (tmp_path / "data" / "export" / "dift_counterfactual.jsonl").open()]
     plain = [json.loads(line) for line in (tmp_path / "data" / "export" / "dift.jsonl").open()]
@@ -494,8 +490,7 @@ def test_counterfactual_contrast_trains_on_the_twin_worlds_imagery(monkeypatch, 
     # every latent arm is diagnosed with the twin's questions too: fed a twin's imagery, how often is the answer the
     # twin's? (a stand-in runner that answers what its imagery shows: steering +100 points)
     assert {kwargs["twin_data_dir"] for kwargs in diagnosed.values()} == {tmp_path / "data_twin"}
-    assert {"dift", "dift_grpo", "dift_contrast_counterfactual", "dift_contrast_counterfactual_reasoning"} <= set(
-        diagnosed)
+    assert {"dift", "dift_grpo", "dift_contrast_counterfactual"} <= set(diagnosed)
     heldout = load_dsr_bench(export / "benchmark").rows
     images = diagnostics.heldout_imagery(tmp_path / "data", heldout)
     twins = diagnostics.twin_questions(tmp_path / "data_twin", heldout, images)
@@ -513,3 +508,13 @@ def test_counterfactual_contrast_trains_on_the_twin_worlds_imagery(monkeypatch, 
     result = diagnostics._twin_steering(Runner(), heldout, twins, own, 784, tmp_path / "steer", seed=0)
     assert result["n"] == len(twins) and (result["twin"], result["twin_oracle"]) == (1.0, 0.0)
     assert result["steering"]["difference"] == 1.0
+
+    # a second twin arm, the same contrast scoring only the reasoning, added to the run: it alone trains and is
+    # diagnosed (the twin world and the other arms' diagnoses are kept)
+    argvs.clear(), diagnosed.clear()
+    Quickstart(_config(tmp_path, *flags, "contrast_counterfactual_reasoning")).run()
+    assert set(argvs) == set(diagnosed) == {"dift_contrast_counterfactual_reasoning"}
+    reasoning = argvs["dift_contrast_counterfactual_reasoning"]
+    assert reasoning[reasoning.index("--latent_contrast_span") + 1] == "reasoning"
+    assert _without(reasoning, "--output_dir", "--latent_contrast_span") == _without(
+        argv, "--output_dir", "--latent_contrast_span")

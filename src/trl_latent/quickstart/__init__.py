@@ -395,7 +395,7 @@ class Quickstart:
             limit=min((n for n in (c.eval_limit, c.diagnostics_limit) if n), default=None), seed=c.seed,
             probe_cache=self.out / "diagnostics" / PROBE_CACHE, device=c.eval_device,
             dtype=eval_dtype(c.bf16),
-            twin_data_dir=self.out / output("datagen_twin") if c.counterfactual_ablations else None,
+            twin_data_dir=self.out / output("datagen_twin") if c.twin_world else None,
         )
 
     def report(self) -> Path:
@@ -469,7 +469,7 @@ class Quickstart:
             if self.config.stage2_steps:
                 self._stage(f"train_{STAGE2_ARM}", lambda: self.train_sft(
                     STAGE2_ARM, "dift.jsonl", self._stage2_changes(), start=self.out / "models" / "dift"))
-            if self.config.counterfactual_ablations:
+            if self.config.twin_world:
                 self._stage("synthesize_twin", lambda: self.synthesize(twin=True))
                 self._stage("datagen_twin", lambda: self.datagen(twin=True))
             for name in self.config.ablations:

@@ -248,6 +248,12 @@ class QuickstartConfig:
         return [a for a in self.ablations if twin_ablation(a)]
 
     @property
+    def twin_world(self) -> bool:
+        """Whether the run renders a counterfactual twin world (some ablation trains against it). The diagnoses read
+        this, not which arms do, so adding a second such arm redoes no other arm's diagnosis."""
+        return bool(self.counterfactual_ablations)
+
+    @property
     def latent_sizes(self) -> list[int]:
         """K of every arm: the DIFT arms' and any K ablation's."""
         sizes = {self.latent_size} | {ABLATIONS[a][1].get("latent_size", self.latent_size) for a in self.ablations}
