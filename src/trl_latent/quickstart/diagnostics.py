@@ -11,8 +11,8 @@ lmms-eval run (the ``latent_qwen2_5_vl`` model's own input builder and decoding)
 * ``swapped``: a question's latent positions receive the latents the model generated for another question (the one
   half the list away, moved on to a question about another video): in-distribution vectors with the wrong content.
 
-With a counterfactual twin world (the quickstart's ``contrast_counterfactual``: the same clips, another future after
-the frames the model sees), the questions whose twin has another answer are answered once more:
+With a counterfactual twin world (the quickstart's ``contrast_counterfactual*`` arms: the same clips, another future
+after the frames the model sees), the questions whose twin has another answer are answered once more:
 
 * ``twin``: a question's latent positions receive its twin's imagery (the same question about the twin clip, which
   agrees with every input frame and shows another end), scored against the twin's answer, beside ``twin_oracle``,
