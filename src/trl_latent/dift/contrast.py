@@ -71,17 +71,20 @@ def reasoning_mask(mask: torch.Tensor, labels: torch.Tensor, decode: Callable[[l
 
     The boundary is found on the decoded text, not on token ids, since a BPE token may join ``end``'s first
     characters to the word before it (that token is then left out too). ``decode`` turns token ids into text
-    (the tokenizer's ``decode``, special tokens kept).
+    (the tokenizer's ``decode``, special tokens kept); a row is searched token by token only when its scored text
+    contains ``end``.
     """
-    kept = mask.clone()
-    for row in range(mask.shape[0]):
-        positions = mask[row].nonzero()[:, 0].tolist()
-        ids = labels[row, 1:][positions].tolist()
+    kept, shifted = mask.cpu().clone(), labels[:, 1:].cpu()  # one device sync for the batch, not one per row
+    for row in range(kept.shape[0]):
+        positions = kept[row].nonzero()[:, 0].tolist()
+        ids = shifted[row, positions].tolist()
+        if end not in decode(ids):
+            continue
         for start in range(len(ids) - 1, -1, -1):
             if end in decode(ids[start:]):
                 kept[row, positions[start:]] = False
                 break
-    return kept
+    return kept.to(mask.device)
 
 
 def continuation_log_probs(head: torch.nn.Module, hidden: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor
