@@ -149,7 +149,8 @@ def set_loss_weights(model: Any, ce_weight: float, sim_weight: float) -> None:
     config.ce_loss_weight, config.sim_loss_weight = float(ce_weight), float(sim_weight)
 
 
-def _tokenizer_of(processor: Any) -> Any:
+def tokenizer_of(processor: Any) -> Any:
+    """The text tokenizer of a processor (a bare tokenizer is its own)."""
     return getattr(processor, "tokenizer", processor)
 
 
@@ -173,7 +174,7 @@ def add_latent_tokens(
     Works on a plain ``Qwen2_5_VLForConditionalGeneration`` and on a PEFT-wrapped one (the base model is resized in
     place). Idempotent: calling it on a model that already has the tokens only checks that the settings agree.
     """
-    tokenizer = _tokenizer_of(processor)
+    tokenizer = tokenizer_of(processor)
     base = _unwrap(model)
     existing = get_latent_spec(base)
     if existing is not None:

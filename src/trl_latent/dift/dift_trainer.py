@@ -40,6 +40,7 @@ from ..tokens import (
     set_feedback_norm,
     set_latent_imagery,
     set_loss_weights,
+    tokenizer_of,
 )
 from .collator import DataCollatorForLatentImagery
 from .contrast import (
@@ -271,8 +272,7 @@ class LatentImageryTrainer(ResumeWeightsMixin, SkippedSamplesMixin, LatentModelC
         images_per_row = ((input_ids == pad_id).sum(1) // latent_size).tolist()
         mask = continuation_mask(input_ids, labels, pad_id)
         if self.args.latent_contrast_span == "reasoning":
-            tokenizer = getattr(self.processing_class, "tokenizer", self.processing_class)
-            mask = reasoning_mask(mask, labels, tokenizer.decode)
+            mask = reasoning_mask(mask, labels, tokenizer_of(self.processing_class).decode)
         if self.args.latent_contrast_negatives == "counterfactual":
             negatives = self._latent_targets(
                 model, {"latent_pixel_values": negative_inputs["latent_negative_pixel_values"],
