@@ -29,6 +29,63 @@ def test_similarity_loss_matches_a_loop():
         latent_similarity_loss(hidden, input_ids, targets[:2], pad_id=9)
 
 
+def test_centred_similarity_scores_what_differs_between_targets():
+    """Targets sharing most of their direction: the plain cosine is nearly met by predicting their mean, the centred
+    one (``center``) is not, and both equal a per-position computation."""
+    torch.manual_seed(0)
+    input_ids = torch.tensor([[7, 9, 9, 8, 7, 9, 9, 8], [7, 9, 9, 8, 0, 0, 0, 0]])  # pad id 9, K = 2, 3 images
+    shared = torch.randn(2, 16) * 5
+    targets = shared + torch.randn(3, 2, 16)
+    center = targets.mean(0)
+    hidden = torch.randn(2, 8, 16)
+    loss, cosine = latent_similarity_loss(hidden, input_ids, targets, pad_id=9, center=center)
+    rows, cols = torch.nonzero(input_ids == 9, as_tuple=True)
+    slots = torch.arange(6) % 2
+    cosines = F.cosine_similarity((hidden[rows, cols - 1] - center[slots]).double(),
+                                  (targets.reshape(6, 16) - center[slots]).double())
+    assert loss.item() == pytest.approx((1 - cosines).mean().item(), abs=1e-6)
+    assert cosine.item() == pytest.approx(cosines.mean().item(), abs=1e-6)
+
+    mean_guess = hidden.clone()
+    mean_guess[rows, cols - 1] = center[slots]  # the same picture imagined for every question
+    plain, _ = latent_similarity_loss(mean_guess, input_ids, targets, pad_id=9)
+    centred, _ = latent_similarity_loss(mean_guess, input_ids, targets, pad_id=9, center=center)
+    assert plain.item() < 0.05 and centred.item() == pytest.approx(1.0)
+    exact = hidden.clone()
+    exact[rows, cols - 1] = targets.reshape(6, 16)
+    assert latent_similarity_loss(exact, input_ids, targets, pad_id=9, center=center)[0].item() == pytest.approx(
+        0.0, abs=1e-6)
+
+
+def test_centred_loss_subtracts_the_training_records_mean_target(tiny, dift_records, tmp_path):
+    """``latent_sim_centering="mean"``: the mean target per slot over the first ``feedback_norm_samples`` records, each
+    record encoded alone here (a tower image attends within itself), subtracted in ``compute_loss``; on the card."""
+    trainer = _trainer(tiny, dift_records, tmp_path, latent_sim_centering="mean", feedback_norm_samples=2)
+    model, spec = trainer.model, trainer.latent_spec
+    with torch.no_grad():
+        alone = [trainer.data_collator([record]) for record in (dift_records[0], dift_records[1])]
+        center = torch.cat([compute_latent_targets(model, b["latent_pixel_values"], b["latent_image_grid_thw"], 4)
+                            for b in alone]).mean(0)  # 2 + 1 images, not the third record's
+    batch = trainer.data_collator([dift_records[1], dift_records[2]])
+    inputs = {k: v for k, v in batch.items() if not k.startswith("latent_")}
+    model.train()
+    trainer.compute_loss(model, dict(batch))
+    with torch.no_grad():
+        targets = compute_latent_targets(model, batch["latent_pixel_values"], batch["latent_image_grid_thw"], 4)
+        with inject_latents(model, spec.pad_id, targets.flatten(0, 1)):
+            hidden = model.model(**{k: v for k, v in inputs.items() if k != "labels"}).last_hidden_state
+    rows, cols = torch.nonzero(batch["input_ids"] == spec.pad_id, as_tuple=True)
+    slots = torch.arange(len(rows)) % 4
+    cosines = F.cosine_similarity((hidden[rows, cols - 1] - center[slots]).double(),
+                                  (targets.reshape(-1, targets.shape[-1]) - center[slots]).double())
+    assert trainer._metrics["train"]["sim_loss"][-1] == pytest.approx((1 - cosines).view(-1, 4).mean(1).mean().item(),
+                                                                      rel=1e-4)
+    assert "1.0 × mean(1 − cos(h[t−1] − μ, imagery target[t] − μ; μ the slot's mean target))" in \
+        trainer.latent_card_details()["Loss"]
+    with pytest.raises(ValueError, match="latent_sim_centering must be one of"):
+        tiny_config(tmp_path, latent_sim_centering="median")
+
+
 def _trainer(tiny, records, output_dir, **overrides):
     model, processor = tiny
     return LatentImageryTrainer(model, args=tiny_config(output_dir, **overrides), train_dataset=records,

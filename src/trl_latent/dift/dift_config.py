@@ -21,6 +21,7 @@ LATENT_FEEDBACK = ("teacher", "self")
 LATENT_FEEDBACK_NORMS = ("none", "target")
 CONTRAST_NEGATIVES = ("other_row", "reversed", "counterfactual")
 CONTRAST_SPANS = ("continuation", "reasoning")
+SIM_CENTERINGS = ("none", "mean")
 
 
 @dataclass
@@ -65,7 +66,16 @@ class LatentImageryConfig(ActivationCheckpointingDefault, SFTConfig):
             free, often several times the targets'); `"none"` removes it (the release: states fed back as they are);
             `None` keeps what the checkpoint records (nothing, for a model never calibrated).
         feedback_norm_samples (`int`, *optional*, defaults to `64`):
-            Training records whose imagery targets give the recorded norm (`latent_feedback_norm="target"`).
+            Training records whose imagery targets give the recorded norm (`latent_feedback_norm="target"`) and the
+            centring mean (`latent_sim_centering="mean"`).
+        latent_sim_centering (`str`, *optional*, defaults to `"none"`):
+            What the similarity loss compares: `"none"`, the hidden state with the imagery target (the release);
+            `"mean"`, a departure from the release, both minus the mean target of their latent slot (measured on the
+            first `feedback_norm_samples` training records), so that `1 - cos` scores the part of a target that
+            differs between questions. Imagery targets share most of their direction (still targets lie within
+            cosine 0.97 of their mean), so the plain cosine is nearly met by imagining the mean picture for every
+            question, and the models' own latents stay closer to that mean than to their own target
+            (docs/quickstart.md). Changes the loss only; nothing is recorded for inference.
         latent_imagery (`str` or `None`, *optional*, defaults to `None`):
             What each latent block's target encodes, a departure from the release when not `"still"`: `"still"`, the
             frozen tower's features of one imagery image (the release); `"motion"`, the tower's features of that image
@@ -159,7 +169,13 @@ class LatentImageryConfig(ActivationCheckpointingDefault, SFTConfig):
                   "release (none), or keep what the checkpoint records (unset).", "choices": list(LATENT_FEEDBACK_NORMS)},
     )
     feedback_norm_samples: int = field(
-        default=64, metadata={"help": "Training records whose targets' mean norm latent_feedback_norm=target records."}
+        default=64, metadata={"help": "Training records whose targets give latent_feedback_norm=target's norm and "
+                              "latent_sim_centering=mean's mean."}
+    )
+    latent_sim_centering: str = field(
+        default="none",
+        metadata={"help": "Similarity loss on the hidden state and target as they are (none, the release) or both "
+                  "minus the mean target of their latent slot (mean).", "choices": list(SIM_CENTERINGS)},
     )
     latent_imagery: str | None = field(
         default=None,
@@ -226,6 +242,8 @@ class LatentImageryConfig(ActivationCheckpointingDefault, SFTConfig):
                              f"got {self.latent_feedback_norm!r}")
         if self.latent_imagery not in (None, *LATENT_IMAGERY):
             raise ValueError(f"latent_imagery must be one of {LATENT_IMAGERY} or unset, got {self.latent_imagery!r}")
+        if self.latent_sim_centering not in SIM_CENTERINGS:
+            raise ValueError(f"latent_sim_centering must be one of {SIM_CENTERINGS}, got {self.latent_sim_centering!r}")
         if self.feedback_norm_samples < 1:
             raise ValueError(f"feedback_norm_samples must be >= 1, got {self.feedback_norm_samples}")
         if self.latent_contrast_negatives not in CONTRAST_NEGATIVES:

@@ -57,6 +57,8 @@ from .dift_config import LatentImageryConfig
 LATENT_BATCH_KEYS = ("latent_pixel_values", "latent_image_grid_thw")
 NEGATIVE_DESCRIPTIONS = {"other_row": "another row's imagery", "reversed": "its imagery reversed",
                          "counterfactual": "the imagery of a counterfactual twin of its clip"}  # for the model card
+SIM_TERMS = {"none": "h[t−1], imagery target[t]",
+             "mean": "h[t−1] − μ, imagery target[t] − μ; μ the slot's mean target"}  # model card
 SPAN_DESCRIPTIONS = {"continuation": "text after the block", "reasoning": "reasoning after the block"}  # model card
 NEGATIVE_BATCH_KEYS = ("latent_negative_pixel_values", "latent_negative_image_grid_thw", "latent_negative_image_keys",
                        "latent_negative_rows")
@@ -71,22 +73,26 @@ def _latent_predictions(hidden_states: torch.Tensor, input_ids: torch.Tensor, pa
 
 
 def latent_similarity_loss(
-    hidden_states: torch.Tensor, input_ids: torch.Tensor, targets: torch.Tensor, pad_id: int
+    hidden_states: torch.Tensor, input_ids: torch.Tensor, targets: torch.Tensor, pad_id: int,
+    center: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(loss, mean cosine)`` of the next-embedding prediction at the latent pads.
 
     ``hidden_states [B, L, H]`` are the last-layer states, ``targets [N, K, H]`` the pooled imagery vectors in row-major
     order of the pad blocks. The prediction for pad position ``t`` is ``h[t-1]``. The loss is the mean over images of
     the mean over their K positions of ``1 - cos``, computed in float32 on L2-normalised vectors (bf16 cosines of
-    2k-dim vectors are too coarse for a loss that ends near zero).
+    2k-dim vectors are too coarse for a loss that ends near zero). ``center [K, H]`` (``latent_sim_centering="mean"``)
+    is subtracted from prediction and target of each slot first, so the cosine scores what differs between questions.
     """
     num_images, latent_size, hidden = targets.shape
     try:
         predictions = _latent_predictions(hidden_states, input_ids, pad_id, num_images * latent_size)
     except ValueError as error:
         raise ValueError(f"{error} ({num_images} imagery images x K={latent_size})") from None
-    predictions = F.normalize(predictions.float(), dim=-1).view(num_images, latent_size, hidden)
-    cosine = (predictions * F.normalize(targets.float(), dim=-1)).sum(-1)
+    predictions, targets = predictions.float().view(num_images, latent_size, hidden), targets.float()
+    if center is not None:
+        predictions, targets = predictions - center, targets - center
+    cosine = (F.normalize(predictions, dim=-1) * F.normalize(targets, dim=-1)).sum(-1)
     return (1.0 - cosine).mean(dim=1).mean(), cosine.mean()
 
 
@@ -182,30 +188,45 @@ class LatentImageryTrainer(ResumeWeightsMixin, SkippedSamplesMixin, LatentModelC
             norm = self.measure_target_norm() if args.latent_feedback_norm == "target" else None
             set_feedback_norm(self.model, norm)
             self.latent_spec = get_latent_spec(self.model)
+        self._target_center = self.measure_target_mean() if args.latent_sim_centering == "mean" else None
 
     @torch.no_grad()
-    def measure_target_norm(self) -> float:
-        """Mean norm of the imagery target vectors of the first ``feedback_norm_samples`` training records.
+    def _sample_targets(self, setting: str) -> list[torch.Tensor]:
+        """The imagery targets ``[N, K, H]`` of the first ``feedback_norm_samples`` training records, one tensor per
+        collated batch; ``setting`` names what needs them in the error raised when those records have no imagery.
 
-        These are the vectors the pads receive under teacher forcing, so their norm is the scale the model learnt to
-        read latents at; with a frozen tower (the default) it never changes during training.
+        These are the vectors the pads receive under teacher forcing; with a frozen tower (the default) they never
+        change during training, so a resumed run measures the same statistics again.
         """
         records = self.train_dataset
         count = min(len(records), self.args.feedback_norm_samples)
         step = max(1, self.args.per_device_train_batch_size)
-        total, vectors = 0.0, 0
+        samples = []
         for start in range(0, count, step):
             batch = self.data_collator([records[i] for i in range(start, min(count, start + step))])
             if "latent_pixel_values" not in batch:
                 continue
             device = self.model.get_input_embeddings().weight.device
-            targets = compute_latent_targets(self.model, batch["latent_pixel_values"].to(device),
-                                             batch["latent_image_grid_thw"].to(device), self.latent_spec.latent_size)
+            samples.append(compute_latent_targets(self.model, batch["latent_pixel_values"].to(device),
+                                                  batch["latent_image_grid_thw"].to(device),
+                                                  self.latent_spec.latent_size))
+        if not samples:
+            raise ValueError(f"{setting} needs imagery: the first {count} training records have none")
+        return samples
+
+    def measure_target_norm(self) -> float:
+        """Mean norm of the imagery target vectors of the first ``feedback_norm_samples`` training records: the scale
+        the model learnt to read latents at (``latent_feedback_norm="target"``)."""
+        total, vectors = 0.0, 0
+        for targets in self._sample_targets("latent_feedback_norm='target'"):
             norms = targets.float().norm(dim=-1).flatten()
             total, vectors = total + float(norms.sum()), vectors + norms.numel()
-        if not vectors:
-            raise ValueError(f"latent_feedback_norm='target' needs imagery: the first {count} training records have none")
         return total / vectors
+
+    def measure_target_mean(self) -> torch.Tensor:
+        """Mean imagery target of each latent slot, ``[K, H]`` in float32, over the first ``feedback_norm_samples``
+        training records: the part every question's imagery shares (``latent_sim_centering="mean"``)."""
+        return torch.cat([t.float() for t in self._sample_targets("latent_sim_centering='mean'")]).mean(0)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         mode = "train" if self.model.training else "eval"
@@ -238,7 +259,8 @@ class LatentImageryTrainer(ResumeWeightsMixin, SkippedSamplesMixin, LatentModelC
         with capture_last_hidden_state(model) as captured, feeding:
             result = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         ce_loss = result[0] if return_outputs else result
-        sim_loss, cosine = latent_similarity_loss(captured["hidden"], inputs["input_ids"], targets, pad_id)
+        sim_loss, cosine = latent_similarity_loss(captured["hidden"], inputs["input_ids"], targets, pad_id,
+                                                  self._target_center)
         norm_ratio = latent_norm_ratio(captured["hidden"], inputs["input_ids"], targets, pad_id)
         # As TRL does for its MoE aux loss: with a token count over the accumulation window, the CE is already
         # normalised for gradient accumulation while this per-micro-batch mean is not
@@ -324,7 +346,8 @@ class LatentImageryTrainer(ResumeWeightsMixin, SkippedSamplesMixin, LatentModelC
             **latent_spec_details(self.model),
             "Loss": (
                 f"{self.args.ce_weight} × CE(text; latent start/end supervised, pads excluded) + "
-                f"{self.args.sim_weight} × mean(1 − cos(h[t−1], imagery target[t])) over latent positions"
+                f"{self.args.sim_weight} × mean(1 − cos({SIM_TERMS[self.args.latent_sim_centering]})) over latent "
+                "positions"
                 + (f" + {self.args.latent_contrast_weight} × softplus(log p({span} | "
                    f"{NEGATIVE_DESCRIPTIONS[self.args.latent_contrast_negatives]}) − log p({span} | own imagery))"
                    if self.args.latent_contrast_weight else "")

@@ -318,6 +318,7 @@ class Quickstart:
             argv += ["--sim_weight", str(changes.get("sim_weight", c.sim_weight)),
                      "--latent_feedback", changes.get("latent_feedback", "teacher"),
                      "--latent_feedback_norm", changes.get("latent_feedback_norm", c.latent_feedback_norm),
+                     "--latent_sim_centering", changes.get("latent_sim_centering", "none"),
                      "--latent_imagery", changes.get("latent_imagery", c.latent_imagery),
                      "--latent_contrast_weight", str(changes.get("latent_contrast_weight", 0.0)),
                      "--latent_contrast_negatives", changes.get("latent_contrast_negatives", "other_row"),
