@@ -57,10 +57,12 @@ def test_centred_similarity_scores_what_differs_between_targets():
         0.0, abs=1e-6)
 
 
-def test_centred_loss_subtracts_the_training_records_mean_target(tiny, dift_records, tmp_path):
-    """``latent_sim_centering="mean"``: the mean target per slot over the first ``feedback_norm_samples`` records, each
-    record encoded alone here (a tower image attends within itself), subtracted in ``compute_loss``; on the card."""
-    trainer = _trainer(tiny, dift_records, tmp_path, latent_sim_centering="mean", feedback_norm_samples=2)
+@pytest.mark.parametrize("centering", ["mean", "both"])
+def test_centred_loss_subtracts_the_training_records_mean_target(tiny, dift_records, tmp_path, centering):
+    """``latent_sim_centering``: the mean target per slot over the first ``feedback_norm_samples`` records, each record
+    encoded alone here (a tower image attends within itself), subtracted in ``compute_loss`` (``both``: averaged with
+    the raw term); on the card."""
+    trainer = _trainer(tiny, dift_records, tmp_path, latent_sim_centering=centering, feedback_norm_samples=2)
     model, spec = trainer.model, trainer.latent_spec
     with torch.no_grad():
         alone = [trainer.data_collator([record]) for record in (dift_records[0], dift_records[1])]
@@ -76,12 +78,13 @@ def test_centred_loss_subtracts_the_training_records_mean_target(tiny, dift_reco
             hidden = model.model(**{k: v for k, v in inputs.items() if k != "labels"}).last_hidden_state
     rows, cols = torch.nonzero(batch["input_ids"] == spec.pad_id, as_tuple=True)
     slots = torch.arange(len(rows)) % 4
-    cosines = F.cosine_similarity((hidden[rows, cols - 1] - center[slots]).double(),
-                                  (targets.reshape(-1, targets.shape[-1]) - center[slots]).double())
+    flat = targets.reshape(-1, targets.shape[-1]).double()
+    centred = F.cosine_similarity((hidden[rows, cols - 1] - center[slots]).double(), flat - center[slots].double())
+    raw = F.cosine_similarity(hidden[rows, cols - 1].double(), flat)
+    cosines = centred if centering == "mean" else (centred + raw) / 2
     assert trainer._metrics["train"]["sim_loss"][-1] == pytest.approx((1 - cosines).view(-1, 4).mean(1).mean().item(),
                                                                       rel=1e-4)
-    assert "1.0 × mean(1 − cos(h[t−1] − μ, imagery target[t] − μ; μ the slot's mean target))" in \
-        trainer.latent_card_details()["Loss"]
+    assert "cos(h[t−1] − μ, imagery target[t] − μ; μ the slot's mean target" in trainer.latent_card_details()["Loss"]
     with pytest.raises(ValueError, match="latent_sim_centering must be one of"):
         tiny_config(tmp_path, latent_sim_centering="median")
 

@@ -21,7 +21,7 @@ LATENT_FEEDBACK = ("teacher", "self")
 LATENT_FEEDBACK_NORMS = ("none", "target")
 CONTRAST_NEGATIVES = ("other_row", "reversed", "counterfactual")
 CONTRAST_SPANS = ("continuation", "reasoning")
-SIM_CENTERINGS = ("none", "mean")
+SIM_CENTERINGS = ("none", "mean", "both")
 
 
 @dataclass
@@ -75,7 +75,9 @@ class LatentImageryConfig(ActivationCheckpointingDefault, SFTConfig):
             differs between questions. Imagery targets share most of their direction (still targets lie within
             cosine 0.97 of their mean), so the plain cosine is nearly met by imagining the mean picture for every
             question, and the models' own latents stay closer to that mean than to their own target
-            (docs/quickstart.md). Changes the loss only; nothing is recorded for inference.
+            (docs/quickstart.md); `"both"`, the mean of the two terms, so that the imagined vectors also keep the part
+            all targets share, which the text after a block was teacher-forced with. Changes the loss only; nothing is
+            recorded for inference.
         latent_imagery (`str` or `None`, *optional*, defaults to `None`):
             What each latent block's target encodes, a departure from the release when not `"still"`: `"still"`, the
             frozen tower's features of one imagery image (the release); `"motion"`, the tower's features of that image
@@ -174,8 +176,9 @@ class LatentImageryConfig(ActivationCheckpointingDefault, SFTConfig):
     )
     latent_sim_centering: str = field(
         default="none",
-        metadata={"help": "Similarity loss on the hidden state and target as they are (none, the release) or both "
-                  "minus the mean target of their latent slot (mean).", "choices": list(SIM_CENTERINGS)},
+        metadata={"help": "Similarity loss on the hidden state and target as they are (none, the release), both minus "
+                  "the mean target of their latent slot (mean), or the mean of the two terms (both).",
+                  "choices": list(SIM_CENTERINGS)},
     )
     latent_imagery: str | None = field(
         default=None,

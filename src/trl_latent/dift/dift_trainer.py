@@ -58,7 +58,9 @@ LATENT_BATCH_KEYS = ("latent_pixel_values", "latent_image_grid_thw")
 NEGATIVE_DESCRIPTIONS = {"other_row": "another row's imagery", "reversed": "its imagery reversed",
                          "counterfactual": "the imagery of a counterfactual twin of its clip"}  # for the model card
 SIM_TERMS = {"none": "h[t−1], imagery target[t]",
-             "mean": "h[t−1] − μ, imagery target[t] − μ; μ the slot's mean target"}  # model card
+             "mean": "h[t−1] − μ, imagery target[t] − μ; μ the slot's mean target",
+             "both": "h[t−1], imagery target[t]) + 1 − cos(h[t−1] − μ, imagery target[t] − μ; μ the slot's mean "
+                     "target), halved"}  # model card
 SPAN_DESCRIPTIONS = {"continuation": "text after the block", "reasoning": "reasoning after the block"}  # model card
 NEGATIVE_BATCH_KEYS = ("latent_negative_pixel_values", "latent_negative_image_grid_thw", "latent_negative_image_keys",
                        "latent_negative_rows")
@@ -81,7 +83,7 @@ def latent_similarity_loss(
     ``hidden_states [B, L, H]`` are the last-layer states, ``targets [N, K, H]`` the pooled imagery vectors in row-major
     order of the pad blocks. The prediction for pad position ``t`` is ``h[t-1]``. The loss is the mean over images of
     the mean over their K positions of ``1 - cos``, computed in float32 on L2-normalised vectors (bf16 cosines of
-    2k-dim vectors are too coarse for a loss that ends near zero). ``center [K, H]`` (``latent_sim_centering="mean"``)
+    2k-dim vectors are too coarse for a loss that ends near zero). ``center [K, H]`` (``latent_sim_centering`` ``"mean"`` or ``"both"``)
     is subtracted from prediction and target of each slot first, so the cosine scores what differs between questions.
     """
     num_images, latent_size, hidden = targets.shape
@@ -188,7 +190,7 @@ class LatentImageryTrainer(ResumeWeightsMixin, SkippedSamplesMixin, LatentModelC
             norm = self.measure_target_norm() if args.latent_feedback_norm == "target" else None
             set_feedback_norm(self.model, norm)
             self.latent_spec = get_latent_spec(self.model)
-        self._target_center = self.measure_target_mean() if args.latent_sim_centering == "mean" else None
+        self._target_center = self.measure_target_mean() if args.latent_sim_centering != "none" else None
 
     @torch.no_grad()
     def _sample_targets(self, setting: str) -> list[torch.Tensor]:
@@ -225,8 +227,9 @@ class LatentImageryTrainer(ResumeWeightsMixin, SkippedSamplesMixin, LatentModelC
 
     def measure_target_mean(self) -> torch.Tensor:
         """Mean imagery target of each latent slot, ``[K, H]`` in float32, over the first ``feedback_norm_samples``
-        training records: the part every question's imagery shares (``latent_sim_centering="mean"``)."""
-        return torch.cat([t.float() for t in self._sample_targets("latent_sim_centering='mean'")]).mean(0)
+        training records: the part every question's imagery shares (``latent_sim_centering`` ``"mean"`` or ``"both"``)."""
+        return torch.cat([t.float() for t in self._sample_targets(
+            f"latent_sim_centering={self.args.latent_sim_centering!r}")]).mean(0)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         mode = "train" if self.model.training else "eval"
@@ -261,6 +264,9 @@ class LatentImageryTrainer(ResumeWeightsMixin, SkippedSamplesMixin, LatentModelC
         ce_loss = result[0] if return_outputs else result
         sim_loss, cosine = latent_similarity_loss(captured["hidden"], inputs["input_ids"], targets, pad_id,
                                                   self._target_center)
+        if self.args.latent_sim_centering == "both":  # half centred, half the release's raw term
+            raw_loss, raw_cosine = latent_similarity_loss(captured["hidden"], inputs["input_ids"], targets, pad_id)
+            sim_loss, cosine = (sim_loss + raw_loss) / 2, (cosine + raw_cosine) / 2
         norm_ratio = latent_norm_ratio(captured["hidden"], inputs["input_ids"], targets, pad_id)
         # As TRL does for its MoE aux loss: with a token count over the accumulation window, the CE is already
         # normalised for gradient accumulation while this per-micro-batch mean is not

@@ -36,6 +36,7 @@ ABLATIONS = {
     **{f"k{k}": (f"DIFT with K = {k}", {"latent_size": k}) for k in (1, 2, 4, 8)},
     "calib": ("DIFT, calibrated feedback", {"latent_feedback_norm": "target"}),
     "centred": ("DIFT, centred similarity", {"latent_sim_centering": "mean"}),
+    "centred_raw": ("DIFT, centred + raw similarity", {"latent_sim_centering": "both"}),
     "motion": ("DIFT, motion imagery", {"latent_imagery": "motion"}),
     "still": ("DIFT, still imagery", {"latent_imagery": "still"}),
     "contrast": ("DIFT, swapped-imagery contrast", {"latent_contrast_weight": FromSetting("contrast_weight")}),
@@ -113,7 +114,7 @@ class QuickstartConfig:
         "help": "Where pretrained vision towers are kept, one folder per setting (like a model download)."})
     ablations: list[str] = field(default_factory=list, metadata={
         "help": f"Extra DIFT arms: {', '.join(ABLATIONS)} (without the similarity / text loss, K latents, fed-back "
-        "latents rescaled to the targets' norm, the similarity loss on targets minus their mean, motion or still "
+        "latents rescaled to the targets' norm, the similarity loss on targets minus their mean (_raw: and on them as they are), motion or still "
         "imagery, the imagery contrast loss at --contrast_weight with another row's, the reversed or a counterfactual "
         "twin clip's imagery as negatives (the twin needs --visible_fraction below 1; _reasoning scores the reasoning "
         "only, not the answer)); none: no extra arm (to drop a preset's)."})
