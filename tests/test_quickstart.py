@@ -104,6 +104,8 @@ def test_writes_every_artifact(run, perception_cache):
             assert diagnostics["content_dependence"] == pytest.approx(diagnostics["self_fed"] - diagnostics["swapped"])
             # the first --diagnostics_limit of the --eval_limit questions
             assert diagnostics["by_family"]["overall"]["n"] == 2 and diagnostics["questions_with_imagery"] >= 1
+            near = diagnostics["closeness"]  # where its own latents lie among the targets (None: no whole block)
+            assert near is None or (1 <= near["n"] <= 2 and -1 <= near["own_centred"] <= 1), near
             # self-fed is the lmms-eval run: its answers, matched question by question
             evaluated = load_outcomes(latest_samples(run / "eval" / arm, "dsr_bench_think")).questions
             self_fed = load_outcomes(run / "diagnostics" / arm / "self_fed" / SAMPLES_FILE).questions

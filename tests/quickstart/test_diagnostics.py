@@ -98,3 +98,30 @@ def test_self_fed_answers_and_latents_come_from_the_evaluation_matched_by_questi
     assert torch.equal(latents[0], fed[3][0]) and torch.equal(latents[1], fed[7][0])
     with pytest.raises(ValueError, match=r"held-out question 2 \(v3: 'q3'\).*smaller --limit"):
         diagnostics.evaluated(tmp_path, [*rows, _row("v3", "q3")])
+
+
+def test_closeness_tells_imagining_the_mean_picture_from_imagining_the_question():
+    torch.manual_seed(0)
+    shared = torch.randn(2, 8) * 4  # K = 2 slots sharing most of their direction
+    targets = [(shared + torch.randn(2, 8)) for _ in range(4)] + [None]
+    center = torch.stack(targets[:4]).double().mean(0)
+    partners = [2, 3, 0, 4, 1]  # question 3's partner has no target: left out of "other"
+    mean_picture = [center.clone() for _ in range(4)] + [torch.empty(0, 8)]
+    near = diagnostics.closeness(mean_picture, targets, partners, latent_size=2)
+    assert (near["n"], near["n_other"]) == (4, 3)
+    assert near["mean"] == pytest.approx(1.0) and near["own"] == pytest.approx(near["other"], abs=0.02)
+    assert near["own_centred"] == pytest.approx(0.0, abs=1e-6)  # nothing of the question's own picture
+
+    imagined = [t + 0.3 * torch.randn(2, 8) for t in targets[:4]] + [torch.randn(2, 8)]
+    near = diagnostics.closeness(imagined, targets, partners, latent_size=2)
+
+    def cos(a, b):
+        return torch.nn.functional.cosine_similarity(a.double(), b.double(), dim=-1)
+
+    own = torch.cat([cos(imagined[i] - center, targets[i] - center) for i in range(4)]).mean()
+    other = torch.cat([cos(imagined[i] - center, targets[partners[i]] - center) for i in (0, 1, 2)]).mean()
+    assert near["own_centred"] == pytest.approx(own.item()) and near["other_centred"] == pytest.approx(other.item())
+    assert near["own_centred"] > 0.8 > near["other_centred"]
+    assert near["own"] == pytest.approx(torch.cat([cos(imagined[i], targets[i]) for i in range(4)]).mean().item())
+    # a latent block cut short (another shape than the targets) is left out; no matching question at all: None
+    assert diagnostics.closeness([torch.randn(1, 8)] * 5, targets, partners, latent_size=2) is None

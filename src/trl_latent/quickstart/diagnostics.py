@@ -264,6 +264,7 @@ def run_diagnostics(
     on_latents = self_fed_probes(rows, self_latents, runner.spec.latent_size)
     summary["probe"] = {family: {**on_targets.get(family, {}), **on_latents[family]} for family in on_latents}
     summary["norm_ratio"] = None if not (self_norm and target_norm) else self_norm / target_norm
+    summary["closeness"] = closeness(self_latents, oracle_vectors, swap_partner(rows), runner.spec.latent_size)
     summary["feedback_norm"] = runner.spec.feedback_norm
     summary["questions_with_imagery"] = sum(bool(p) for p in images)
     summary["questions_with_latents"] = sum(bool(v.numel()) for v in self_latents)
@@ -359,6 +360,42 @@ def self_fed_probes(rows: Sequence[dict[str, Any]], self_latents: Sequence[torch
     return result
 
 
+def closeness(self_latents: Sequence[torch.Tensor], targets: Sequence[torch.Tensor | None], partners: Sequence[int],
+              latent_size: int) -> dict[str, Any] | None:
+    """Where the arm's own latents lie among the imagery targets, as mean cosines over the vectors of the questions
+    whose latents have their targets' shape: to the question's own target (``own``), to its swap partner's when of the
+    same shape (``other``), and to the mean target of each latent slot (``mean``); ``own_centred`` and
+    ``other_centred`` compare both minus that mean, the part that differs between questions. Targets of one tower share
+    most of their direction, so a model that imagines the same mean picture for every question is close to its own
+    target in raw cosine (``own`` ≈ ``other``, ``mean`` above both) and far in centred cosine. ``None`` when no
+    question has matching latents."""
+    import torch.nn.functional as F
+
+    rows = [i for i, t in enumerate(targets) if t is not None and t.shape == self_latents[i].shape]
+    if not rows:
+        return None
+    center = torch.cat([targets[i].double().reshape(-1, latent_size, targets[i].shape[-1]) for i in rows]).mean(0)
+
+    def cos(a: torch.Tensor, b: torch.Tensor, centred: bool) -> torch.Tensor:
+        a, b = a.double().reshape(-1, latent_size, a.shape[-1]), b.double().reshape(-1, latent_size, b.shape[-1])
+        return F.cosine_similarity(a - center, b - center, dim=-1) if centred else F.cosine_similarity(a, b, dim=-1)
+
+    others = [i for i in rows if targets[partners[i]] is not None and targets[partners[i]].shape == targets[i].shape]
+
+    def mean(values: list[torch.Tensor]) -> float:
+        return float(torch.cat([v.flatten() for v in values]).mean()) if values else float("nan")
+
+    return {
+        "n": len(rows), "n_other": len(others),
+        "own": mean([cos(self_latents[i], targets[i], False) for i in rows]),
+        "other": mean([cos(self_latents[i], targets[partners[i]], False) for i in others]),
+        "mean": mean([cos(self_latents[i], center.expand(len(targets[i]) // latent_size, -1, -1), False)
+                      for i in rows]),
+        "own_centred": mean([cos(self_latents[i], targets[i], True) for i in rows]),
+        "other_centred": mean([cos(self_latents[i], targets[partners[i]], True) for i in others]),
+    }
+
+
 def summarise(out_dir: Path, *, seed: int = 0, n_boot: int = 10_000) -> dict[str, Any]:
     """Accuracy of each variant and the two paired differences, overall and per family (fractions)."""
     from .stats import OVERALL, load_outcomes, paired_difference
@@ -447,5 +484,11 @@ def markdown(diagnostics: dict[str, dict[str, Any]]) -> list[str]:
         lines.append(f"- {arm}: fed-back norm ratio {ratio:.2f}" if ratio is not None else f"- {arm}: no latents fed")
         lines[-1] += (f" (calibrated to {calibrated:.3g})" if calibrated else " (uncalibrated, as the release)") + \
             f"; {summary['questions_with_latents']} of {summary['by_family']['overall']['n']} self-fed answers imagined"
+        near = summary.get("closeness")
+        if near:
+            lines[-1] += (f"; its latents' cosine to the question's own imagery target {near['own']:.3f}, to another "
+                          f"video's {near['other']:.3f}, to the mean target {near['mean']:.3f}; minus the mean target: "
+                          f"own {near['own_centred']:.3f}, another video's {near['other_centred']:.3f} "
+                          f"({near['n']} questions)")
     lines.append("")
     return lines
