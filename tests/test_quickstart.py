@@ -94,8 +94,8 @@ def test_writes_every_artifact(run, perception_cache):
     pairs = [(p["a"], p["b"]) for p in report["statistics"]["paired"]]
     assert pairs == [("text-only SFT", "DIFT"), ("DIFT", "DIFT + 4DRL"), ("DIFT", "DIFT, stage 2 (self-fed)"),
                      ("DIFT", "DIFT with K = 1"), ("DIFT", "DIFT, calibrated feedback"),
-                     ("DIFT", "DIFT, centred similarity"), ("DIFT", "DIFT, motion imagery"), ("DIFT", "DIFT, swapped-imagery contrast"),
-                     ("DIFT", "DIFT, reversed-imagery contrast")]
+                     ("DIFT", "DIFT, centred similarity"), ("DIFT", "DIFT, motion imagery"),
+                     ("DIFT", "DIFT, swapped-imagery contrast"), ("DIFT", "DIFT, reversed-imagery contrast")]
     for arm in ARMS:  # oracle / swapped diagnostics of every latent arm, as fractions, per family
         diagnostics = report["arms"][ARM_LABELS[arm]].get("diagnostics")
         assert (diagnostics is not None) == (arm != "sft_text")

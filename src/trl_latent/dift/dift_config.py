@@ -67,7 +67,7 @@ class LatentImageryConfig(ActivationCheckpointingDefault, SFTConfig):
             `None` keeps what the checkpoint records (nothing, for a model never calibrated).
         feedback_norm_samples (`int`, *optional*, defaults to `64`):
             Training records whose imagery targets give the recorded norm (`latent_feedback_norm="target"`) and the
-            centring mean (`latent_sim_centering="mean"`).
+            centring mean (`latent_sim_centering` `"mean"` or `"both"`).
         latent_sim_centering (`str`, *optional*, defaults to `"none"`):
             What the similarity loss compares: `"none"`, the hidden state with the imagery target (the release);
             `"mean"`, a departure from the release, both minus the mean target of their latent slot (measured on the
@@ -172,7 +172,7 @@ class LatentImageryConfig(ActivationCheckpointingDefault, SFTConfig):
     )
     feedback_norm_samples: int = field(
         default=64, metadata={"help": "Training records whose targets give latent_feedback_norm=target's norm and "
-                              "latent_sim_centering=mean's mean."}
+                              "latent_sim_centering's mean."}
     )
     latent_sim_centering: str = field(
         default="none",

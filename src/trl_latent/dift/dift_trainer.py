@@ -83,8 +83,9 @@ def latent_similarity_loss(
     ``hidden_states [B, L, H]`` are the last-layer states, ``targets [N, K, H]`` the pooled imagery vectors in row-major
     order of the pad blocks. The prediction for pad position ``t`` is ``h[t-1]``. The loss is the mean over images of
     the mean over their K positions of ``1 - cos``, computed in float32 on L2-normalised vectors (bf16 cosines of
-    2k-dim vectors are too coarse for a loss that ends near zero). ``center [K, H]`` (``latent_sim_centering`` ``"mean"`` or ``"both"``)
-    is subtracted from prediction and target of each slot first, so the cosine scores what differs between questions.
+    2k-dim vectors are too coarse for a loss that ends near zero). ``center [K, H]`` (``latent_sim_centering`` other
+    than ``"none"``) is subtracted from prediction and target of each slot first, so the cosine scores what differs
+    between questions.
     """
     num_images, latent_size, hidden = targets.shape
     try:
@@ -227,7 +228,7 @@ class LatentImageryTrainer(ResumeWeightsMixin, SkippedSamplesMixin, LatentModelC
 
     def measure_target_mean(self) -> torch.Tensor:
         """Mean imagery target of each latent slot, ``[K, H]`` in float32, over the first ``feedback_norm_samples``
-        training records: the part every question's imagery shares (``latent_sim_centering`` ``"mean"`` or ``"both"``)."""
+        training records: the part every question's imagery shares (``latent_sim_centering`` ``"mean"``, ``"both"``)."""
         return torch.cat([t.float() for t in self._sample_targets(
             f"latent_sim_centering={self.args.latent_sim_centering!r}")]).mean(0)
 

@@ -114,10 +114,10 @@ class QuickstartConfig:
         "help": "Where pretrained vision towers are kept, one folder per setting (like a model download)."})
     ablations: list[str] = field(default_factory=list, metadata={
         "help": f"Extra DIFT arms: {', '.join(ABLATIONS)} (without the similarity / text loss, K latents, fed-back "
-        "latents rescaled to the targets' norm, the similarity loss on targets minus their mean (_raw: and on them as they are), motion or still "
-        "imagery, the imagery contrast loss at --contrast_weight with another row's, the reversed or a counterfactual "
-        "twin clip's imagery as negatives (the twin needs --visible_fraction below 1; _reasoning scores the reasoning "
-        "only, not the answer)); none: no extra arm (to drop a preset's)."})
+        "latents rescaled to the targets' norm, the similarity loss on targets minus their mean (_raw: and on them as "
+        "they are), motion or still imagery, the imagery contrast loss at --contrast_weight with another row's, the "
+        "reversed or a counterfactual twin clip's imagery as negatives (the twin needs --visible_fraction below 1; "
+        "_reasoning scores the reasoning only, not the answer)); none: no extra arm (to drop a preset's)."})
     model_family: str = field(default="qwen2_5_vl", metadata={"help": f"Random-init model family: {', '.join(FAMILIES)}."})
     model_size: str = field(default="small", metadata={"help": "Random-init model: tiny, small or 3b (GPU, Qwen2.5-VL)."})
     vocab_size: int = field(default=1024, metadata={"help": "Retrain the Qwen tokenizer's BPE on the training texts with "
