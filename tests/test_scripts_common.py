@@ -171,6 +171,18 @@ def test_help_read_from_source_lists_what_the_real_parser_parses(command):
             assert not twin.help, (option, action.help, twin.help)  # unreadable help is left out, never wrong
 
 
+def test_quickstart_help_read_from_source_keeps_its_f_string_help():
+    """The help texts written as f-strings listing a module's names (the ablations, presets, model families) are read
+    from source, not left out: until 2026-12-05 `trl-latent quickstart --help` showed `--ablations` without a word."""
+    from trl_latent.quickstart.config import ABLATIONS, PRESETS
+    from trl_latent.scripts.static_help import build_parser
+
+    shown = {a.option_strings[0]: a.help or "" for a in build_parser("quickstart")._actions}
+    assert [option for option, text in shown.items() if not text.strip()] == []
+    assert shown["--ablations"].startswith(f"Extra DIFT arms: {', '.join(ABLATIONS)} (")
+    assert " or ".join(PRESETS) in shown["--preset"]
+
+
 def test_init_tiny_sizes_are_the_model_sizes():
     from trl_latent import models
     from trl_latent.scripts.init_tiny import FAMILIES, SIZES

@@ -121,7 +121,44 @@ def _value(node: ast.AST, module: str) -> Any:
         return {"list": list, "tuple": tuple, "sorted": sorted}[node.func.id](_value(node.args[0], module))
     if isinstance(node, ast.Lambda):
         return _value(node.body, module)
+    if isinstance(node, ast.JoinedStr):  # help texts that list a module's choices: f"one of {', '.join(NAMES)}"
+        return "".join(_formatted(part, module) for part in node.values)
+    if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "join"
+            and isinstance(node.func.value, ast.Constant) and isinstance(node.func.value.value, str)
+            and len(node.args) == 1 and not node.keywords):
+        return node.func.value.value.join(str(member) for member in _members(node.args[0], module))
     raise Unreadable(ast.unparse(node))
+
+
+def _formatted(part: ast.AST, module: str) -> str:
+    """One piece of an f-string: its text, or a ``{value}`` without conversion or format spec."""
+    if isinstance(part, ast.Constant):
+        return str(part.value)
+    if isinstance(part, ast.FormattedValue) and part.conversion == -1 and part.format_spec is None:
+        return str(_value(part.value, module))
+    raise Unreadable(ast.unparse(part))
+
+
+def _members(node: ast.AST, module: str) -> list:
+    """What iterating a constant collection gives: a sequence's items, a dict's keys. A dict's values are never
+    read (they may be calls), its ``**`` entries are expanded, and a dict comprehension of literals is evaluated
+    with no builtins (so nothing but literal arithmetic can run)."""
+    if isinstance(node, ast.Name):
+        owner, found = _resolve(module, node.id)
+        if isinstance(found, (ast.ClassDef, ast.FunctionDef)):
+            raise Unreadable(node.id)
+        return _members(found, owner)
+    if isinstance(node, ast.Dict):
+        members: list = []
+        for key, value in zip(node.keys, node.values, strict=True):
+            members += _members(value, module) if key is None else [_value(key, module)]
+        return members
+    if isinstance(node, ast.DictComp):
+        try:
+            return list(eval(compile(ast.Expression(node), module, "eval"), {"__builtins__": {}}))
+        except Exception as error:  # a name or call the comprehension needs: not readable from source
+            raise Unreadable(ast.unparse(node)) from error
+    return list(_value(node, module))
 
 
 def _shown(node: ast.AST | None, module: str) -> Any:
