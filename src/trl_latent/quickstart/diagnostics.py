@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 
 VARIANTS = ("self_fed", "oracle", "swapped")
 TASK = "dsr_bench_think"
@@ -240,7 +241,8 @@ def run_diagnostics(
     oracle_vectors = runner.targets(images, imagery_max_pixels)
     self_texts, self_latents = evaluated(eval_dir, rows)
     oracle_texts = runner.answer(rows, oracle_vectors)
-    swapped_texts = runner.answer(rows, [self_latents[j] for j in swap_partner(rows)])
+    partners = swap_partner(rows)
+    swapped_texts = runner.answer(rows, [self_latents[j] for j in partners])
     for name, texts in zip(VARIANTS, (self_texts, oracle_texts, swapped_texts)):
         _write_samples(out_dir / name / SAMPLES_FILE, rows, texts)
     self_norm, target_norm = _mean_norm(self_latents), _mean_norm(oracle_vectors)
@@ -264,7 +266,7 @@ def run_diagnostics(
     on_latents = self_fed_probes(rows, self_latents, runner.spec.latent_size)
     summary["probe"] = {family: {**on_targets.get(family, {}), **on_latents[family]} for family in on_latents}
     summary["norm_ratio"] = None if not (self_norm and target_norm) else self_norm / target_norm
-    summary["closeness"] = closeness(self_latents, oracle_vectors, swap_partner(rows), runner.spec.latent_size)
+    summary["closeness"] = closeness(self_latents, oracle_vectors, partners, runner.spec.latent_size)
     summary["feedback_norm"] = runner.spec.feedback_norm
     summary["questions_with_imagery"] = sum(bool(p) for p in images)
     summary["questions_with_latents"] = sum(bool(v.numel()) for v in self_latents)
@@ -369,8 +371,6 @@ def closeness(self_latents: Sequence[torch.Tensor], targets: Sequence[torch.Tens
     most of their direction, so a model that imagines the same mean picture for every question is close to its own
     target in raw cosine (``own`` ≈ ``other``, ``mean`` above both) and far in centred cosine. ``None`` when no
     question has matching latents."""
-    import torch.nn.functional as F
-
     rows = [i for i, t in enumerate(targets) if t is not None and t.shape == self_latents[i].shape]
     if not rows:
         return None

@@ -97,6 +97,14 @@ def _resolve(module: str, name: str, depth: int = 0) -> tuple[str, ast.AST]:
     raise Unreadable(f"{module}.{name}")
 
 
+def _constant(name: ast.Name, module: str) -> tuple[ast.AST, str]:
+    """``(expression, module)`` a module-level constant's name stands for; a class or function is unreadable."""
+    owner, found = _resolve(module, name.id)
+    if isinstance(found, (ast.ClassDef, ast.FunctionDef)):
+        raise Unreadable(name.id)
+    return found, owner
+
+
 def _value(node: ast.AST, module: str) -> Any:
     """The value of a constant expression: literals, arithmetic, names of module constants, list()/tuple()."""
     if isinstance(node, ast.Constant):
@@ -113,10 +121,7 @@ def _value(node: ast.AST, module: str) -> Any:
         if type(node.op) in operations:
             return operations[type(node.op)]()
     if isinstance(node, ast.Name):
-        owner, found = _resolve(module, node.id)
-        if isinstance(found, (ast.ClassDef, ast.FunctionDef)):
-            raise Unreadable(node.id)
-        return _value(found, owner)
+        return _value(*_constant(node, module))
     if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("list", "tuple", "sorted"):
         return {"list": list, "tuple": tuple, "sorted": sorted}[node.func.id](_value(node.args[0], module))
     if isinstance(node, ast.Lambda):
@@ -144,10 +149,7 @@ def _members(node: ast.AST, module: str) -> list:
     read (they may be calls), its ``**`` entries are expanded, and a dict comprehension of literals is evaluated
     with no builtins (so nothing but literal arithmetic can run)."""
     if isinstance(node, ast.Name):
-        owner, found = _resolve(module, node.id)
-        if isinstance(found, (ast.ClassDef, ast.FunctionDef)):
-            raise Unreadable(node.id)
-        return _members(found, owner)
+        return _members(*_constant(node, module))
     if isinstance(node, ast.Dict):
         members: list = []
         for key, value in zip(node.keys, node.values, strict=True):
