@@ -181,6 +181,10 @@ def test_quickstart_help_read_from_source_keeps_its_f_string_help():
     assert [option for option, text in shown.items() if not text.strip()] == []
     assert shown["--ablations"].startswith(f"Extra DIFT arms: {', '.join(ABLATIONS)} (")
     assert " or ".join(PRESETS) in shown["--preset"]
+    # and through the door: the command a user types, its wrapped output read as one line
+    printed = subprocess.run([TRL_LATENT, "quickstart", "--help"], capture_output=True, text=True, timeout=300)
+    assert printed.returncode == 0, printed.stderr
+    assert f"Extra DIFT arms: {', '.join(ABLATIONS)} (" in " ".join(printed.stdout.split())
 
 
 def test_init_tiny_sizes_are_the_model_sizes():
