@@ -8,7 +8,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 from conftest import tiny_config
+from dift_data import dift_record, write_jsonl
 
+from trl_latent.data import load_records
 from trl_latent.dift import LatentImageryTrainer, latent_similarity_loss
 from trl_latent.latents import compute_latent_targets, inject_latents
 
@@ -87,6 +89,24 @@ def test_centred_loss_subtracts_the_training_records_mean_target(tiny, dift_reco
     assert "cos(h[t−1] − μ, imagery target[t] − μ; μ the slot's mean target" in trainer.latent_card_details()["Loss"]
     with pytest.raises(ValueError, match="latent_sim_centering must be one of"):
         tiny_config(tmp_path, latent_sim_centering="median")
+
+
+def test_calibration_and_centring_encode_the_sampled_imagery_once(tiny, dift_records, tmp_path, monkeypatch):
+    """With ``latent_feedback_norm='target'`` and centring both on, the sampled records' imagery is encoded once at
+    start-up and both statistics equal their own measurement; without imagery the error names both settings."""
+    from trl_latent.dift import dift_trainer
+
+    calls = []
+    encode = dift_trainer.compute_latent_targets
+    monkeypatch.setattr(dift_trainer, "compute_latent_targets", lambda *a: calls.append(1) or encode(*a))
+    trainer = _trainer(tiny, dift_records, tmp_path, latent_feedback_norm="target", latent_sim_centering="both",
+                       feedback_norm_samples=2)
+    assert len(calls) == 1  # one batch of the two sampled records (per_device_train_batch_size 2)
+    assert trainer.latent_spec.feedback_norm == pytest.approx(trainer.measure_target_norm())
+    assert torch.equal(trainer._target_center, trainer.measure_target_mean())
+    text_only = load_records(write_jsonl(tmp_path / "text.jsonl", [dift_record(tmp_path, 0, num_imagery=0)]))
+    with pytest.raises(ValueError, match="latent_feedback_norm='target' and latent_sim_centering='both' needs imagery"):
+        _trainer(tiny, text_only, tmp_path, latent_feedback_norm="target", latent_sim_centering="both")
 
 
 def _trainer(tiny, records, output_dir, **overrides):

@@ -76,7 +76,7 @@ def _latent_predictions(hidden_states: torch.Tensor, input_ids: torch.Tensor, pa
 
 def latent_similarity_loss(
     hidden_states: torch.Tensor, input_ids: torch.Tensor, targets: torch.Tensor, pad_id: int,
-    center: torch.Tensor | None = None,
+    center: torch.Tensor | None = None, with_raw: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(loss, mean cosine)`` of the next-embedding prediction at the latent pads.
 
@@ -85,7 +85,7 @@ def latent_similarity_loss(
     the mean over their K positions of ``1 - cos``, computed in float32 on L2-normalised vectors (bf16 cosines of
     2k-dim vectors are too coarse for a loss that ends near zero). ``center [K, H]`` (``latent_sim_centering`` other
     than ``"none"``) is subtracted from prediction and target of each slot first, so the cosine scores what differs
-    between questions.
+    between questions; ``with_raw`` (``"both"``) averages that term and the uncentred one, loss and cosine alike.
     """
     num_images, latent_size, hidden = targets.shape
     try:
@@ -93,6 +93,17 @@ def latent_similarity_loss(
     except ValueError as error:
         raise ValueError(f"{error} ({num_images} imagery images x K={latent_size})") from None
     predictions, targets = predictions.float().view(num_images, latent_size, hidden), targets.float()
+    loss, cosine = _cosine_loss(predictions, targets, center)
+    if with_raw:  # half centred, half the release's raw term
+        raw_loss, raw_cosine = _cosine_loss(predictions, targets, None)
+        loss, cosine = (loss + raw_loss) / 2, (cosine + raw_cosine) / 2
+    return loss, cosine
+
+
+def _cosine_loss(predictions: torch.Tensor, targets: torch.Tensor, center: torch.Tensor | None
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(mean over images of the mean over K of 1 − cos, mean cosine)`` of ``[N, K, H]`` float32 vectors, each side
+    minus ``center [K, H]`` when given."""
     if center is not None:
         predictions, targets = predictions - center, targets - center
     cosine = (F.normalize(predictions, dim=-1) * F.normalize(targets, dim=-1)).sum(-1)
@@ -187,11 +198,15 @@ class LatentImageryTrainer(ResumeWeightsMixin, SkippedSamplesMixin, LatentModelC
             args.padding_free = padding_free
         _expose_lm_head_bias(self.model)
         self._target_cache: dict[str, torch.Tensor] = {}
+        # both statistics read the same sampled targets: encode them once
+        needs = [f"latent_feedback_norm={args.latent_feedback_norm!r}"] if args.latent_feedback_norm == "target" else []
+        needs += [f"latent_sim_centering={args.latent_sim_centering!r}"] if args.latent_sim_centering != "none" else []
+        samples = self._sample_targets(" and ".join(needs)) if needs else None
         if args.latent_feedback_norm is not None:
-            norm = self.measure_target_norm() if args.latent_feedback_norm == "target" else None
+            norm = self.measure_target_norm(samples) if args.latent_feedback_norm == "target" else None
             set_feedback_norm(self.model, norm)
             self.latent_spec = get_latent_spec(self.model)
-        self._target_center = self.measure_target_mean() if args.latent_sim_centering != "none" else None
+        self._target_center = self.measure_target_mean(samples) if args.latent_sim_centering != "none" else None
 
     @torch.no_grad()
     def _sample_targets(self, setting: str) -> list[torch.Tensor]:
@@ -217,20 +232,23 @@ class LatentImageryTrainer(ResumeWeightsMixin, SkippedSamplesMixin, LatentModelC
             raise ValueError(f"{setting} needs imagery: the first {count} training records have none")
         return samples
 
-    def measure_target_norm(self) -> float:
+    def measure_target_norm(self, samples: list[torch.Tensor] | None = None) -> float:
         """Mean norm of the imagery target vectors of the first ``feedback_norm_samples`` training records: the scale
-        the model learnt to read latents at (``latent_feedback_norm="target"``)."""
+        the model learnt to read latents at (``latent_feedback_norm="target"``). ``samples``: those targets when
+        already encoded (:meth:`_sample_targets`)."""
         total, vectors = 0.0, 0
-        for targets in self._sample_targets("latent_feedback_norm='target'"):
+        for targets in samples if samples is not None else self._sample_targets("latent_feedback_norm='target'"):
             norms = targets.float().norm(dim=-1).flatten()
             total, vectors = total + float(norms.sum()), vectors + norms.numel()
         return total / vectors
 
-    def measure_target_mean(self) -> torch.Tensor:
+    def measure_target_mean(self, samples: list[torch.Tensor] | None = None) -> torch.Tensor:
         """Mean imagery target of each latent slot, ``[K, H]`` in float32, over the first ``feedback_norm_samples``
-        training records: the part every question's imagery shares (``latent_sim_centering`` ``"mean"``, ``"both"``)."""
-        return torch.cat([t.float() for t in self._sample_targets(
-            f"latent_sim_centering={self.args.latent_sim_centering!r}")]).mean(0)
+        training records: the part every question's imagery shares (``latent_sim_centering`` ``"mean"``, ``"both"``).
+        ``samples``: those targets when already encoded (:meth:`_sample_targets`)."""
+        if samples is None:
+            samples = self._sample_targets(f"latent_sim_centering={self.args.latent_sim_centering!r}")
+        return torch.cat([t.float() for t in samples]).mean(0)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         mode = "train" if self.model.training else "eval"
@@ -264,10 +282,7 @@ class LatentImageryTrainer(ResumeWeightsMixin, SkippedSamplesMixin, LatentModelC
             result = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         ce_loss = result[0] if return_outputs else result
         sim_loss, cosine = latent_similarity_loss(captured["hidden"], inputs["input_ids"], targets, pad_id,
-                                                  self._target_center)
-        if self.args.latent_sim_centering == "both":  # half centred, half the release's raw term
-            raw_loss, raw_cosine = latent_similarity_loss(captured["hidden"], inputs["input_ids"], targets, pad_id)
-            sim_loss, cosine = (sim_loss + raw_loss) / 2, (cosine + raw_cosine) / 2
+                                                  self._target_center, self.args.latent_sim_centering == "both")
         norm_ratio = latent_norm_ratio(captured["hidden"], inputs["input_ids"], targets, pad_id)
         # As TRL does for its MoE aux loss: with a token count over the accumulation window, the CE is already
         # normalised for gradient accumulation while this per-micro-batch mean is not
