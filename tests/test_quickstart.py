@@ -375,31 +375,59 @@ def _config(out, *flags: str) -> QuickstartConfig:
 
 
 def test_seeds_run_the_quickstart_per_seed_and_report_the_spread(tmp_path, monkeypatch):
-    """``--seeds``: one full run per seed in ``seed<k>/``, then every arm's and pair's spread over them."""
-    accuracy = {3: 0.5, 4: 0.7, 5: 0.6}
+    """``--seeds``: one full run per seed in ``seed<k>/``, then every arm's and pair's spread over them, and each
+    difference (a latent arm's diagnoses too) pooled over the seeds' questions from the answers the runs wrote."""
+    right = {3: 5, 4: 7, 5: 6}  # of 10 questions, DIFT + 4DRL's; DIFT gets 4 right in every seed
+
+    def answers(path, correct):  # 10 questions on 5 videos, the first ``correct`` answered right
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("".join(json.dumps({
+            "doc": {"video_id": f"v{i // 2}", "question": f"q{i}", "options": ["a", "b", "c", "d"]},
+            "accuracy": {"group": "cam_dir", "answer": "A", "prediction": "A" if i < correct else "B"},
+            "filtered_resps": [["A"]]}) + "\n" for i in range(10)))
 
     def run(self):
         self.out.mkdir(parents=True)
+        k = right[self.config.seed]
+        for arm in self.arms:
+            answers(self.out / "eval" / arm / f"2026_samples_{SAMPLES_FILE}", k if arm == "dift_grpo" else 4)
+        for arm, variants in self.diagnosis_samples().items():
+            for variant, correct in zip(("self_fed", "oracle", "swapped"), (k, 10, 0), strict=True):
+                answers(variants[variant], correct)
         conclusion = {"overall": {"n": 10, "letter_correct": 5, "recognised": 10, "conclusion_correct": 6,
                                   "agreeing": 9}}
         paired = [{"a": "DIFT", "b": "DIFT + 4DRL", "groups": {"overall": {
-            "difference": accuracy[self.config.seed] - 0.6, "ci95": [-0.1, 0.2]}}}]
+            "difference": k / 10 - 0.4, "ci95": [0.05, 0.5] if k == 7 else [-0.1, 0.4]}}}]
+        diagnoses = {"by_family": {"overall": {"imagination_gap": {"difference": 1 - k / 10, "ci95": [0.2, 0.8]},
+                                               "content_dependence": {"difference": k / 10, "ci95": [0.3, 0.9]}}}}
         (self.out / "report.json").write_text(json.dumps({
-            "arms": {"DIFT": {"overall": {"accuracy": 0.6}}, "DIFT + 4DRL": {"overall": {"accuracy": accuracy[self.config.seed]}}},
+            "arms": {"DIFT": {"overall": {"accuracy": 0.4}},
+                     "DIFT + 4DRL": {"overall": {"accuracy": k / 10}, "diagnostics": diagnoses}},
             "statistics": {"paired": paired, "conclusions": {"DIFT": conclusion, "DIFT + 4DRL": conclusion}}}))
 
     monkeypatch.setattr(Quickstart, "run", run)
     assert main(["--output_dir", str(tmp_path), "--seeds", "3", "4", "5"]) == 0
-    assert all((tmp_path / f"seed{seed}" / "report.json").is_file() for seed in accuracy)
+    assert all((tmp_path / f"seed{seed}" / "report.json").is_file() for seed in right)
     spread = json.loads((tmp_path / "spread.json").read_text())
     assert spread["seeds"] == [3, 4, 5]
     rl = spread["arms"]["DIFT + 4DRL"]
     assert rl["accuracy"]["values"] == [0.5, 0.7, 0.6] and rl["accuracy"]["mean"] == pytest.approx(0.6)
     assert rl["accuracy"]["std"] == pytest.approx(0.1) and rl["agreement"]["mean"] == pytest.approx(0.9)
     (pair,) = spread["paired"]
-    assert pair["difference"]["min"] == pytest.approx(-0.1) and pair["ci95_excludes_zero"] == 0
+    assert pair["difference"]["min"] == pytest.approx(0.1) and pair["ci95_excludes_zero"] == 1
+    pooled = pair["pooled"]  # 18 vs 12 of 30; one video name per seed is its own cluster: 15, not 5
+    assert (pooled["n"], pooled["videos"], pooled["b_only"], pooled["a_only"]) == (30, 15, 6, 0)
+    assert pooled["difference"] == pytest.approx(0.2) and pooled["p_mcnemar"] == pytest.approx(2 / 2**6)
+    assert pooled["ci95"][0] > 0 and pooled["ci95"][1] < 0.5
+    gap, content = rl["imagination_gap"], rl["content_dependence"]
+    assert gap["difference"]["values"] == pytest.approx([0.5, 0.3, 0.4]) and gap["ci95_excludes_zero"] == 3
+    assert gap["pooled"]["difference"] == pytest.approx(12 / 30) and content["pooled"]["difference"] == pytest.approx(
+        18 / 30) and content["pooled"]["b_only"] == 18
+    assert "imagination_gap" not in spread["arms"]["DIFT"]  # no diagnostics in its report
     text = (tmp_path / "spread.md").read_text()
     assert "| DIFT + 4DRL | 50.0, 70.0, 60.0 | 60.0 | 10.0 | 50.0 to 70.0 | 90.0 |" in text
+    assert "| DIFT + 4DRL − DIFT | +10.0, +30.0, +20.0 | +20.0 | 10.0 | +10.0 to +30.0 | 1 of 3 | +20.0 (" in text
+    assert "| DIFT + 4DRL | content dependence | +50.0, +70.0, +60.0 | +60.0 |" in text
     with pytest.raises(ValueError, match="seeds must be distinct"):
         main(["--output_dir", str(tmp_path), "--seeds", "1", "1"])
 

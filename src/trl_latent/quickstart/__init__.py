@@ -29,7 +29,7 @@ from typing import Any
 from transformers import HfArgumentParser
 
 from .config import ABLATIONS, PRESETS, FromSetting, QuickstartConfig, twin_ablation
-from .diagnostics import LATENTS_DIR
+from .diagnostics import LATENTS_DIR, SAMPLES_FILE, VARIANTS
 
 BASE_ARMS = ("sft_text", "dift", "dift_grpo")
 STAGE2_ARM = "dift_stage2"
@@ -399,11 +399,21 @@ class Quickstart:
             twin_data_dir=self.out / output("datagen_twin") if c.twin_world else None,
         )
 
-    def report(self) -> Path:
+    def samples(self) -> dict[str, Path]:
+        """Each arm's held-out evaluation (lmms-eval's samples file), by the arm's label."""
         from .. import cli_eval
+
+        return {ARM_LABELS[a]: cli_eval.latest_samples(self.out / "eval" / a, "dsr_bench_think") for a in self.arms}
+
+    def diagnosis_samples(self) -> dict[str, dict[str, Path]]:
+        """Each latent arm's diagnosis answers (self-fed, oracle, swapped latents), by the arm's label."""
+        return {ARM_LABELS[a]: {variant: self.out / output(f"diagnose_{a}") / variant / SAMPLES_FILE
+                                for variant in VARIANTS} for a in self.latent_arms}
+
+    def report(self) -> Path:
         from . import diagnostics, report
 
-        samples = {ARM_LABELS[a]: cli_eval.latest_samples(self.out / "eval" / a, "dsr_bench_think") for a in self.arms}
+        samples = self.samples()
         arms = {label: report.scores_from_samples(path) for label, path in samples.items()}
         histories = {ARM_LABELS[a]: report.log_history(self.out / "models" / a) for a in self.arms}
         plots = [

@@ -40,6 +40,8 @@ import torch
 import torch.nn.functional as F
 
 VARIANTS = ("self_fed", "oracle", "swapped")
+MEASURES = {"imagination_gap": ("self_fed", "oracle"), "content_dependence": ("swapped", "self_fed")}
+"""Each diagnosis as the paired difference B − A of two variants' answers: ``(A, B)``."""
 TASK = "dsr_bench_think"
 SAMPLES_FILE = f"samples_{TASK}.jsonl"
 LATENTS_DIR = "latents"
@@ -401,8 +403,8 @@ def summarise(out_dir: Path, *, seed: int = 0, n_boot: int = 10_000) -> dict[str
     from .stats import OVERALL, load_outcomes, paired_difference
 
     outcomes = {name: load_outcomes(out_dir / name / SAMPLES_FILE) for name in VARIANTS}
-    gap = paired_difference(outcomes["self_fed"], outcomes["oracle"], n_boot=n_boot, seed=seed)
-    content = paired_difference(outcomes["swapped"], outcomes["self_fed"], n_boot=n_boot, seed=seed)
+    gap, content = (paired_difference(outcomes[a], outcomes[b], n_boot=n_boot, seed=seed)
+                    for a, b in MEASURES.values())
     families = {}
     for group in gap:
         families[group] = {

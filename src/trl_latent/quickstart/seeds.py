@@ -4,8 +4,10 @@ One run's interval covers the held-out questions' sampling, not the run's own ra
 weights, the data order, 4DRL's sampled rollouts): with a few hundred training questions a different seed can move an
 arm by several points. Each seed runs into ``<output_dir>/seed<k>/`` (a full quickstart: resumable, its own
 report), then ``spread.md`` / ``spread.json`` in ``<output_dir>`` give, per arm and per paired difference, the value
-of every seed, the mean, the sample standard deviation and the range. The perception tower does not depend on the
-seed (its world has its own), so it is built once and shared.
+of every seed, the mean, the sample standard deviation and the range, and the difference pooled over every seed's
+questions with its own paired interval (a few seeds' spread says how much a run moves; the pooled interval, whether
+an effect survives that). The latent arms' imagination gap and content dependence are summarised the same way. The
+perception tower does not depend on the seed (its world has its own), so it is built once and shared.
 """
 
 from __future__ import annotations
@@ -13,10 +15,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import statistics
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .config import QuickstartConfig
+from .diagnostics import MEASURES
+from .stats import ArmOutcomes, load_outcomes, pooled_difference
 
 SPREAD_FILES = ("spread.md", "spread.json")
 
@@ -32,9 +37,25 @@ def summarise(values: list[float]) -> dict[str, Any]:
             "std": statistics.stdev(values) if len(values) > 1 else 0.0, "min": min(values), "max": max(values)}
 
 
-def spread(reports: dict[int, dict[str, Any]]) -> dict[str, Any]:
-    """Per arm (overall accuracy, and how often its letter agrees with its own written conclusion) and per paired
-    difference, the seeds' values summarised; ``reports`` maps a seed to its ``report.json``."""
+@dataclass(frozen=True)
+class SeedOutcomes:
+    """One seed's per-question answers: each arm's evaluation and each latent arm's diagnosis variants, by label."""
+
+    arms: dict[str, ArmOutcomes]
+    diagnoses: dict[str, dict[str, ArmOutcomes]]
+
+    @classmethod
+    def load(cls, arms: dict[str, Path], diagnoses: dict[str, dict[str, Path]]) -> SeedOutcomes:
+        return cls({label: load_outcomes(path) for label, path in arms.items()},
+                   {label: {variant: load_outcomes(path) for variant, path in variants.items()}
+                    for label, variants in diagnoses.items()})
+
+
+def spread(reports: dict[int, dict[str, Any]], outcomes: dict[int, SeedOutcomes] | None = None) -> dict[str, Any]:
+    """Per arm (overall accuracy, how often its letter agrees with its own written conclusion, and a latent arm's
+    diagnoses) and per paired difference, the seeds' values summarised; ``reports`` maps a seed to its
+    ``report.json``. With ``outcomes`` (the same seeds' answers) every difference is also pooled over the seeds'
+    questions (``pooled``: :func:`.stats.pooled_difference`, bootstrapped from seed 0)."""
     seeds = sorted(reports)
     first = reports[seeds[0]]
     arms = {}
@@ -43,13 +64,28 @@ def spread(reports: dict[int, dict[str, Any]]) -> dict[str, Any]:
         conclusions = [reports[s]["statistics"]["conclusions"].get(arm, {}).get("overall") for s in seeds]
         if all(c and c["recognised"] for c in conclusions):
             arms[arm]["agreement"] = summarise([c["agreeing"] / c["recognised"] for c in conclusions])
+        if "diagnostics" in first["arms"][arm]:
+            for measure, (a, b) in MEASURES.items():
+                rows = [reports[s]["arms"][arm]["diagnostics"]["by_family"]["overall"][measure] for s in seeds]
+                arms[arm][measure] = _summarise_differences(rows, outcomes and [
+                    (outcomes[s].diagnoses[arm][a], outcomes[s].diagnoses[arm][b]) for s in seeds])
     pairs = []
     for index, pair in enumerate(first["statistics"]["paired"]):
         rows = [reports[s]["statistics"]["paired"][index]["groups"]["overall"] for s in seeds]
-        excluding_zero = sum(row["ci95"][0] > 0 or row["ci95"][1] < 0 for row in rows)
-        pairs.append({"a": pair["a"], "b": pair["b"], "difference": summarise([row["difference"] for row in rows]),
-                      "ci95_excludes_zero": excluding_zero})
+        pairs.append({"a": pair["a"], "b": pair["b"], **_summarise_differences(rows, outcomes and [
+            (outcomes[s].arms[pair["a"]], outcomes[s].arms[pair["b"]]) for s in seeds])})
     return {"seeds": seeds, "arms": arms, "paired": pairs}
+
+
+def _summarise_differences(rows: list[dict[str, Any]], runs: list[tuple[ArmOutcomes, ArmOutcomes]] | None
+                           ) -> dict[str, Any]:
+    """The seeds' paired differences (``rows``: each seed's overall row) summarised, how many exclude 0, and (with
+    ``runs``) the difference pooled over them."""
+    result = {"difference": summarise([row["difference"] for row in rows]),
+              "ci95_excludes_zero": sum(row["ci95"][0] > 0 or row["ci95"][1] < 0 for row in rows)}
+    if runs:
+        result["pooled"] = pooled_difference(runs).to_dict()
+    return result
 
 
 def _cell(summary: dict[str, Any], signed: bool = False) -> list[str]:
@@ -70,12 +106,28 @@ def spread_markdown(result: dict[str, Any]) -> str:
     for arm, row in result["arms"].items():
         agreement = f"{100 * row['agreement']['mean']:.1f}" if "agreement" in row else "–"
         lines.append("| " + " | ".join([arm, *_cell(row["accuracy"]), agreement]) + " |")
-    lines += ["", "| paired difference | per seed | mean | std | range | seeds whose 95% CI excludes 0 |",
-              "|---|---|---|---|---|---|"]
+    header = ("per seed | mean | std | range | seeds whose 95% CI excludes 0 | pooled over the seeds' questions "
+              "(95% CI, McNemar p, n) |")
+    lines += ["", f"| paired difference | {header}", "|---|---|---|---|---|---|---|"]
     for pair in result["paired"]:
-        lines.append("| " + " | ".join([f"{pair['b']} − {pair['a']}", *_cell(pair["difference"], signed=True),
-                                        f"{pair['ci95_excludes_zero']} of {len(result['seeds'])}"]) + " |")
+        lines.append(_difference_row(f"{pair['b']} − {pair['a']}", pair, len(result["seeds"])))
+    diagnosed = [(arm, measure, row[measure]) for arm, row in result["arms"].items() for measure in MEASURES
+                 if measure in row]
+    if diagnosed:
+        lines += ["", ("Latent arms' diagnoses (imagination gap: oracle − self-fed; content dependence: self-fed − "
+                       "swapped), points:"), "", f"| arm | diagnosis | {header}", "|---|---|---|---|---|---|---|---|"]
+        for arm, measure, row in diagnosed:
+            lines.append(_difference_row(f"{arm} | {measure.replace('_', ' ')}", row, len(result["seeds"])))
     return "\n".join(lines) + "\n"
+
+
+def _difference_row(name: str, row: dict[str, Any], seeds: int) -> str:
+    pooled = row.get("pooled")
+    cell = "–" if pooled is None else (
+        f"{100 * pooled['difference']:+.1f} ({100 * pooled['ci95'][0]:+.1f} to {100 * pooled['ci95'][1]:+.1f}), "
+        f"p {pooled['p_mcnemar']:.2g}, n {pooled['n']}")
+    return "| " + " | ".join([name, *_cell(row["difference"], signed=True),
+                              f"{row['ci95_excludes_zero']} of {seeds}", cell]) + " |"
 
 
 def run_seeds(config: QuickstartConfig) -> Path:
@@ -86,12 +138,13 @@ def run_seeds(config: QuickstartConfig) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     for name in SPREAD_FILES:  # an earlier spread may cover other seeds or settings
         (out / name).unlink(missing_ok=True)
-    reports = {}
+    reports, outcomes = {}, {}
     for seed in config.seeds:
-        single = seed_config(config, seed)
-        Quickstart(single).run()
-        reports[seed] = json.loads((Path(single.output_dir) / "report.json").read_text())
-    result = spread(reports)
+        quickstart = Quickstart(seed_config(config, seed))
+        quickstart.run()
+        reports[seed] = json.loads((quickstart.out / "report.json").read_text())
+        outcomes[seed] = SeedOutcomes.load(quickstart.samples(), quickstart.diagnosis_samples())
+    result = spread(reports, outcomes)
     (out / "spread.json").write_text(json.dumps(result, indent=2))
     path = out / "spread.md"
     path.write_text(spread_markdown(result))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -136,7 +137,8 @@ def mcnemar_exact(b_only: int, a_only: int) -> float:
 
 @dataclass(frozen=True)
 class PairedDifference:
-    """Accuracy of arm B minus arm A on the same ``n`` questions (over ``videos`` videos), as fractions."""
+    """Accuracy of arm B minus arm A on the same ``n`` questions (over ``videos`` videos, each run's counted apart
+    when runs are pooled), as fractions."""
 
     n: int
     videos: int
@@ -189,16 +191,43 @@ def paired_difference(
     result = {}
     for group in groups:
         selected = [k for k in keys if group == OVERALL or a.questions[k].group == group]
-        right_a = np.array([a.questions[k].correct for k in selected], dtype=float)
-        right_b = np.array([b.questions[k].correct for k in selected], dtype=float)
-        videos = [a.questions[k].video for k in selected]
-        b_only, a_only = int(np.sum(right_b > right_a)), int(np.sum(right_a > right_b))
-        result[group] = PairedDifference(
-            n=len(selected), videos=len(set(videos)),
-            accuracy_a=float(right_a.mean()), accuracy_b=float(right_b.mean()),
-            ci95=cluster_bootstrap_ci(videos, right_b - right_a, n_boot, np.random.default_rng(seed)),
-            b_only=b_only, a_only=a_only, p_mcnemar=mcnemar_exact(b_only, a_only))
+        result[group] = _difference([a.questions[k].correct for k in selected],
+                                    [b.questions[k].correct for k in selected],
+                                    [a.questions[k].video for k in selected], n_boot, seed)
     return result
+
+
+def pooled_difference(
+    runs: Sequence[tuple[ArmOutcomes, ArmOutcomes]], *, n_boot: int = 10_000, seed: int = 0
+) -> PairedDifference:
+    """B − A over the questions of several runs together (``(A, B)`` per run, e.g. one run per seed).
+
+    Each run's pair is matched as :func:`paired_difference` matches it; a video of one run is a cluster of its own
+    (runs with different seeds render different worlds), so the bootstrap resamples (run, video) clusters and McNemar's
+    test counts the discordant questions of every run. Runs of unequal size weigh by their questions.
+    """
+    right_a: list[bool] = []
+    right_b: list[bool] = []
+    clusters: list[str] = []
+    for index, (a, b) in enumerate(runs):
+        keys = paired_keys(a, b)
+        right_a += [a.questions[k].correct for k in keys]
+        right_b += [b.questions[k].correct for k in keys]
+        clusters += [f"{index}/{a.questions[k].video}" for k in keys]
+    if not clusters:
+        raise ValueError("pooled_difference needs at least one run with a question both arms answered")
+    return _difference(right_a, right_b, clusters, n_boot, seed)
+
+
+def _difference(right_a: Sequence[bool], right_b: Sequence[bool], clusters: Sequence[str], n_boot: int,
+                seed: int) -> PairedDifference:
+    """B − A over paired per-question outcomes, bootstrapped over ``clusters`` from ``default_rng(seed)``."""
+    a, b = np.asarray(right_a, dtype=float), np.asarray(right_b, dtype=float)
+    b_only, a_only = int(np.sum(b > a)), int(np.sum(a > b))
+    return PairedDifference(
+        n=len(a), videos=len(set(clusters)), accuracy_a=float(a.mean()), accuracy_b=float(b.mean()),
+        ci95=cluster_bootstrap_ci(list(clusters), b - a, n_boot, np.random.default_rng(seed)),
+        b_only=b_only, a_only=a_only, p_mcnemar=mcnemar_exact(b_only, a_only))
 
 
 @dataclass(frozen=True)
