@@ -67,13 +67,13 @@ def spread(reports: dict[int, dict[str, Any]], outcomes: dict[int, SeedOutcomes]
         if "diagnostics" in first["arms"][arm]:
             for measure, (a, b) in MEASURES.items():
                 rows = [reports[s]["arms"][arm]["diagnostics"]["by_family"]["overall"][measure] for s in seeds]
-                arms[arm][measure] = _summarise_differences(rows, outcomes and [
-                    (outcomes[s].diagnoses[arm][a], outcomes[s].diagnoses[arm][b]) for s in seeds])
+                arms[arm][measure] = _summarise_differences(rows, [
+                    (outcomes[s].diagnoses[arm][a], outcomes[s].diagnoses[arm][b]) for s in seeds] if outcomes else None)
     pairs = []
     for index, pair in enumerate(first["statistics"]["paired"]):
         rows = [reports[s]["statistics"]["paired"][index]["groups"]["overall"] for s in seeds]
-        pairs.append({"a": pair["a"], "b": pair["b"], **_summarise_differences(rows, outcomes and [
-            (outcomes[s].arms[pair["a"]], outcomes[s].arms[pair["b"]]) for s in seeds])})
+        pairs.append({"a": pair["a"], "b": pair["b"], **_summarise_differences(rows, [
+            (outcomes[s].arms[pair["a"]], outcomes[s].arms[pair["b"]]) for s in seeds] if outcomes else None)})
     return {"seeds": seeds, "arms": arms, "paired": pairs}
 
 
