@@ -111,6 +111,12 @@ def test_writes_every_artifact(run, perception_cache):
             self_fed = load_outcomes(run / "diagnostics" / arm / "self_fed" / SAMPLES_FILE).questions
             assert list(self_fed) == list(evaluated)[:2]
             assert all(self_fed[k].response == evaluated[k].response for k in self_fed)
+            # headroom: the oracle answers against text-only's on the same (diagnosed) questions
+            oracle = load_outcomes(run / "diagnostics" / arm / "oracle" / SAMPLES_FILE).questions
+            text_only = load_outcomes(latest_samples(run / "eval" / "sft_text", "dsr_bench_think")).questions
+            assert diagnostics["by_family"]["overall"]["headroom"]["n"] == 2
+            assert diagnostics["headroom"] == pytest.approx(
+                sum(oracle[k].correct - text_only[k].correct for k in oracle) / 2)
             # the answer probes: one entry per held-out family, fitted on that family's training questions
             for family, probe in diagnostics["probe"].items():
                 assert probe["n_heldout"] >= 1 and 0 <= probe.get("targets", 0) <= 1, (family, probe)
@@ -139,7 +145,7 @@ def test_writes_every_artifact(run, perception_cache):
     text = (run / "report.md").read_text()
     assert "Chance level: " in text and all(ARM_LABELS[arm] in text for arm in ARMS)
     assert "## Paired differences" in text and "## Perception pretraining" in text
-    assert "## Do the latents carry content?" in text
+    assert "## Do the latents carry content?" in text and "| imagination gap | content dependence | headroom |" in text
     assert "![losses](losses.png)" in text and "![rewards](rewards.png)" in text
 
 
@@ -377,29 +383,30 @@ def _config(out, *flags: str) -> QuickstartConfig:
 def test_seeds_run_the_quickstart_per_seed_and_report_the_spread(tmp_path, monkeypatch):
     """``--seeds``: one full run per seed in ``seed<k>/``, then every arm's and pair's spread over them, and each
     difference (a latent arm's diagnoses too) pooled over the seeds' questions from the answers the runs wrote."""
-    right = {3: 5, 4: 7, 5: 6}  # of 10 questions, DIFT + 4DRL's; DIFT gets 4 right in every seed
+    right = {3: 5, 4: 7, 5: 6}  # of 10 questions, DIFT + 4DRL's; DIFT and text-only get 4 right in every seed
 
-    def answers(path, correct):  # 10 questions on 5 videos, the first ``correct`` answered right
+    def answers(path, correct, questions=10):  # on 5 videos, the first ``correct`` answered right
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("".join(json.dumps({
             "doc": {"video_id": f"v{i // 2}", "question": f"q{i}", "options": ["a", "b", "c", "d"]},
             "accuracy": {"group": "cam_dir", "answer": "A", "prediction": "A" if i < correct else "B"},
-            "filtered_resps": [["A"]]}) + "\n" for i in range(10)))
+            "filtered_resps": [["A"]]}) + "\n" for i in range(questions)))
 
     def run(self):
         self.out.mkdir(parents=True)
         k = right[self.config.seed]
         for arm in self.arms:
             answers(self.out / "eval" / arm / f"2026_samples_{SAMPLES_FILE}", k if arm == "dift_grpo" else 4)
-        for arm, variants in self.diagnosis_samples().items():
-            for variant, correct in zip(("self_fed", "oracle", "swapped"), (k, 10, 0), strict=True):
-                answers(variants[variant], correct)
+        for arm, variants in self.diagnosis_samples().items():  # diagnosed on the first 8 questions (a limit)
+            for variant, correct in zip(("self_fed", "oracle", "swapped"), (k, 8, 0), strict=True):
+                answers(variants[variant], correct, questions=8)
         conclusion = {"overall": {"n": 10, "letter_correct": 5, "recognised": 10, "conclusion_correct": 6,
                                   "agreeing": 9}}
         paired = [{"a": "DIFT", "b": "DIFT + 4DRL", "groups": {"overall": {
             "difference": k / 10 - 0.4, "ci95": [0.05, 0.5] if k == 7 else [-0.1, 0.4]}}}]
-        diagnoses = {"by_family": {"overall": {"imagination_gap": {"difference": 1 - k / 10, "ci95": [0.2, 0.8]},
-                                               "content_dependence": {"difference": k / 10, "ci95": [0.3, 0.9]}}}}
+        diagnoses = {"by_family": {"overall": {"imagination_gap": {"difference": 1 - k / 8, "ci95": [0.2, 0.8]},
+                                               "content_dependence": {"difference": k / 8, "ci95": [0.3, 0.9]},
+                                               "headroom": {"difference": 0.5, "ci95": [0.1, 0.9]}}}}
         (self.out / "report.json").write_text(json.dumps({
             "arms": {"DIFT": {"overall": {"accuracy": 0.4}},
                      "DIFT + 4DRL": {"overall": {"accuracy": k / 10}, "diagnostics": diagnoses}},
@@ -419,15 +426,18 @@ def test_seeds_run_the_quickstart_per_seed_and_report_the_spread(tmp_path, monke
     assert (pooled["n"], pooled["videos"], pooled["b_only"], pooled["a_only"]) == (30, 15, 6, 0)
     assert pooled["difference"] == pytest.approx(0.2) and pooled["p_mcnemar"] == pytest.approx(2 / 2**6)
     assert pooled["ci95"][0] > 0 and pooled["ci95"][1] < 0.5
-    gap, content = rl["imagination_gap"], rl["content_dependence"]
-    assert gap["difference"]["values"] == pytest.approx([0.5, 0.3, 0.4]) and gap["ci95_excludes_zero"] == 3
-    assert gap["pooled"]["difference"] == pytest.approx(12 / 30) and content["pooled"]["difference"] == pytest.approx(
-        18 / 30) and content["pooled"]["b_only"] == 18
+    gap, content, headroom = rl["imagination_gap"], rl["content_dependence"], rl["headroom"]
+    assert gap["difference"]["values"] == pytest.approx([3 / 8, 1 / 8, 2 / 8]) and gap["ci95_excludes_zero"] == 3
+    assert gap["pooled"]["difference"] == pytest.approx(6 / 24) and content["pooled"]["difference"] == pytest.approx(
+        18 / 24) and content["pooled"]["b_only"] == 18
+    # oracle − text-only on the 8 diagnosed questions of each seed (text-only's other 2 left out): 4 of 8 more
+    assert (headroom["pooled"]["n"], headroom["pooled"]["b_only"], headroom["pooled"]["a_only"]) == (24, 12, 0)
     assert "imagination_gap" not in spread["arms"]["DIFT"]  # no diagnostics in its report
     text = (tmp_path / "spread.md").read_text()
     assert "| DIFT + 4DRL | 50.0, 70.0, 60.0 | 60.0 | 10.0 | 50.0 to 70.0 | 90.0 |" in text
     assert "| DIFT + 4DRL − DIFT | +10.0, +30.0, +20.0 | +20.0 | 10.0 | +10.0 to +30.0 | 1 of 3 | +20.0 (" in text
-    assert "| DIFT + 4DRL | content dependence | +50.0, +70.0, +60.0 | +60.0 |" in text
+    assert "| DIFT + 4DRL | content dependence | +62.5, +87.5, +75.0 | +75.0 |" in text
+    assert "| DIFT + 4DRL | headroom | +50.0, +50.0, +50.0 | +50.0 | 0.0 | +50.0 to +50.0 | 3 of 3 | +50.0 (" in text
     with pytest.raises(ValueError, match="seeds must be distinct"):
         main(["--output_dir", str(tmp_path), "--seeds", "1", "1"])
 

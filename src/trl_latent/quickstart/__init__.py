@@ -29,7 +29,7 @@ from typing import Any
 from transformers import HfArgumentParser
 
 from .config import ABLATIONS, PRESETS, FromSetting, QuickstartConfig, twin_ablation
-from .diagnostics import LATENTS_DIR, SAMPLES_FILE, VARIANTS
+from .diagnostics import LATENTS_DIR, SAMPLES_FILE, TEXT_ONLY, VARIANTS
 
 BASE_ARMS = ("sft_text", "dift", "dift_grpo")
 STAGE2_ARM = "dift_stage2"
@@ -406,9 +406,11 @@ class Quickstart:
         return {ARM_LABELS[a]: cli_eval.latest_samples(self.out / "eval" / a, "dsr_bench_think") for a in self.arms}
 
     def diagnosis_samples(self) -> dict[str, dict[str, Path]]:
-        """Each latent arm's diagnosis answers (self-fed, oracle, swapped latents), by the arm's label."""
-        return {ARM_LABELS[a]: {variant: self.out / output(f"diagnose_{a}") / variant / SAMPLES_FILE
-                                for variant in VARIANTS} for a in self.latent_arms}
+        """Each latent arm's diagnosis answers (self-fed, oracle, swapped latents) and the text-only answers its
+        headroom is measured against (``text_only``), by the arm's label."""
+        text_only = {TEXT_ONLY: self.samples()[ARM_LABELS["sft_text"]]} if self.latent_arms else {}
+        return {ARM_LABELS[a]: {**{variant: self.out / output(f"diagnose_{a}") / variant / SAMPLES_FILE
+                                   for variant in VARIANTS}, **text_only} for a in self.latent_arms}
 
     def report(self) -> Path:
         from . import diagnostics, report
@@ -434,6 +436,9 @@ class Quickstart:
                                statistics=statistics, perception=perception)
         diagnosed = {ARM_LABELS[a]: json.loads((self.out / output(f"diagnose_{a}") / "diagnostics.json").read_text())
                      for a in self.latent_arms}
+        for a in self.latent_arms:  # against another arm, so here rather than in the arm's own diagnosis stage
+            diagnostics.add_headroom(diagnosed[ARM_LABELS[a]], samples[ARM_LABELS["sft_text"]],
+                                     self.out / output(f"diagnose_{a}"), seed=self.config.seed)
         text += "\n" + "\n".join(diagnostics.markdown(diagnosed))
         path = self.out / "report.md"
         path.write_text(text)

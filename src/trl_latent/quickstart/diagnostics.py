@@ -42,6 +42,9 @@ import torch.nn.functional as F
 VARIANTS = ("self_fed", "oracle", "swapped")
 MEASURES = {"imagination_gap": ("self_fed", "oracle"), "content_dependence": ("swapped", "self_fed")}
 """Each diagnosis as the paired difference B − A of two variants' answers: ``(A, B)``."""
+TEXT_ONLY = "text_only"
+HEADROOM = {"headroom": (TEXT_ONLY, "oracle")}
+"""The diagnosis against the text-only arm's answers (:func:`add_headroom`), on the diagnosed questions."""
 TASK = "dsr_bench_think"
 SAMPLES_FILE = f"samples_{TASK}.jsonl"
 LATENTS_DIR = "latents"
@@ -420,6 +423,23 @@ def summarise(out_dir: Path, *, seed: int = 0, n_boot: int = 10_000) -> dict[str
     }
 
 
+def add_headroom(summary: dict[str, Any], text_only: Path, out_dir: Path, *, seed: int = 0,
+                 n_boot: int = 10_000) -> None:
+    """Add ``headroom`` to an arm's :func:`summarise` result: its oracle answers (``out_dir``) minus the text-only
+    arm's (``text_only``, its samples file) on the diagnosed questions, overall and per family.
+
+    The most any imagination could add at this input: when the exact imagery does not beat a model that never saw
+    imagery, no imagined latents will, whatever the gap and the content dependence say.
+    """
+    from .stats import OVERALL, load_outcomes, on_questions_of, paired_difference
+
+    oracle = load_outcomes(out_dir / "oracle" / SAMPLES_FILE)
+    headroom = paired_difference(on_questions_of(load_outcomes(text_only), oracle), oracle, n_boot=n_boot, seed=seed)
+    for group, row in summary["by_family"].items():
+        row["headroom"] = headroom[group].to_dict()
+    summary["headroom"] = headroom[OVERALL].difference
+
+
 def markdown(diagnostics: dict[str, dict[str, Any]]) -> list[str]:
     """The report's section: one row per latent arm and family."""
     if not diagnostics:
@@ -437,17 +457,19 @@ def markdown(diagnostics: dict[str, dict[str, Any]]) -> list[str]:
         "",
         "Each latent arm answers the held-out questions again with its latents replaced (same prompts, greedy): "
         "**oracle** feeds each question's own imagery targets, **swapped** the latents the model generated for a "
-        "question about another video. Imagination gap = oracle − self-fed; content dependence = self-fed − swapped "
-        "(points, 95% video-bootstrap interval, McNemar p). Norm ratio: mean fed-back latent norm / mean target norm.",
+        "question about another video. Imagination gap = oracle − self-fed; content dependence = self-fed − swapped; "
+        "headroom = oracle − text-only SFT, the most imagination could add here (points, 95% video-bootstrap "
+        "interval, McNemar p). Norm ratio: mean fed-back latent norm / mean target norm.",
         "",
-        "| arm | family | n | self-fed | oracle | swapped | imagination gap | content dependence |",
-        "|---|---|---|---|---|---|---|---|",
+        "| arm | family | n | self-fed | oracle | swapped | imagination gap | content dependence | headroom |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for arm, summary in diagnostics.items():
         for family, row in summary["by_family"].items():
             lines.append(f"| {arm} | {family} | {row['n']} | {pct(row['self_fed'])} | {pct(row['oracle'])} | "
                          f"{pct(row['swapped'])} | {diff(row['imagination_gap'])} | "
-                         f"{diff(row['content_dependence'])} |")
+                         f"{diff(row['content_dependence'])} | "
+                         f"{diff(row['headroom']) if 'headroom' in row else '–'} |")
     lines.append("")
     steered = [(arm, summary["counterfactual"]) for arm, summary in diagnostics.items()
                if summary.get("counterfactual", {}).get("n")]

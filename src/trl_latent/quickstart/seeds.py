@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from .config import QuickstartConfig
-from .diagnostics import MEASURES
-from .stats import ArmOutcomes, load_outcomes, pooled_difference
+from .diagnostics import HEADROOM, MEASURES
+from .stats import ArmOutcomes, load_outcomes, on_questions_of, pooled_difference
 
 SPREAD_FILES = ("spread.md", "spread.json")
 
@@ -65,10 +65,12 @@ def spread(reports: dict[int, dict[str, Any]], outcomes: dict[int, SeedOutcomes]
         if all(c and c["recognised"] for c in conclusions):
             arms[arm]["agreement"] = summarise([c["agreeing"] / c["recognised"] for c in conclusions])
         if "diagnostics" in first["arms"][arm]:
-            for measure, (a, b) in MEASURES.items():
+            for measure, (a, b) in {**MEASURES, **HEADROOM}.items():
                 rows = [reports[s]["arms"][arm]["diagnostics"]["by_family"]["overall"][measure] for s in seeds]
-                arms[arm][measure] = _summarise_differences(rows, [
-                    (outcomes[s].diagnoses[arm][a], outcomes[s].diagnoses[arm][b]) for s in seeds] if outcomes else None)
+                # on B's questions: text-only answered all of them, a diagnosis maybe only the first (its limit)
+                answers = [(on_questions_of(outcomes[s].diagnoses[arm][a], outcomes[s].diagnoses[arm][b]),
+                            outcomes[s].diagnoses[arm][b]) for s in seeds] if outcomes else None
+                arms[arm][measure] = _summarise_differences(rows, answers)
     pairs = []
     for index, pair in enumerate(first["statistics"]["paired"]):
         rows = [reports[s]["statistics"]["paired"][index]["groups"]["overall"] for s in seeds]
@@ -111,11 +113,12 @@ def spread_markdown(result: dict[str, Any]) -> str:
     lines += ["", f"| paired difference | {header}", "|---|---|---|---|---|---|---|"]
     for pair in result["paired"]:
         lines.append(_difference_row(f"{pair['b']} − {pair['a']}", pair, len(result["seeds"])))
-    diagnosed = [(arm, measure, row[measure]) for arm, row in result["arms"].items() for measure in MEASURES
-                 if measure in row]
+    diagnosed = [(arm, measure, row[measure]) for arm, row in result["arms"].items()
+                 for measure in {**MEASURES, **HEADROOM} if measure in row]
     if diagnosed:
         lines += ["", ("Latent arms' diagnoses (imagination gap: oracle − self-fed; content dependence: self-fed − "
-                       "swapped), points:"), "", f"| arm | diagnosis | {header}", "|---|---|---|---|---|---|---|---|"]
+                       "swapped; headroom: oracle − text-only), points:"), "", f"| arm | diagnosis | {header}",
+                  "|---|---|---|---|---|---|---|---|"]
         for arm, measure, row in diagnosed:
             lines.append(_difference_row(f"{arm} | {measure.replace('_', ' ')}", row, len(result["seeds"])))
     return "\n".join(lines) + "\n"

@@ -161,6 +161,16 @@ class PairedDifference:
                 "a_only": self.a_only, "p_mcnemar": self.p_mcnemar}
 
 
+def on_questions_of(a: ArmOutcomes, b: ArmOutcomes) -> ArmOutcomes:
+    """``a``'s outcomes on ``b``'s questions only: a diagnosis limited to the first questions of the benchmark
+    (``diagnostics_limit``) against an arm evaluated on all of them. ``ValueError`` naming both files when ``a`` lacks
+    one of them."""
+    if missing := [key for key in b.questions if key not in a.questions]:
+        raise ValueError(f"{a.path} lacks {len(missing)} of the questions of {b.path}, e.g. {missing[0][1]!r} on "
+                         f"video {missing[0][0]}; compare arms evaluated on the same benchmark")
+    return ArmOutcomes(a.path, {key: a.questions[key] for key in b.questions}, a.missing_media)
+
+
 def cluster_bootstrap_ci(
     clusters: list[str], differences: np.ndarray, n_boot: int, rng: np.random.Generator
 ) -> tuple[float, float]:
