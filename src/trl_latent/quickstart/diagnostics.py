@@ -468,8 +468,7 @@ def markdown(diagnostics: dict[str, dict[str, Any]]) -> list[str]:
         for family, row in summary["by_family"].items():
             lines.append(f"| {arm} | {family} | {row['n']} | {pct(row['self_fed'])} | {pct(row['oracle'])} | "
                          f"{pct(row['swapped'])} | {diff(row['imagination_gap'])} | "
-                         f"{diff(row['content_dependence'])} | "
-                         f"{diff(row['headroom']) if 'headroom' in row else '–'} |")
+                         f"{diff(row['content_dependence'])} | {diff(row['headroom'])} |")
     lines.append("")
     steered = [(arm, summary["counterfactual"]) for arm, summary in diagnostics.items()
                if summary.get("counterfactual", {}).get("n")]
