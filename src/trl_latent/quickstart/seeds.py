@@ -6,8 +6,8 @@ arm by several points. Each seed runs into ``<output_dir>/seed<k>/`` (a full qui
 report), then ``spread.md`` / ``spread.json`` in ``<output_dir>`` give, per arm and per paired difference, the value
 of every seed, the mean, the sample standard deviation and the range, and the difference pooled over every seed's
 questions with its own paired interval (a few seeds' spread says how much a run moves; the pooled interval, whether
-an effect survives that). The latent arms' imagination gap and content dependence are summarised the same way. The
-perception tower does not depend on the seed (its world has its own), so it is built once and shared.
+an effect survives that). The latent arms' imagination gap, content dependence and headroom are summarised the same
+way. The perception tower does not depend on the seed (its world has its own), so it is built once and shared.
 """
 
 from __future__ import annotations
