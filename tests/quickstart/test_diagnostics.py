@@ -9,6 +9,7 @@ import torch
 
 from trl_latent.quickstart import diagnostics
 from trl_latent.quickstart.diagnostics import SAMPLES_FILE, heldout_imagery, summarise, swap_partner
+from trl_latent.quickstart.stats import load_outcomes
 
 OPTIONS = ["A. It moves left", "B. It moves right", "C. It moves up", "D. It moves down"]
 
@@ -66,7 +67,7 @@ def test_summary_is_oracle_minus_self_and_self_minus_swapped_per_family(tmp_path
     assert (gap["b_only"], gap["a_only"]) == (1, 1)  # self-fed right on q0 only, swapped on q1 only
     # headroom: oracle − text-only on the diagnosed questions, text-only's fifth (undiagnosed) question left out
     _write(tmp_path / "text_only.jsonl", [*rows, _row("e", "q4", "A")], "AACDA")  # 3 of the 4 diagnosed right
-    diagnostics.add_headroom(summary, tmp_path / "text_only.jsonl", tmp_path, n_boot=200)
+    diagnostics.add_headroom(summary, load_outcomes(tmp_path / "text_only.jsonl"), tmp_path, n_boot=200)
     assert summary["headroom"] == pytest.approx(0.25) and summary["by_family"]["overall"]["headroom"]["n"] == 4
     assert summary["by_family"]["cam_dir"]["headroom"]["b_only"] == 1  # q1: the oracle right, text-only not
     text = "\n".join(diagnostics.markdown({"DIFT": {**summary, "norm_ratio": 1.5, "feedback_norm": None,
@@ -76,7 +77,7 @@ def test_summary_is_oracle_minus_self_and_self_minus_swapped_per_family(tmp_path
                      r"\+50.0 \([^|]*\) \|", text)  # gap, content dependence, headroom
     _write(tmp_path / "short.jsonl", rows[:3], "AAC")
     with pytest.raises(ValueError, match=r"short.jsonl lacks 1 of the questions of .*oracle.*'q3' on video d"):
-        diagnostics.add_headroom(summary, tmp_path / "short.jsonl", tmp_path)
+        diagnostics.add_headroom(summary, load_outcomes(tmp_path / "short.jsonl"), tmp_path)
 
 
 def test_self_fed_probes_leave_out_a_latent_block_cut_by_the_token_limit():

@@ -414,6 +414,7 @@ class Quickstart:
 
     def report(self) -> Path:
         from . import diagnostics, report
+        from .stats import load_outcomes
 
         samples = self.samples()
         arms = {label: report.scores_from_samples(path) for label, path in samples.items()}
@@ -436,9 +437,10 @@ class Quickstart:
                                statistics=statistics, perception=perception)
         diagnosed = {ARM_LABELS[a]: json.loads((self.out / output(f"diagnose_{a}") / "diagnostics.json").read_text())
                      for a in self.latent_arms}
+        text_only = load_outcomes(samples[ARM_LABELS["sft_text"]]) if self.latent_arms else None
         for a in self.latent_arms:  # against another arm, so here rather than in the arm's own diagnosis stage
-            diagnostics.add_headroom(diagnosed[ARM_LABELS[a]], samples[ARM_LABELS["sft_text"]],
-                                     self.out / output(f"diagnose_{a}"), seed=self.config.seed)
+            diagnostics.add_headroom(diagnosed[ARM_LABELS[a]], text_only, self.out / output(f"diagnose_{a}"),
+                                     seed=self.config.seed)
         text += "\n" + "\n".join(diagnostics.markdown(diagnosed))
         path = self.out / "report.md"
         path.write_text(text)

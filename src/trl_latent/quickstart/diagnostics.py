@@ -34,10 +34,13 @@ import hashlib
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
+
+if TYPE_CHECKING:
+    from .stats import ArmOutcomes
 
 VARIANTS = ("self_fed", "oracle", "swapped")
 MEASURES = {"imagination_gap": ("self_fed", "oracle"), "content_dependence": ("swapped", "self_fed")}
@@ -423,10 +426,10 @@ def summarise(out_dir: Path, *, seed: int = 0, n_boot: int = 10_000) -> dict[str
     }
 
 
-def add_headroom(summary: dict[str, Any], text_only: Path, out_dir: Path, *, seed: int = 0,
+def add_headroom(summary: dict[str, Any], text_only: ArmOutcomes, out_dir: Path, *, seed: int = 0,
                  n_boot: int = 10_000) -> None:
     """Add ``headroom`` to an arm's :func:`summarise` result: its oracle answers (``out_dir``) minus the text-only
-    arm's (``text_only``, its samples file) on the diagnosed questions, overall and per family.
+    arm's (``text_only``, loaded once for every latent arm) on the diagnosed questions, overall and per family.
 
     The most any imagination could add at this input: when the exact imagery does not beat a model that never saw
     imagery, no imagined latents will, whatever the gap and the content dependence say.
@@ -434,7 +437,7 @@ def add_headroom(summary: dict[str, Any], text_only: Path, out_dir: Path, *, see
     from .stats import OVERALL, load_outcomes, on_questions_of, paired_difference
 
     oracle = load_outcomes(out_dir / "oracle" / SAMPLES_FILE)
-    headroom = paired_difference(on_questions_of(load_outcomes(text_only), oracle), oracle, n_boot=n_boot, seed=seed)
+    headroom = paired_difference(on_questions_of(text_only, oracle), oracle, n_boot=n_boot, seed=seed)
     for group, row in summary["by_family"].items():
         row["headroom"] = headroom[group].to_dict()
     summary["headroom"] = headroom[OVERALL].difference

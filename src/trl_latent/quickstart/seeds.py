@@ -46,8 +46,16 @@ class SeedOutcomes:
 
     @classmethod
     def load(cls, arms: dict[str, Path], diagnoses: dict[str, dict[str, Path]]) -> SeedOutcomes:
-        return cls({label: load_outcomes(path) for label, path in arms.items()},
-                   {label: {variant: load_outcomes(path) for variant, path in variants.items()}
+        """Each file read once (every latent arm's headroom names the text-only arm's evaluation again)."""
+        loaded: dict[Path, ArmOutcomes] = {}
+
+        def load(path: Path) -> ArmOutcomes:
+            if path not in loaded:
+                loaded[path] = load_outcomes(path)
+            return loaded[path]
+
+        return cls({label: load(path) for label, path in arms.items()},
+                   {label: {variant: load(path) for variant, path in variants.items()}
                     for label, variants in diagnoses.items()})
 
 
