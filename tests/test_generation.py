@@ -240,6 +240,40 @@ def test_calibrated_feedback_is_rescaled_and_stays_exact(tiny):
                                atol=2e-4, rtol=1e-4)
 
 
+def test_centred_feedback_rescales_each_slots_deviation_and_stays_exact(tiny):
+    """With a recorded center (``latent_feedback_norm: centred``) the i-th vector of a block is its slot's center plus
+    the recorded norm along the state's deviation from that center, with rows in different slots at the same step; the
+    loop still equals a teacher-forced re-forward."""
+    from trl_latent.tokens import set_feedback_norm
+
+    model, processor = tiny
+    spec = get_latent_spec(model)
+    hidden = model.config.text_config.hidden_size if hasattr(model.config, "text_config") else model.config.hidden_size
+    batch = image_prompts(processor, QUESTIONS)
+    force = LogitsProcessorList([ForceAt(batch["input_ids"].shape[1], {0: [1], 1: [0, 7]}, spec.start_id)])
+    raw = _generate(model, batch, max_new_tokens=14, logits_processor=force)
+    center = torch.randn(spec.latent_size, hidden, generator=torch.Generator().manual_seed(1))
+    set_feedback_norm(model, 0.37, center)
+    spec = get_latent_spec(model)
+    out = _generate(model, batch, max_new_tokens=14, output_logits=True, logits_processor=force)
+    for row in range(2):
+        vectors = out.latent_embeds[row][out.latent_mask[row]]
+        deviation = vectors - center[torch.arange(len(vectors)) % spec.latent_size]
+        torch.testing.assert_close(deviation.norm(dim=-1), torch.full((len(vectors),), 0.37), atol=1e-5, rtol=0)
+        first = int(out.latent_mask[row].float().argmax())  # from the prompt state, as uncalibrated
+        torch.testing.assert_close(torch.nn.functional.cosine_similarity(
+            deviation[0], raw.latent_embeds[row, first] - center[0], dim=0), torch.tensor(1.0), atol=1e-5, rtol=0)
+    ids = out.sequences
+    mask = torch.cat([batch["attention_mask"], torch.ones_like(out.completion_ids)], dim=1)
+    types = torch.cat([batch["mm_token_type_ids"], torch.zeros_like(out.completion_ids)], dim=1)
+    visual = {k: v for k, v in batch.items() if k not in ("input_ids", "attention_mask", "mm_token_type_ids")}
+    with inject_latents(model, spec.pad_id, out.latent_embeds[out.latent_mask]):
+        logits = model(input_ids=ids, attention_mask=mask, mm_token_type_ids=types, **visual).logits
+    prompt_len = batch["input_ids"].shape[1]
+    torch.testing.assert_close(out.logits[out.completion_mask], logits[:, prompt_len - 1 : -1].float()[out.completion_mask],
+                               atol=2e-4, rtol=1e-4)
+
+
 def test_latent_inputs_replace_the_fed_back_vectors_in_order(tiny):
     """Diagnostics feed given vectors (oracle imagery, another question's latents): a row's first N latent positions
     get them in order, later positions and rows without any feed back their own states."""

@@ -254,7 +254,8 @@ def generate_with_latents(
         token = torch.where(finished, pad_token_id, token)
         completion[:, t] = token
         latent_mask[:, t] = in_latent
-        fed = feedback_vector(hidden, spec).to(latent_embeds.dtype)
+        slot = None if spec is None else (spec.latent_size - remaining).clamp(0, spec.latent_size - 1)
+        fed = feedback_vector(hidden, spec, slot).to(latent_embeds.dtype)
         if given is not None:
             use_given = in_latent & (fed_count < given_count)
             slot = given[torch.arange(batch_size, device=device), fed_count.clamp(max=given.shape[1] - 1)]

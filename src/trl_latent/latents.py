@@ -8,6 +8,7 @@ for the mRoPE and placeholder logic of Qwen2.5-VL.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -105,7 +106,8 @@ def compute_latent_targets(
     return torch.stack([pool_latents(per_image, latent_size) for per_image in features])
 
 
-def feedback_vector(hidden: torch.Tensor, spec: LatentSpec | None) -> torch.Tensor:
+def feedback_vector(hidden: torch.Tensor, spec: LatentSpec | None, slot: torch.Tensor | int | None = None
+                    ) -> torch.Tensor:
     """The latent input made from a last-layer hidden state ``hidden [..., H]``: the one place every path (inference
     loop, DIFT ``self`` mode, 4DRL rollouts; recompute re-reads what the rollout fed) turns a state into a latent.
 
@@ -113,12 +115,29 @@ def feedback_vector(hidden: torch.Tensor, spec: LatentSpec | None) -> torch.Tens
     release, ``latent_feedback_norm: target`` in DIFT) the state keeps its direction and takes that norm, the mean
     norm of the imagery targets the model saw as teacher-forced inputs: the cosine loss trains only the direction, so
     without it a model whose states are several times the targets' norm is fed vectors unlike any it was trained on.
-    Differentiable, so self-fed training backpropagates through it.
+    With a recorded ``feedback_center`` as well (``latent_feedback_norm: centred``), the same holds for the state's
+    deviation from the mean target of its latent slot (``slot``, the position in its block, 0 to K − 1, one per state
+    or one for all), and
+    that mean is added back: the centred similarity trains only that deviation's direction, and leaves the part
+    every target shares unlearnt. Differentiable, so self-fed training backpropagates through it.
     """
     if spec is None or spec.feedback_norm is None:
         return hidden
-    scale = spec.feedback_norm / hidden.float().norm(dim=-1, keepdim=True).clamp(min=1e-12)
-    return (hidden.float() * scale).to(hidden.dtype)
+    state = hidden.float()
+    center = None
+    if spec.feedback_center is not None:
+        if slot is None:
+            raise ValueError("a checkpoint with a recorded latent_feedback_center needs each fed-back state's slot")
+        center = _center(spec.feedback_center, hidden.device)[slot]
+        state = state - center
+    state = state * (spec.feedback_norm / state.norm(dim=-1, keepdim=True).clamp(min=1e-12))
+    return (state if center is None else state + center).to(hidden.dtype)
+
+
+@functools.lru_cache(maxsize=8)
+def _center(rows: tuple[tuple[float, ...], ...], device: torch.device) -> torch.Tensor:
+    """The recorded center as a ``[K, H]`` float32 tensor on ``device``, made once per checkpoint and device."""
+    return torch.tensor(rows, device=device)
 
 
 class _LatentQueue:

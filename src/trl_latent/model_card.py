@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .citations import CITATION_4DTHINKER, CITATION_TRL
-from .tokens import LATENT_END, LATENT_PAD, LATENT_START, get_latent_spec
+from .tokens import LATENT_END, LATENT_PAD, LATENT_START, LatentSpec, get_latent_spec
 
 if TYPE_CHECKING:
     from .data import VisualOptions
@@ -67,7 +67,18 @@ def latent_spec_details(model: Any) -> dict[str, str]:
         "Latent size K": str(spec.latent_size),
         "Latent block": f"`{LATENT_START}` + {spec.latent_size} × `{LATENT_PAD}` + `{LATENT_END}`",
         "Imagery pooling": f"{spec.compress_strategy} of the frozen vision tower's merged tokens in K groups",
+        "Fed-back latents": _feedback_description(spec),
     }
+
+
+def _feedback_description(spec: LatentSpec) -> str:
+    """What the checkpoint feeds back at its latent positions (:func:`trl_latent.latents.feedback_vector`)."""
+    if spec.feedback_norm is None:
+        return "the last hidden state as it is (the release)"
+    if spec.feedback_center is None:
+        return f"the last hidden state rescaled to norm {spec.feedback_norm:.4g} (the imagery targets' mean)"
+    return (f"its slot's mean imagery target plus the last hidden state's deviation from it, rescaled to norm "
+            f"{spec.feedback_norm:.4g} (the targets' mean deviation)")
 
 
 def data_sources(dataset: Any) -> list[str]:

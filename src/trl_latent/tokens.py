@@ -32,6 +32,11 @@ _CONFIG_KEYS = ("latent_size", "latent_token_id", "latent_start_id", "latent_end
 COMPRESS_STRATEGIES = ("average",)
 FEEDBACK_NORM_KEY = "latent_feedback_norm"
 """Config key of the norm fed-back latent vectors are rescaled to (absent: the release's raw hidden states)."""
+LATENT_FEEDBACK_NORMS = ("none", "target", "centred")
+"""DIFT's ``latent_feedback_norm`` calibrations: none (the release), the targets' norm, or their norm about the mean."""
+FEEDBACK_CENTER_KEY = "latent_feedback_center"
+"""Config key of the ``K x H`` mean imagery target per latent slot that a fed-back state's deviation is measured from
+(absent: the origin); only with a recorded norm."""
 IMAGERY_KEY = "latent_imagery"
 """Config key of what a latent target encodes (absent: ``still``, the release's one image per block)."""
 LATENT_IMAGERY = ("still", "motion")
@@ -51,6 +56,9 @@ class LatentSpec:
     feedback_norm: float | None = None
     """The norm every fed-back hidden state is rescaled to before it becomes a latent input (``None``: fed back as it
     is, as in the release); :func:`trl_latent.latents.feedback_vector` applies it."""
+    feedback_center: tuple[tuple[float, ...], ...] | None = None
+    """With ``feedback_norm``: the mean imagery target of each latent slot (``K`` rows); the norm is then that of the
+    state's deviation from its slot's row, which is added back (:func:`trl_latent.latents.feedback_vector`)."""
     imagery: str = "still"
     """What a block's target encodes: ``still``, one imagery image (the release); ``motion``, an image paired with the
     previous one of its CoT (:func:`trl_latent.latents.motion_pixel_values`). DIFT and the oracle diagnostics read it."""
@@ -66,6 +74,10 @@ class LatentSpec:
             raise ValueError(f"{FEEDBACK_NORM_KEY} must be a positive number or absent, got {self.feedback_norm!r}")
         if self.imagery not in LATENT_IMAGERY:
             raise ValueError(f"{IMAGERY_KEY} must be one of {LATENT_IMAGERY}, got {self.imagery!r}")
+        if self.feedback_center is not None and (self.feedback_norm is None
+                                                 or len(self.feedback_center) != self.latent_size):
+            raise ValueError(f"{FEEDBACK_CENTER_KEY} needs {FEEDBACK_NORM_KEY} and one row per latent slot "
+                             f"(latent_size={self.latent_size}), got {len(self.feedback_center)} rows")
 
     @property
     def block_text(self) -> str:
@@ -109,18 +121,22 @@ def get_latent_spec(model_or_config: Any) -> LatentSpec | None:
         end_id=int(config.latent_end_id),
         compress_strategy=getattr(config, "compress_strategy", None) or "average",
         feedback_norm=None if getattr(config, FEEDBACK_NORM_KEY, None) is None else float(getattr(config, FEEDBACK_NORM_KEY)),
+        feedback_center=None if getattr(config, FEEDBACK_CENTER_KEY, None) is None
+        else tuple(tuple(float(x) for x in row) for row in getattr(config, FEEDBACK_CENTER_KEY)),
         imagery=getattr(config, IMAGERY_KEY, None) or "still",
     )
 
 
-def set_feedback_norm(model: Any, norm: float | None) -> None:
-    """Record (or, with ``None``, remove) the fed-back latent norm in the config (saved with the checkpoint)."""
+def set_feedback_norm(model: Any, norm: float | None, center: torch.Tensor | None = None) -> None:
+    """Record (or, with ``None``, remove) the fed-back latent norm and, when given, the ``[K, H]`` center it is
+    measured from, in the config (saved with the checkpoint)."""
     config = _unwrap(model).config
-    if norm is None:
-        if hasattr(config, FEEDBACK_NORM_KEY):
-            delattr(config, FEEDBACK_NORM_KEY)
-    else:
-        setattr(config, FEEDBACK_NORM_KEY, float(norm))
+    for key, value in ((FEEDBACK_NORM_KEY, None if norm is None else float(norm)),
+                       (FEEDBACK_CENTER_KEY, None if norm is None or center is None else center.float().tolist())):
+        if value is not None:
+            setattr(config, key, value)
+        elif hasattr(config, key):
+            delattr(config, key)
 
 
 def set_latent_imagery(model: Any, imagery: str) -> None:

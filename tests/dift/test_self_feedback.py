@@ -50,12 +50,16 @@ def test_self_mode_needs_gradient_checkpointing_off(tmp_path):
         LatentImageryConfig(str(tmp_path), latent_feedback="teacher-forced", use_cpu=True)
 
 
-@pytest.mark.parametrize("feedback_norm", [None, "target"])
+@pytest.mark.parametrize("feedback_norm", [None, "target", "centred"])
 def test_training_forward_equals_the_inference_loop_teacher_forced(family_tiny, records, tmp_path, feedback_norm):
-    """Every family (self mode), with the release's feedback and calibrated."""
+    """Every family (self mode), with the release's feedback and calibrated (about the origin or the mean target)."""
     trainer = self_fed_trainer(family_tiny, records, tmp_path, latent_feedback_norm=feedback_norm)
-    if feedback_norm == "target":  # calibrated: the loop and training both rescale to the recorded norm
-        assert trainer.latent_spec.feedback_norm == pytest.approx(trainer.measure_target_norm())
+    center = trainer.measure_target_mean() if feedback_norm == "centred" else 0
+    if feedback_norm:  # calibrated: the loop and training both rescale to the recorded norm
+        assert trainer.latent_spec.feedback_norm == pytest.approx(
+            trainer.measure_target_norm(center=None if feedback_norm == "target" else center))
+    if feedback_norm == "centred":
+        torch.testing.assert_close(torch.tensor(trainer.latent_spec.feedback_center), center)
     model, spec = trainer.model, trainer.latent_spec
     batch = trainer.data_collator([records[0], records[1]])  # right-padded, rows of different lengths
     assert batch["input_ids"].shape[0] == 2 and not bool(batch["attention_mask"].all())
@@ -93,8 +97,10 @@ def test_training_forward_equals_the_inference_loop_teacher_forced(family_tiny, 
         loop_vectors = out.latent_embeds[0][out.latent_mask[0]]
         for vector in loop_vectors:  # each fed-back vector of the loop was fed back in training too
             assert (fed_back - vector).abs().amax(-1).min() <= 1e-4
-        if feedback_norm == "target":
-            torch.testing.assert_close(loop_vectors.norm(dim=-1), torch.full((len(loop_vectors),),
+        if feedback_norm:  # the i-th vector of a row sits in slot i mod K: its deviation from that slot's mean
+            slots = torch.arange(len(loop_vectors)) % spec.latent_size
+            deviation = loop_vectors - (center[slots] if feedback_norm == "centred" else 0)
+            torch.testing.assert_close(deviation.norm(dim=-1), torch.full((len(loop_vectors),),
                                        trainer.latent_spec.feedback_norm), atol=1e-4, rtol=1e-4)
         compared_blocks += int(out.num_latent_blocks[0])
     assert compared_blocks == 3 and fed_back.shape[0] == 3 * spec.latent_size
@@ -185,6 +191,34 @@ def test_target_feedback_norm_is_measured_recorded_and_saved(tiny, records, tmp_
     assert get_latent_spec(model).feedback_norm is None and not hasattr(model.config, "latent_feedback_norm")
     with pytest.raises(ValueError, match="latent_feedback_norm must be one of"):
         tiny_config(tmp_path, latent_feedback_norm="mean")
+
+
+def test_centred_feedback_records_the_mean_target_and_the_norm_about_it(tiny, records, tmp_path):
+    """``latent_feedback_norm='centred'``: each slot's mean target over the sampled records (by hand) and the mean norm
+    of the targets minus it, saved with the model and read back; ``'none'`` removes both (a center alone is refused)."""
+    from transformers import AutoConfig
+
+    from trl_latent.latents import compute_latent_targets
+    from trl_latent.tokens import LatentSpec, get_latent_spec
+
+    model, processor = tiny
+    trainer = LatentImageryTrainer(model, args=tiny_config(tmp_path, latent_feedback_norm="centred"),
+                                   train_dataset=records, processing_class=processor)
+    batch = trainer.data_collator([records[0], records[1]])
+    targets = compute_latent_targets(model, batch["latent_pixel_values"], batch["latent_image_grid_thw"],
+                                     trainer.latent_spec.latent_size).float()  # [3 images, K, H]
+    center = targets.mean(0)
+    expected = float((targets - center).norm(dim=-1).mean())
+    assert expected < 0.9 * float(targets.norm(dim=-1).mean())  # not the target norm: the center is taken out
+    trainer.save_model(str(tmp_path / "saved"))
+    spec = get_latent_spec(AutoConfig.from_pretrained(tmp_path / "saved"))
+    assert spec.feedback_norm == pytest.approx(expected, rel=1e-5)
+    torch.testing.assert_close(torch.tensor(spec.feedback_center), center, atol=1e-5, rtol=1e-5)
+    LatentImageryTrainer(model, args=tiny_config(tmp_path, latent_feedback_norm="none"), train_dataset=records,
+                         processing_class=processor)
+    assert not hasattr(model.config, "latent_feedback_norm") and not hasattr(model.config, "latent_feedback_center")
+    with pytest.raises(ValueError, match="latent_feedback_center needs latent_feedback_norm"):
+        LatentSpec(latent_size=1, start_id=1, pad_id=2, end_id=3, feedback_center=((0.0,),))
 
 
 @pytest.mark.parametrize("attention", ["sdpa", "eager"])

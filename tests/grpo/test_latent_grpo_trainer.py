@@ -279,20 +279,27 @@ def test_model_card_has_the_reward_weights_and_no_local_path(tiny, tmp_path, rl_
 
 
 
-def test_calibrated_rollouts_recompute_exactly(tiny, tmp_path):
-    """A checkpoint with a recorded fed-back norm (DIFT ``latent_feedback_norm: target``): the rollout feeds rescaled
-    states, carries them with the rows, and the recomputed log-probs reproduce the sampled ones."""
-    from trl_latent.tokens import set_feedback_norm
+@pytest.mark.parametrize("centred", [False, True])
+def test_calibrated_rollouts_recompute_exactly(tiny, tmp_path, centred):
+    """A checkpoint with a recorded fed-back norm (DIFT ``latent_feedback_norm: target``, or ``centred`` with each
+    slot's center): the rollout feeds rescaled states, carries them with the rows, and the recomputed log-probs
+    reproduce the sampled ones."""
+    from trl_latent.tokens import get_latent_spec, set_feedback_norm
 
     model, processor = tiny
-    set_feedback_norm(model, 0.5)
+    size, hidden = get_latent_spec(model).latent_size, model.get_input_embeddings().weight.shape[1]
+    center = torch.randn(size, hidden, generator=torch.Generator().manual_seed(0)) if centred else None
+    set_feedback_norm(model, 0.5, center)
     dataset = load_records(write_rl_jsonl(tmp_path / "data"), task="rl")
     trainer = trainer_for(model, processor, tmp_path, dataset, num_iterations=2)
     assert trainer.latent_spec.feedback_norm == pytest.approx(0.5)
     with pytest.MonkeyPatch.context() as patch:
         rollouts = force_latent_blocks(patch)
         out = trainer._generate_and_score_completions(rollout_rows(dataset))
-    vectors = out["latent_embeds"][[0, 2]].flatten(0, 1)
+    vectors = out["latent_embeds"][[0, 2]]  # [2 rows, their latent positions, H]
+    if centred:  # the i-th latent of a row sits in slot i mod K
+        vectors = vectors - center[torch.arange(vectors.shape[1]) % size]
+    vectors = vectors.flatten(0, 1)
     torch.testing.assert_close(vectors.norm(dim=-1), torch.full((vectors.shape[0],), 0.5), atol=1e-5, rtol=0)
     ids = out["completion_ids"]
     scored = (out["completion_mask"] * out["tool_mask"]).bool()

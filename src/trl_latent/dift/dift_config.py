@@ -14,11 +14,10 @@ from ..recipe_fields import (
     prompt_suffix_field,
     skip_invalid_samples_field,
 )
-from ..tokens import COMPRESS_STRATEGIES, LATENT_IMAGERY
+from ..tokens import COMPRESS_STRATEGIES, LATENT_FEEDBACK_NORMS, LATENT_IMAGERY
 
 DEFAULT_CE_WEIGHT, DEFAULT_SIM_WEIGHT = 0.1, 1.0
 LATENT_FEEDBACK = ("teacher", "self")
-LATENT_FEEDBACK_NORMS = ("none", "target")
 CONTRAST_NEGATIVES = ("other_row", "reversed", "counterfactual")
 CONTRAST_SPANS = ("continuation", "reasoning")
 SIM_CENTERINGS = ("none", "mean", "both")
@@ -63,10 +62,15 @@ class LatentImageryConfig(ActivationCheckpointingDefault, SFTConfig):
             the imagery targets on the first `feedback_norm_samples` training records and records it in the model
             config (`latent_feedback_norm`), and every fed-back hidden state is then rescaled to that norm, in `self`
             mode, at inference, in 4DRL rollouts and in lmms-eval alike (the cosine loss leaves the states' norm
-            free, often several times the targets'); `"none"` removes it (the release: states fed back as they are);
-            `None` keeps what the checkpoint records (nothing, for a model never calibrated).
+            free, often several times the targets'); `"centred"` records, from the same records, the mean target of
+            each latent slot (`latent_feedback_center`) and the mean norm of the targets minus it, and a fed-back
+            state's deviation from its slot's mean takes that norm, the mean added back (the centred similarity,
+            `latent_sim_centering="mean"`, trains only that deviation's direction); `"none"` removes both (the
+            release: states fed back as they are); `None` keeps what the checkpoint records (nothing, for a model
+            never calibrated).
         feedback_norm_samples (`int`, *optional*, defaults to `64`):
-            Training records whose imagery targets give the recorded norm (`latent_feedback_norm="target"`) and the
+            Training records whose imagery targets give the recorded norm (`latent_feedback_norm` `"target"` or
+            `"centred"`) and the
             centring mean (`latent_sim_centering` `"mean"` or `"both"`).
         latent_sim_centering (`str`, *optional*, defaults to `"none"`):
             What the similarity loss compares: `"none"`, the hidden state with the imagery target (the release);
@@ -167,8 +171,9 @@ class LatentImageryConfig(ActivationCheckpointingDefault, SFTConfig):
     )
     latent_feedback_norm: str | None = field(
         default=None,
-        metadata={"help": "Rescale fed-back latents to the imagery targets' mean norm (target), not at all as the "
-                  "release (none), or keep what the checkpoint records (unset).", "choices": list(LATENT_FEEDBACK_NORMS)},
+        metadata={"help": "Rescale fed-back latents to the imagery targets' mean norm (target), their deviation from "
+                  "the mean target of their slot to the targets' mean deviation (centred), not at all as the release "
+                  "(none), or keep what the checkpoint records (unset).", "choices": list(LATENT_FEEDBACK_NORMS)},
     )
     feedback_norm_samples: int = field(
         default=64, metadata={"help": "Training records whose targets give latent_feedback_norm=target's norm and "

@@ -199,14 +199,20 @@ class LatentImageryTrainer(ResumeWeightsMixin, SkippedSamplesMixin, LatentModelC
         _expose_lm_head_bias(self.model)
         self._target_cache: dict[str, torch.Tensor] = {}
         # both statistics read the same sampled targets: encode them once
-        needs = [f"latent_feedback_norm={args.latent_feedback_norm!r}"] if args.latent_feedback_norm == "target" else []
-        needs += [f"latent_sim_centering={args.latent_sim_centering!r}"] if args.latent_sim_centering != "none" else []
+        feedback, centering = args.latent_feedback_norm, args.latent_sim_centering
+        needs = [f"latent_feedback_norm={feedback!r}"] if feedback in ("target", "centred") else []
+        needs += [f"latent_sim_centering={centering!r}"] if centering != "none" else []
         samples = self._sample_targets(" and ".join(needs)) if needs else None
-        if args.latent_feedback_norm is not None:
-            norm = self.measure_target_norm(samples) if args.latent_feedback_norm == "target" else None
-            set_feedback_norm(self.model, norm)
+        center = self.measure_target_mean(samples) if centering != "none" or feedback == "centred" else None
+        if feedback is not None:
+            if feedback == "none":
+                set_feedback_norm(self.model, None)
+            elif feedback == "target":
+                set_feedback_norm(self.model, self.measure_target_norm(samples))
+            else:
+                set_feedback_norm(self.model, self.measure_target_norm(samples, center), center)
             self.latent_spec = get_latent_spec(self.model)
-        self._target_center = self.measure_target_mean(samples) if args.latent_sim_centering != "none" else None
+        self._target_center = center if centering != "none" else None
 
     @torch.no_grad()
     def _sample_targets(self, setting: str) -> list[torch.Tensor]:
@@ -232,13 +238,15 @@ class LatentImageryTrainer(ResumeWeightsMixin, SkippedSamplesMixin, LatentModelC
             raise ValueError(f"{setting} needs imagery: the first {count} training records have none")
         return samples
 
-    def measure_target_norm(self, samples: list[torch.Tensor] | None = None) -> float:
+    def measure_target_norm(self, samples: list[torch.Tensor] | None = None, center: torch.Tensor | None = None
+                            ) -> float:
         """Mean norm of the imagery target vectors of the first ``feedback_norm_samples`` training records: the scale
-        the model learnt to read latents at (``latent_feedback_norm="target"``). ``samples``: those targets when
-        already encoded (:meth:`_sample_targets`)."""
+        the model learnt to read latents at (``latent_feedback_norm="target"``); with ``center [K, H]``, of each
+        target minus its slot's row (``"centred"``). ``samples``: those targets when already encoded
+        (:meth:`_sample_targets`)."""
         total, vectors = 0.0, 0
         for targets in samples if samples is not None else self._sample_targets("latent_feedback_norm='target'"):
-            norms = targets.float().norm(dim=-1).flatten()
+            norms = (targets.float() - (0 if center is None else center)).norm(dim=-1).flatten()
             total, vectors = total + float(norms.sum()), vectors + norms.numel()
         return total / vectors
 
@@ -498,7 +506,8 @@ def feed_back_latents(model: Any, pad_mask: torch.Tensor) -> Iterator[list[torch
                 rows = rounds.lengths[:, r] > 0
                 last = (rounds.lengths[:, r - 1] - 1).clamp(min=0)
                 previous = pieces[-1][torch.arange(len(last), device=last.device), last]
-                fed_back.append(feedback_vector(previous[rows], spec))
+                # blocks hold K pads each, so a row's (r-1)-th pad sits in slot (r-1) mod K
+                fed_back.append(feedback_vector(previous[rows], spec, (r - 1) % spec.latent_size))
                 first = embeds[:, 0].masked_scatter(rows[:, None], fed_back[-1].to(embeds.dtype))
                 embeds = torch.cat([first[:, None], embeds[:, 1:]], dim=1)
             mask = rounds.mask(r, implementation, embeds.dtype)

@@ -15,7 +15,7 @@ from datagen.mcq import OPTION_ORDERS
 
 from ..models import FAMILIES
 from ..testing import PIXEL_UNIT, model_sizes
-from ..tokens import LATENT_IMAGERY
+from ..tokens import LATENT_FEEDBACK_NORMS, LATENT_IMAGERY
 
 DEFAULT_FAMILIES = ("cam_dir", "cam_rot")
 """The question families of the default run: those a small model learns within its minutes (docs/quickstart.md)."""
@@ -37,6 +37,10 @@ ABLATIONS = {
     "calib": ("DIFT, calibrated feedback", {"latent_feedback_norm": "target"}),
     "centred": ("DIFT, centred similarity", {"latent_sim_centering": "mean"}),
     "centred_raw": ("DIFT, centred + raw similarity", {"latent_sim_centering": "both"}),
+    "centred_calib": ("DIFT, centred similarity and feedback", {"latent_sim_centering": "mean",
+                                                               "latent_feedback_norm": "centred"}),
+    "centred_raw_calib": ("DIFT, centred + raw similarity, centred feedback", {"latent_sim_centering": "both",
+                                                                             "latent_feedback_norm": "centred"}),
     "motion": ("DIFT, motion imagery", {"latent_imagery": "motion"}),
     "still": ("DIFT, still imagery", {"latent_imagery": "still"}),
     "contrast": ("DIFT, swapped-imagery contrast", {"latent_contrast_weight": FromSetting("contrast_weight")}),
@@ -115,7 +119,7 @@ class QuickstartConfig:
     ablations: list[str] = field(default_factory=list, metadata={
         "help": f"Extra DIFT arms: {', '.join(ABLATIONS)} (without the similarity / text loss, K latents, fed-back "
         "latents rescaled to the targets' norm, the similarity loss on targets minus their mean (_raw: and on them as "
-        "they are), motion or still imagery, the imagery contrast loss at --contrast_weight with another row's, the "
+        "they are; _calib: fed-back latents' deviation from that mean rescaled to the targets'), motion or still imagery, the imagery contrast loss at --contrast_weight with another row's, the "
         "reversed or a counterfactual twin clip's imagery as negatives (the twin needs --visible_fraction below 1; "
         "_reasoning scores the reasoning only, not the answer)); none: no extra arm (to drop a preset's)."})
     model_family: str = field(default="qwen2_5_vl", metadata={"help": f"Random-init model family: {', '.join(FAMILIES)}."})
@@ -129,8 +133,9 @@ class QuickstartConfig:
     sim_weight: float = field(default=1.0, metadata={"help": "DIFT similarity-loss weight (the release's 1.0; the "
                               "no_sim ablation sets 0)."})
     latent_feedback_norm: str = field(default="none", metadata={"help": "DIFT arms' latent calibration: none (the "
-                                      "release: hidden states fed back as they are) or target (rescaled to the imagery "
-                                      "targets' mean norm, recorded in the model config)."})
+                                      "release: hidden states fed back as they are), target (rescaled to the imagery "
+                                      "targets' mean norm, recorded in the model config) or centred (their deviation "
+                                      "from the mean target of their slot rescaled to the targets' mean deviation)."})
     latent_imagery: str = field(default="still", metadata={"help": "DIFT arms' latent targets: still (one imagery "
                                 "image each, the release) or motion (each imagery image paired with the previous one "
                                 "as a two-frame clip, so a target encodes what moved; docs/quickstart.md)."})
@@ -224,8 +229,9 @@ class QuickstartConfig:
                              "only after the frames the model sees: set --visible_fraction below 1")
         if not self.contrast_weight > 0:
             raise ValueError(f"contrast_weight must be positive, got {self.contrast_weight}")
-        if self.latent_feedback_norm not in ("none", "target"):
-            raise ValueError(f"latent_feedback_norm must be none or target, got {self.latent_feedback_norm!r}")
+        if self.latent_feedback_norm not in LATENT_FEEDBACK_NORMS:
+            raise ValueError(f"latent_feedback_norm must be one of {LATENT_FEEDBACK_NORMS}, "
+                             f"got {self.latent_feedback_norm!r}")
         if len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds must be distinct, got {self.seeds}")
         if self.grpo_scale_rewards not in GRPO_SCALE_REWARDS:

@@ -276,6 +276,7 @@ def run_diagnostics(
     summary["norm_ratio"] = None if not (self_norm and target_norm) else self_norm / target_norm
     summary["closeness"] = closeness(self_latents, oracle_vectors, partners, runner.spec.latent_size)
     summary["feedback_norm"] = runner.spec.feedback_norm
+    summary["feedback_centred"] = runner.spec.feedback_center is not None
     summary["questions_with_imagery"] = sum(bool(p) for p in images)
     summary["questions_with_latents"] = sum(bool(v.numel()) for v in self_latents)
     (out_dir / "diagnostics.json").write_text(json.dumps(summary, indent=2))
@@ -508,7 +509,8 @@ def markdown(diagnostics: dict[str, dict[str, Any]]) -> list[str]:
         ratio = summary.get("norm_ratio")
         calibrated = summary.get("feedback_norm")
         lines.append(f"- {arm}: fed-back norm ratio {ratio:.2f}" if ratio is not None else f"- {arm}: no latents fed")
-        lines[-1] += (f" (calibrated to {calibrated:.3g})" if calibrated else " (uncalibrated, as the release)") + \
+        about = " about the mean target" if summary.get("feedback_centred") else ""
+        lines[-1] += (f" (calibrated to {calibrated:.3g}{about})" if calibrated else " (uncalibrated, as the release)") + \
             f"; {summary['questions_with_latents']} of {summary['by_family']['overall']['n']} self-fed answers imagined"
         near = summary.get("closeness")
         if near:
