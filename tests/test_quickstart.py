@@ -23,13 +23,13 @@ TINY = [
     "--sft_steps", "2", "--batch_size", "2", "--grpo_steps", "1", "--grpo_batch_size", "2", "--num_generations", "2",
     "--max_new_tokens", "24", "--eval_limit", "3", "--diagnostics_limit", "2", "--eval_batch_size", "3",
     "--workers", "1", "--progress", "false",
-    "--perception_clips", "6", "--perception_steps", "2", "--ablations", "k1", "calib", "centred", "centred_calib", "motion",
-    "contrast", "contrast_reversed", "--stage2_steps", "1",
+    "--perception_clips", "6", "--perception_steps", "2", "--ablations", "k1", "calib", "centred", "centred_calib", "first_frame",
+    "motion", "contrast", "contrast_reversed", "--first_frame_share", "0.5", "--stage2_steps", "1",
     "--threads", "1",
     "--families", *QUESTION_TYPES,  # four tiny clips: every family, so the held-out set is never empty
 ]
 ARMS = ("sft_text", "dift", "dift_grpo", "dift_stage2", "dift_k1", "dift_calib", "dift_centred", "dift_centred_calib",
-        "dift_motion", "dift_contrast", "dift_contrast_reversed")
+        "dift_first_frame", "dift_motion", "dift_contrast", "dift_contrast_reversed")
 LATENT_ARMS = ARMS[1:]
 STAGES = ["synthesize", "datagen", "perception", "build_model", *(f"{kind}_{arm}" for kind in ("train", "eval")
                                                                    for arm in ARMS),
@@ -73,6 +73,8 @@ def test_writes_every_artifact(run, perception_cache):
         assert (spec.feedback_center is not None) == (arm == "dift_centred_calib")
         card = (run / "models" / arm / "README.md").read_text()
         assert ("deviation from it, rescaled to norm" in card) == (arm == "dift_centred_calib"), arm
+        # only the first-frame arm cut rows to their first frame, at --first_frame_share
+        assert ("(first_frame_share 0.5) saw only their video's first frame" in card) == (arm == "dift_first_frame")
         assert get_latent_spec(model).imagery == ("motion" if arm == "dift_motion" else "still")
         # only the contrast arms train (and log) the imagery contrast, each with its negatives
         logged = [entry for entry in state["log_history"] if "contrast_margin" in entry]
@@ -100,7 +102,7 @@ def test_writes_every_artifact(run, perception_cache):
     assert pairs == [("text-only SFT", "DIFT"), ("DIFT", "DIFT + 4DRL"), ("DIFT", "DIFT, stage 2 (self-fed)"),
                      ("DIFT", "DIFT with K = 1"), ("DIFT", "DIFT, calibrated feedback"),
                      ("DIFT", "DIFT, centred similarity"), ("DIFT", "DIFT, centred similarity and feedback"),
-                     ("DIFT", "DIFT, motion imagery"),
+                     ("DIFT", "DIFT, first-frame rows"), ("DIFT", "DIFT, motion imagery"),
                      ("DIFT", "DIFT, swapped-imagery contrast"), ("DIFT", "DIFT, reversed-imagery contrast")]
     for arm in ARMS:  # oracle / swapped diagnostics of every latent arm, as fractions, per family
         diagnostics = report["arms"][ARM_LABELS[arm]].get("diagnostics")
@@ -127,8 +129,9 @@ def test_writes_every_artifact(run, perception_cache):
             for family, probe in diagnostics["probe"].items():
                 assert probe["n_heldout"] >= 1 and 0 <= probe.get("targets", 0) <= 1, (family, probe)
     # the imagery-target probes depend on the tower, the imagery and K only: computed once per distinct triple (the
-    # frozen-tower arms dift, stage 2, calibrated, both centred and both contrasts share one; K = 1 and motion imagery have their
-    # own; 4DRL trains the tower, so it shares only when its one step left the tower as it was)
+    # frozen-tower arms dift, stage 2, calibrated, both centred, first-frame and both contrasts share one; K = 1 and
+    # motion imagery have their own; 4DRL trains the tower, so it shares only when its one step left the tower as it
+    # was)
     triples: list[tuple[str, int, dict[str, torch.Tensor]]] = []
     for arm in LATENT_ARMS:
         model = Qwen2_5_VLForConditionalGeneration.from_pretrained(run / "models" / arm)
@@ -138,8 +141,8 @@ def test_writes_every_artifact(run, perception_cache):
             triples.append((spec.imagery, spec.latent_size, tower))
     assert len(triples) in (3, 4) and len(list((run / "diagnostics" / PROBE_CACHE).iterdir())) == len(triples)
     probes = {arm: report["arms"][ARM_LABELS[arm]]["diagnostics"]["probe"] for arm in LATENT_ARMS}
-    for arm in ("dift_stage2", "dift_calib", "dift_centred", "dift_centred_calib", "dift_contrast",
-                "dift_contrast_reversed"):
+    for arm in ("dift_stage2", "dift_calib", "dift_centred", "dift_centred_calib", "dift_first_frame",
+                "dift_contrast", "dift_contrast_reversed"):
         assert {f: (p["n_train"], p.get("targets")) for f, p in probes[arm].items()} == \
             {f: (p["n_train"], p.get("targets")) for f, p in probes["dift"].items()}
     assert report["perception"]["clips"] == {"train": 5, "heldout": 1}

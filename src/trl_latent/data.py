@@ -39,6 +39,7 @@ mRoPE spaces the frames by real time). Frames and images are resized to a pixel 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -389,6 +390,40 @@ def load_records(
     if not records:
         raise ValueError(f"{path}: no usable samples ({len(errors)} invalid)")
     return datasets.Dataset.from_list(records)
+
+
+def first_frame_rows(dataset: datasets.Dataset, share: float) -> tuple[datasets.Dataset, int]:  # noqa: F821
+    """``dataset`` (records of :func:`load_records`) with about ``share`` of its rows shown only the first frame of
+    their frame list, as a still image, and how many were cut.
+
+    A row is picked by a hash of its file name and line (:func:`_picked`): the same rows on every machine, in every
+    epoch and after a resume, whatever the order the sampler draws them in. Rows whose input is already one image
+    stay as they are; a picked row with a video file is refused by name, since cutting it would mean decoding it here.
+    """
+    if not 0.0 <= share < 1.0:
+        raise ValueError(f"first_frame_share must be in [0, 1), got {share}")
+    missing = {"source", "frames", "image", "video"} - set(getattr(dataset, "column_names", None) or ())
+    if missing:
+        raise ValueError(f"first_frame_share needs the records of trl_latent.data.load_records; the training dataset "
+                         f"lacks {sorted(missing)}")
+    picked = {i for i, source in enumerate(dataset["source"]) if _picked(source, share)}
+    for i in sorted(picked):
+        if dataset[i]["video"]:
+            raise DataRecordError(dataset[i]["source"], "video", "first_frame_share cuts frame lists (image_input) "
+                                  "to their first frame; this row's input is a video file")
+    cut = [i for i in sorted(picked) if dataset[i]["frames"]]
+    if not cut:
+        return dataset, 0
+    rows = set(cut)
+    return dataset.map(lambda row, i: {"image": row["frames"][0], "frames": []} if i in rows else {},
+                       with_indices=True, desc="first-frame rows"), len(cut)
+
+
+def _picked(source: str, share: float) -> bool:
+    """Whether the row from ``source`` (``path:line``) is among ``share`` of all rows, by its file name and line."""
+    path, _, line = source.rpartition(":")
+    digest = hashlib.sha256(f"{Path(path).name}:{line}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < share
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 
+import datasets
 import numpy as np
 import pytest
 from dift_data import dift_record, write_image, write_jsonl, write_video
@@ -13,7 +14,9 @@ from trl_latent.data import (
     FOUR_D_PROMPT_SUFFIX,
     DataRecordError,
     VisualOptions,
+    _picked,
     build_prompt,
+    first_frame_rows,
     load_records,
     load_visual,
     sample_indices,
@@ -182,3 +185,39 @@ def test_datasets_folders_honour_split_and_config(tmp_path):
                                         "    path: rl.jsonl\n---\n")
     records = load_records(tmp_path, task="rl", config="rl")
     assert records["answer"] == ["B"] and records["image"] == [str(tmp_path / "s0" / "f.png")]
+
+
+def test_first_frame_rows_pick_the_same_rows_wherever_the_file_lies(tmp_path):
+    """``first_frame_share``: picked frame-list rows become their first frame, a still image; the pick depends on the
+    file's name and line only (the same rows from another folder); one-image rows stay; a picked video row is refused
+    by file and line; about ``share`` of many rows are picked."""
+    rows = [dift_record(tmp_path, i, num_imagery=1, num_frames=2) for i in range(12)]
+    rows[3]["image_input"] = rows[3]["image_input"][0]  # already one image
+    share = 0.5
+    picked = [_picked(f"{tmp_path}/train.jsonl:{n}", share) for n in range(1, 13)]
+    assert 0 < sum(picked) < 12
+    records = load_records(write_jsonl(tmp_path / "train.jsonl", rows))
+    cut, count = first_frame_rows(records, share)
+    assert count == sum(p for n, p in enumerate(picked) if n != 3)
+    for n, (before, after) in enumerate(zip(records, cut)):
+        if picked[n] and before["frames"]:
+            assert (after["image"], after["frames"]) == (before["frames"][0], [])
+        else:
+            assert after == before, n
+    moved = tmp_path / "elsewhere"  # the same file name and lines in another folder: the same rows
+    for n in range(12):
+        (moved / f"s{n}").mkdir(parents=True)
+        for item in (tmp_path / f"s{n}").iterdir():
+            (moved / f"s{n}" / item.name).write_bytes(item.read_bytes())
+    again, _ = first_frame_rows(load_records(write_jsonl(moved / "train.jsonl", rows)), share)
+    assert [bool(r["image"]) for r in again] == [bool(r["image"]) for r in cut]
+    assert 0.15 < np.mean([_picked(f"any/data.jsonl:{n}", 0.2) for n in range(1, 2001)]) < 0.25
+
+    first = picked.index(True) + 1
+    rows[first - 1] = dift_record(tmp_path, 99, num_imagery=1, video=True)
+    with pytest.raises(DataRecordError, match=rf"train.jsonl:{first}: field 'video'"):
+        first_frame_rows(load_records(write_jsonl(tmp_path / "train.jsonl", rows)), share)
+    with pytest.raises(ValueError, match=r"first_frame_share must be in \[0, 1\)"):
+        first_frame_rows(records, 1.0)
+    with pytest.raises(ValueError, match="lacks"):
+        first_frame_rows(datasets.Dataset.from_list([{"prompt": "x"}]), share)

@@ -109,6 +109,24 @@ def test_calibration_and_centring_encode_the_sampled_imagery_once(tiny, dift_rec
         _trainer(tiny, text_only, tmp_path, latent_feedback_norm="target", latent_sim_centering="both")
 
 
+def test_first_frame_rows_train_on_their_first_frame_alone(tiny, tmp_path):
+    """``first_frame_share``: the rows :func:`trl_latent.data._picked` picks reach the collator as their first frame,
+    an image (no video tokens), the others as their video; the card counts them."""
+    from trl_latent.data import _picked
+
+    rows = [dift_record(tmp_path, i, num_imagery=1) for i in range(6)]
+    records = load_records(write_jsonl(tmp_path / "train.jsonl", rows))
+    picked = [_picked(record["source"], 0.5) for record in records]
+    assert 0 < sum(picked) < 6
+    trainer = _trainer(tiny, records, tmp_path, first_frame_share=0.5)
+    for n, record in enumerate(trainer.train_dataset):
+        batch = trainer.data_collator([record])
+        assert ("pixel_values_videos" in batch) != picked[n] and ("pixel_values" in batch) == picked[n], n
+        assert record["image"] == (records[n]["frames"][0] if picked[n] else "")
+    assert trainer.latent_card_details()["First-frame rows"].startswith(f"{sum(picked)} of 6 training rows")
+    assert "First-frame rows" not in _trainer(tiny, records, tmp_path).latent_card_details()
+
+
 def _trainer(tiny, records, output_dir, **overrides):
     model, processor = tiny
     return LatentImageryTrainer(model, args=tiny_config(output_dir, **overrides), train_dataset=records,

@@ -109,6 +109,12 @@ class LatentImageryConfig(ActivationCheckpointingDefault, SFTConfig):
             scored whole), so that the imagery moves the written reasoning and the answer is left to the text loss,
             which ties it to the reasoning (scoring the answer too let the contrast move the answer away from the
             reasoning it follows: docs/quickstart.md).
+        first_frame_share (`float`, *optional*, defaults to `0.0`):
+            Share of the training rows whose user video (a frame list) is cut to its first frame, a still image, a
+            departure from the release: on those rows the motion the answer names is only in the imagery, so the text
+            after a latent block learns to read it (without them the video already says what the imagery says, and
+            the latents' content goes unread: docs/quickstart.md). Rows are picked by a hash of their file name and
+            line, so the same rows on every machine and after a resume; `0` (the release) cuts none.
         cache_latent_targets (`bool`, *optional*, defaults to `True`):
             Compute each imagery image's targets once and reuse them (keyed by path) while the vision tower has no
             trainable parameter; K x hidden values per image stay on the device (16 KiB at 3B in bf16, K=4).
@@ -208,6 +214,11 @@ class LatentImageryConfig(ActivationCheckpointingDefault, SFTConfig):
                   "the reasoning, up to </think> (reasoning: the answer is left to the text loss).",
                   "choices": list(CONTRAST_SPANS)},
     )
+    first_frame_share: float = field(
+        default=0.0,
+        metadata={"help": "Share of training rows shown only the first frame of their video (picked by file and line), "
+                  "so their answers must come from the imagery (0: every row sees its video, the release)."},
+    )
     cache_latent_targets: bool = field(
         default=True, metadata={"help": "Compute a frozen tower's imagery targets once per image and reuse them."}
     )
@@ -252,6 +263,8 @@ class LatentImageryConfig(ActivationCheckpointingDefault, SFTConfig):
             raise ValueError(f"latent_imagery must be one of {LATENT_IMAGERY} or unset, got {self.latent_imagery!r}")
         if self.latent_sim_centering not in SIM_CENTERINGS:
             raise ValueError(f"latent_sim_centering must be one of {SIM_CENTERINGS}, got {self.latent_sim_centering!r}")
+        if not 0.0 <= self.first_frame_share < 1.0:
+            raise ValueError(f"first_frame_share must be in [0, 1), got {self.first_frame_share}")
         if self.feedback_norm_samples < 1:
             raise ValueError(f"feedback_norm_samples must be >= 1, got {self.feedback_norm_samples}")
         if self.latent_contrast_negatives not in CONTRAST_NEGATIVES:

@@ -11,6 +11,7 @@ backbone captures the hidden states it never returns.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -22,6 +23,7 @@ from transformers.modeling_outputs import BaseModelOutputWithPast
 from trl import SFTTrainer
 from trl.trainer.utils import create_model_from_path
 
+from ..data import first_frame_rows
 from ..latents import compute_latent_targets, feedback_vector, inject_latents, vision_backbone
 from ..model_card import (
     LatentModelCardMixin,
@@ -53,6 +55,8 @@ from .contrast import (
     swap_between_rows,
 )
 from .dift_config import LatentImageryConfig
+
+logger = logging.getLogger(__name__)
 
 LATENT_BATCH_KEYS = ("latent_pixel_values", "latent_image_grid_thw")
 NEGATIVE_DESCRIPTIONS = {"other_row": "another row's imagery", "reversed": "its imagery reversed",
@@ -167,6 +171,11 @@ class LatentImageryTrainer(ResumeWeightsMixin, SkippedSamplesMixin, LatentModelC
             raise ValueError("latent_contrast_negatives='counterfactual' takes its negatives from the records' "
                              "counterfactual_output, and no training record has one (datagen.counterfactual "
                              "writes them)")
+        self._first_frame_rows = 0
+        if args.first_frame_share and train_dataset is not None:
+            train_dataset, self._first_frame_rows = first_frame_rows(train_dataset, args.first_frame_share)
+            logger.info("first_frame_share=%s: %d of %d training rows see only their first frame",
+                        args.first_frame_share, self._first_frame_rows, len(train_dataset))
         if data_collator is None:
             adapter, rule = adapter_for(model), position_rule(model)
             data_collator = DataCollatorForLatentImagery(
@@ -383,6 +392,9 @@ class LatentImageryTrainer(ResumeWeightsMixin, SkippedSamplesMixin, LatentModelC
                    if self.args.latent_contrast_weight else "")
             ),
             **training_data_details(self.train_dataset, self.args.visual_options),
+            **({"First-frame rows": f"{self._first_frame_rows} of {len(self.train_dataset)} training rows (first_frame_share "
+                                f"{self.args.first_frame_share}) saw only their video's first frame"}
+               if self.args.first_frame_share else {}),
             "Vision tower": "frozen" if self.args.freeze_vision_tower else "trained",
         }
 

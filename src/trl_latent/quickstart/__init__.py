@@ -322,7 +322,8 @@ class Quickstart:
                      "--latent_imagery", changes.get("latent_imagery", c.latent_imagery),
                      "--latent_contrast_weight", str(changes.get("latent_contrast_weight", 0.0)),
                      "--latent_contrast_negatives", changes.get("latent_contrast_negatives", "other_row"),
-                     "--latent_contrast_span", changes.get("latent_contrast_span", "continuation")]
+                     "--latent_contrast_span", changes.get("latent_contrast_span", "continuation"),
+                     "--first_frame_share", str(changes.get("first_frame_share", 0.0))]
         if dift.main(argv):
             raise RuntimeError(f"DIFT training of arm {arm!r} failed")
 

@@ -41,6 +41,10 @@ ABLATIONS = {
                                                                "latent_feedback_norm": "centred"}),
     "centred_raw_calib": ("DIFT, centred + raw similarity, centred feedback", {"latent_sim_centering": "both",
                                                                              "latent_feedback_norm": "centred"}),
+    "first_frame": ("DIFT, first-frame rows", {"first_frame_share": FromSetting("first_frame_share")}),
+    "centred_calib_first_frame": ("DIFT, centred similarity and feedback, first-frame rows",
+                                  {"latent_sim_centering": "mean", "latent_feedback_norm": "centred",
+                                   "first_frame_share": FromSetting("first_frame_share")}),
     "motion": ("DIFT, motion imagery", {"latent_imagery": "motion"}),
     "still": ("DIFT, still imagery", {"latent_imagery": "still"}),
     "contrast": ("DIFT, swapped-imagery contrast", {"latent_contrast_weight": FromSetting("contrast_weight")}),
@@ -119,7 +123,8 @@ class QuickstartConfig:
     ablations: list[str] = field(default_factory=list, metadata={
         "help": f"Extra DIFT arms: {', '.join(ABLATIONS)} (without the similarity / text loss, K latents, fed-back "
         "latents rescaled to the targets' norm, the similarity loss on targets minus their mean (_raw: and on them as "
-        "they are; _calib: fed-back latents' deviation from that mean rescaled to the targets'), motion or still imagery, the imagery contrast loss at --contrast_weight with another row's, the "
+        "they are; _calib: fed-back latents' deviation from that mean rescaled to the targets'), --first_frame_share of "
+        "the training rows shown only their first frame (_first_frame), motion or still imagery, the imagery contrast loss at --contrast_weight with another row's, the "
         "reversed or a counterfactual twin clip's imagery as negatives (the twin needs --visible_fraction below 1; "
         "_reasoning scores the reasoning only, not the answer)); none: no extra arm (to drop a preset's)."})
     model_family: str = field(default="qwen2_5_vl", metadata={"help": f"Random-init model family: {', '.join(FAMILIES)}."})
@@ -141,6 +146,9 @@ class QuickstartConfig:
                                 "as a two-frame clip, so a target encodes what moved; docs/quickstart.md)."})
     contrast_weight: float = field(default=0.1, metadata={"help": "latent_contrast_weight of the contrast "
                                    "ablations' DIFT arms (docs/quickstart.md)."})
+    first_frame_share: float = field(default=0.2, metadata={"help": "first_frame_share of the first_frame "
+                                     "ablations' DIFT arms: the share of training rows shown only their clip's first "
+                                     "frame, so that their answers must come from the imagery (docs/quickstart.md)."})
     stage2_steps: int = field(default=0, metadata={"help": "DIFT stage 2 (latent_feedback self, from the DIFT arm) as "
                               "an extra arm with this many steps (0: none)."})
     stage2_learning_rate: float = field(default=2e-4, metadata={"help": "LR of DIFT stage 2."})
@@ -229,6 +237,8 @@ class QuickstartConfig:
                              "only after the frames the model sees: set --visible_fraction below 1")
         if not self.contrast_weight > 0:
             raise ValueError(f"contrast_weight must be positive, got {self.contrast_weight}")
+        if not 0 < self.first_frame_share < 1:
+            raise ValueError(f"first_frame_share must be in (0, 1), got {self.first_frame_share}")
         if self.latent_feedback_norm not in LATENT_FEEDBACK_NORMS:
             raise ValueError(f"latent_feedback_norm must be one of {LATENT_FEEDBACK_NORMS}, "
                              f"got {self.latent_feedback_norm!r}")
