@@ -24,13 +24,13 @@ TINY = [
     "--max_new_tokens", "24", "--eval_limit", "3", "--diagnostics_limit", "2", "--eval_batch_size", "3",
     "--workers", "1", "--progress", "false",
     "--perception_clips", "6", "--perception_steps", "2", "--ablations", "k1", "calib", "centred", "centred_calib", "first_frame",
-    "motion", "contrast", "contrast_reversed", "--first_frame_share", "0.5", "--stage2_steps", "1",
+    "motion", "contrast", "contrast_reversed", "text_first_frame", "--first_frame_share", "0.5", "--stage2_steps", "1",
     "--threads", "1",
     "--families", *QUESTION_TYPES,  # four tiny clips: every family, so the held-out set is never empty
 ]
 ARMS = ("sft_text", "dift", "dift_grpo", "dift_stage2", "dift_k1", "dift_calib", "dift_centred", "dift_centred_calib",
-        "dift_first_frame", "dift_motion", "dift_contrast", "dift_contrast_reversed")
-LATENT_ARMS = ARMS[1:]
+        "dift_first_frame", "dift_motion", "dift_contrast", "dift_contrast_reversed", "sft_text_first_frame")
+LATENT_ARMS = tuple(arm for arm in ARMS if not arm.startswith("sft_"))  # the text-only arm and its control have none
 STAGES = ["synthesize", "datagen", "perception", "build_model", *(f"{kind}_{arm}" for kind in ("train", "eval")
                                                                    for arm in ARMS),
           *(f"diagnose_{arm}" for arm in LATENT_ARMS)]
@@ -73,8 +73,9 @@ def test_writes_every_artifact(run, perception_cache):
         assert (spec.feedback_center is not None) == (arm == "dift_centred_calib")
         card = (run / "models" / arm / "README.md").read_text()
         assert ("deviation from it, rescaled to norm" in card) == (arm == "dift_centred_calib"), arm
-        # only the first-frame arm cut rows to their first frame, at --first_frame_share
-        assert ("(first_frame_share 0.5) saw only their video's first frame" in card) == (arm == "dift_first_frame")
+        # only the first-frame arms (DIFT and its text-only control) cut rows to their first frame
+        assert ("(first_frame_share 0.5) saw only their video's first frame" in card) == arm.endswith("first_frame")
+        assert ("`dift_text_only.jsonl`" in card) == arm.startswith("sft_"), arm  # the control trains on text-only rows
         assert get_latent_spec(model).imagery == ("motion" if arm == "dift_motion" else "still")
         # only the contrast arms train (and log) the imagery contrast, each with its negatives
         logged = [entry for entry in state["log_history"] if "contrast_margin" in entry]
@@ -103,10 +104,11 @@ def test_writes_every_artifact(run, perception_cache):
                      ("DIFT", "DIFT with K = 1"), ("DIFT", "DIFT, calibrated feedback"),
                      ("DIFT", "DIFT, centred similarity"), ("DIFT", "DIFT, centred similarity and feedback"),
                      ("DIFT", "DIFT, first-frame rows"), ("DIFT", "DIFT, motion imagery"),
-                     ("DIFT", "DIFT, swapped-imagery contrast"), ("DIFT", "DIFT, reversed-imagery contrast")]
+                     ("DIFT", "DIFT, swapped-imagery contrast"), ("DIFT", "DIFT, reversed-imagery contrast"),
+                     ("text-only SFT", "text-only SFT, first-frame rows")]
     for arm in ARMS:  # oracle / swapped diagnostics of every latent arm, as fractions, per family
         diagnostics = report["arms"][ARM_LABELS[arm]].get("diagnostics")
-        assert (diagnostics is not None) == (arm != "sft_text")
+        assert (diagnostics is not None) == (arm in LATENT_ARMS)
         if diagnostics:
             assert diagnostics["imagination_gap"] == pytest.approx(diagnostics["oracle"] - diagnostics["self_fed"])
             assert diagnostics["content_dependence"] == pytest.approx(diagnostics["self_fed"] - diagnostics["swapped"])

@@ -28,7 +28,16 @@ from typing import Any
 
 from transformers import HfArgumentParser
 
-from .config import ABLATIONS, PRESETS, FromSetting, QuickstartConfig, twin_ablation
+from .config import (
+    ABLATIONS,
+    PRESETS,
+    TEXT_ABLATIONS,
+    FromSetting,
+    QuickstartConfig,
+    ablation_arm,
+    ablation_settings,
+    twin_ablation,
+)
 from .diagnostics import LATENTS_DIR, SAMPLES_FILE, TEXT_ONLY, VARIANTS
 
 BASE_ARMS = ("sft_text", "dift", "dift_grpo")
@@ -36,7 +45,7 @@ STAGE2_ARM = "dift_stage2"
 """DIFT stage 2 (``--stage2_steps``): continued from the DIFT arm with ``latent_feedback: self``, the release's intent."""
 ARM_LABELS = {"sft_text": "text-only SFT", "dift": "DIFT", "dift_grpo": "DIFT + 4DRL",
               STAGE2_ARM: "DIFT, stage 2 (self-fed)",
-              **{f"dift_{name}": label for name, (label, _) in ABLATIONS.items()}}
+              **{ablation_arm(name): label for name, (label, _) in {**ABLATIONS, **TEXT_ABLATIONS}.items()}}
 COUNTERFACTUAL_DATA = "dift_counterfactual.jsonl"
 """``dift.jsonl`` with each question's imagery in the twin world (``counterfactual_output``), next to it."""
 PAIRS = [("sft_text", "dift"), ("dift", "dift_grpo"), ("dift", STAGE2_ARM)]
@@ -185,12 +194,12 @@ class Quickstart:
         if self.config.no_latents:
             return ("sft_text",)
         stage2 = (STAGE2_ARM,) if self.config.stage2_steps else ()
-        return BASE_ARMS + stage2 + tuple(f"dift_{name}" for name in self.config.ablations)
+        return BASE_ARMS + stage2 + tuple(ablation_arm(name) for name in self.config.ablations)
 
     @property
     def latent_arms(self) -> tuple[str, ...]:
         """The arms diagnosed with oracle and swapped latents (all but text-only, when ``--diagnostics``)."""
-        return tuple(a for a in self.arms if a != "sft_text") if self.config.diagnostics else ()
+        return tuple(a for a in self.arms if not _text_only(a)) if self.config.diagnostics else ()
 
     # ---- stages ------------------------------------------------------------------------------------------------
     def synthesize(self, twin: bool = False) -> None:
@@ -313,6 +322,7 @@ class Quickstart:
             "--logging_steps", str(max(1, c.sft_steps // 50)), "--save_strategy", "no", "--report_to", "none",
             "--activation_checkpointing", "false", "--bf16", str(c.bf16).lower(), "--use_cpu", str(c.use_cpu).lower(),
             "--seed", str(c.seed), "--disable_tqdm", str(not c.progress).lower(),
+            "--first_frame_share", str(changes.get("first_frame_share", 0.0)),
         ]
         if data != "dift_text_only.jsonl":  # the text-only arm has no imagery and no latents to calibrate
             argv += ["--sim_weight", str(changes.get("sim_weight", c.sim_weight)),
@@ -322,8 +332,7 @@ class Quickstart:
                      "--latent_imagery", changes.get("latent_imagery", c.latent_imagery),
                      "--latent_contrast_weight", str(changes.get("latent_contrast_weight", 0.0)),
                      "--latent_contrast_negatives", changes.get("latent_contrast_negatives", "other_row"),
-                     "--latent_contrast_span", changes.get("latent_contrast_span", "continuation"),
-                     "--first_frame_share", str(changes.get("first_frame_share", 0.0))]
+                     "--latent_contrast_span", changes.get("latent_contrast_span", "continuation")]
         if dift.main(argv):
             raise RuntimeError(f"DIFT training of arm {arm!r} failed")
 
@@ -331,7 +340,7 @@ class Quickstart:
         """The DIFT settings ablation ``name`` changes; a :class:`FromSetting` value is read from the config here, while
         the arm's stage runs, so its marker records it."""
         return {key: getattr(self.config, value.name) if isinstance(value, FromSetting) else value
-                for key, value in ABLATIONS[name][1].items()}
+                for key, value in ablation_settings(name).items()}
 
     def _stage2_changes(self) -> dict[str, Any]:
         """Stage 2 of the release's two-stage DIFT: the DIFT arm continued with its own hidden states fed back."""
@@ -370,7 +379,7 @@ class Quickstart:
             f"pretrained={self.out / 'models' / arm},device_map={c.eval_device},dtype={eval_dtype(c.bf16)},"
             f"fps={c.fps},max_frames={c.model_frames},max_pixels={c.image_size * c.image_size}"
         )
-        if arm != "sft_text":  # the latents each answer was given, for the diagnostics
+        if not _text_only(arm):  # the latents each answer was given, for the diagnostics
             model_args += f",save_latents={self.out / 'eval' / arm / LATENTS_DIR}"
         argv = [
             "--model_args", model_args, "--tasks", "dsr_bench_think", "--log_samples",
@@ -429,7 +438,8 @@ class Quickstart:
                                self.out / "rewards.png", "4DRL"),
             report.plot_accuracy(arms, self.out / "accuracy_by_type.png"),
         ]
-        ablated = [("dift", f"dift_{name}") for name in self.config.ablations]
+        ablated = [("sft_text" if _text_only(ablation_arm(name)) else "dift", ablation_arm(name))
+                   for name in self.config.ablations]
         pairs = [(ARM_LABELS[a], ARM_LABELS[b]) for a, b in PAIRS + ablated if a in self.arms and b in self.arms]
         statistics = report.arm_statistics(samples, pairs, seed=self.config.seed)
         perception = self._perception_fit()
@@ -492,9 +502,11 @@ class Quickstart:
                 self._stage("synthesize_twin", lambda: self.synthesize(twin=True))
                 self._stage("datagen_twin", lambda: self.datagen(twin=True))
             for name in self.config.ablations:
-                data = COUNTERFACTUAL_DATA if twin_ablation(name) else "dift.jsonl"
-                self._stage(f"train_dift_{name}", lambda name=name, data=data: self.train_sft(
-                    f"dift_{name}", data, self._ablation_changes(name)))
+                data = COUNTERFACTUAL_DATA if twin_ablation(name) else "dift_text_only.jsonl" \
+                    if name in TEXT_ABLATIONS else "dift.jsonl"
+                arm = ablation_arm(name)
+                self._stage(f"train_{arm}", lambda name=name, arm=arm, data=data: self.train_sft(
+                    arm, data, self._ablation_changes(name)))
         for arm in self.arms:
             self._stage(f"eval_{arm}", lambda arm=arm: self.evaluate(arm))
         for arm in self.latent_arms:
@@ -503,6 +515,11 @@ class Quickstart:
         print(f"[quickstart] finished in {time.perf_counter() - start:.0f} s; report: {path}", flush=True)
         print(path.read_text(), flush=True)
         return path
+
+
+def _text_only(arm: str) -> bool:
+    """Whether ``arm`` is the text-only arm or one of its ablations (no latents to save or diagnose)."""
+    return arm.startswith("sft_")
 
 
 def parse_config(args: list[str]) -> QuickstartConfig:

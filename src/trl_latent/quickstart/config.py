@@ -59,6 +59,21 @@ ABLATIONS = {
                                            "latent_contrast_span": "reasoning"}),
 }
 """Extra DIFT arms of ``--ablations``: label and the DIFT settings they change (all else as the DIFT arm)."""
+TEXT_ABLATIONS = {
+    "text_first_frame": ("text-only SFT, first-frame rows", {"first_frame_share": FromSetting("first_frame_share")}),
+}
+"""Extra text-only arms of ``--ablations``, compared with the text-only arm: controls for a DIFT arm's change of the
+training rows, which would reach a text-only model as well (without imagery to read on the changed rows)."""
+
+
+def ablation_arm(name: str) -> str:
+    """The arm an ablation adds: ``sft_<name>`` for a text-only one, ``dift_<name>`` otherwise."""
+    return f"sft_{name}" if name in TEXT_ABLATIONS else f"dift_{name}"
+
+
+def ablation_settings(name: str) -> dict[str, Any]:
+    """The training settings ablation ``name`` changes (DIFT or text-only alike)."""
+    return {**ABLATIONS, **TEXT_ABLATIONS}[name][1]
 
 
 def twin_ablation(name: str) -> bool:
@@ -121,10 +136,10 @@ class QuickstartConfig:
     perception_cache: str = field(default="~/.cache/trl-latent/perception", metadata={
         "help": "Where pretrained vision towers are kept, one folder per setting (like a model download)."})
     ablations: list[str] = field(default_factory=list, metadata={
-        "help": f"Extra DIFT arms: {', '.join(ABLATIONS)} (without the similarity / text loss, K latents, fed-back "
+        "help": f"Extra arms: DIFT {', '.join(ABLATIONS)}, text-only {', '.join(TEXT_ABLATIONS)} (without the similarity / text loss, K latents, fed-back "
         "latents rescaled to the targets' norm, the similarity loss on targets minus their mean (_raw: and on them as "
         "they are; _calib: fed-back latents' deviation from that mean rescaled to the targets'), --first_frame_share of "
-        "the training rows shown only their first frame (_first_frame), motion or still imagery, the imagery contrast loss at --contrast_weight with another row's, the "
+        "the training rows shown only their first frame (_first_frame; text_first_frame: the text-only arm's control), motion or still imagery, the imagery contrast loss at --contrast_weight with another row's, the "
         "reversed or a counterfactual twin clip's imagery as negatives (the twin needs --visible_fraction below 1; "
         "_reasoning scores the reasoning only, not the answer)); none: no extra arm (to drop a preset's)."})
     model_family: str = field(default="qwen2_5_vl", metadata={"help": f"Random-init model family: {', '.join(FAMILIES)}."})
@@ -198,7 +213,7 @@ class QuickstartConfig:
             raise ValueError(f"preset must be one of {list(PRESETS)}, got {self.preset!r}")
         if self.ablations == ["none"]:  # a command line cannot give an empty list
             self.ablations = []
-        for name, allowed in (("families", QUESTION_TYPES), ("ablations", ABLATIONS)):
+        for name, allowed in (("families", QUESTION_TYPES), ("ablations", {**ABLATIONS, **TEXT_ABLATIONS})):
             unknown = sorted(set(getattr(self, name)) - set(allowed))
             if unknown:
                 raise ValueError(f"{name} has unknown value(s) {unknown}; choose from {list(allowed)}")
@@ -274,7 +289,7 @@ class QuickstartConfig:
     @property
     def latent_sizes(self) -> list[int]:
         """K of every arm: the DIFT arms' and any K ablation's."""
-        sizes = {self.latent_size} | {ABLATIONS[a][1].get("latent_size", self.latent_size) for a in self.ablations}
+        sizes = {self.latent_size} | {ablation_settings(a).get("latent_size", self.latent_size) for a in self.ablations}
         return sorted(sizes)
 
     def summary(self) -> dict[str, Any]:
