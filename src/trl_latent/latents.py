@@ -117,9 +117,8 @@ def feedback_vector(hidden: torch.Tensor, spec: LatentSpec | None, slot: torch.T
     without it a model whose states are several times the targets' norm is fed vectors unlike any it was trained on.
     With a recorded ``feedback_center`` as well (``latent_feedback_norm: centred``), the same holds for the state's
     deviation from the mean target of its latent slot (``slot``, the position in its block, 0 to K − 1, one per state
-    or one for all), and
-    that mean is added back: the centred similarity trains only that deviation's direction, and leaves the part
-    every target shares unlearnt. Differentiable, so self-fed training backpropagates through it.
+    or one for all), and that mean is added back: the centred similarity trains only that deviation's direction, and
+    leaves the part every target shares unlearnt. Differentiable, so self-fed training backpropagates through it.
     """
     if spec is None or spec.feedback_norm is None:
         return hidden
