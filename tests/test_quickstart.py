@@ -105,7 +105,8 @@ def test_writes_every_artifact(run, perception_cache):
                      ("DIFT", "DIFT, centred similarity"), ("DIFT", "DIFT, centred similarity and feedback"),
                      ("DIFT", "DIFT, first-frame rows"), ("DIFT", "DIFT, motion imagery"),
                      ("DIFT", "DIFT, swapped-imagery contrast"), ("DIFT", "DIFT, reversed-imagery contrast"),
-                     ("text-only SFT", "text-only SFT, first-frame rows")]
+                     ("text-only SFT", "text-only SFT, first-frame rows"),
+                     ("text-only SFT, first-frame rows", "DIFT, first-frame rows")]  # the same rows, with imagery
     for arm in ARMS:  # oracle / swapped diagnostics of every latent arm, as fractions, per family
         diagnostics = report["arms"][ARM_LABELS[arm]].get("diagnostics")
         assert (diagnostics is not None) == (arm in LATENT_ARMS)
@@ -340,6 +341,14 @@ def test_no_latents_trains_and_reports_only_the_text_arm(tmp_path):
 def test_bad_settings_are_named(flag, value, message, tmp_path):
     with pytest.raises(ValueError, match=message):
         main(["--output_dir", str(tmp_path), flag, value])
+
+
+def test_controls_pair_dift_ablations_with_text_only_ones():
+    """Each control named for a DIFT ablation is a text-only ablation, so its report pair is (control, DIFT arm)."""
+    from trl_latent.quickstart.config import ABLATIONS, CONTROLS, TEXT_ABLATIONS, ablation_arm
+
+    assert set(CONTROLS) <= set(ABLATIONS) and set(CONTROLS.values()) <= set(TEXT_ABLATIONS)
+    assert all(ablation_arm(c).startswith("sft_") and ablation_arm(d).startswith("dift_") for d, c in CONTROLS.items())
 
 
 def test_study_preset_sets_defaults_and_explicit_flags_win():

@@ -174,17 +174,18 @@ def test_help_read_from_source_lists_what_the_real_parser_parses(command):
 def test_quickstart_help_read_from_source_keeps_its_f_string_help():
     """The help texts written as f-strings listing a module's names (the ablations, presets, model families) are read
     from source, not left out: until 2026-12-05 `trl-latent quickstart --help` showed `--ablations` without a word."""
-    from trl_latent.quickstart.config import ABLATIONS, PRESETS
+    from trl_latent.quickstart.config import ABLATIONS, PRESETS, TEXT_ABLATIONS
     from trl_latent.scripts.static_help import build_parser
 
     shown = {a.option_strings[0]: a.help or "" for a in build_parser("quickstart")._actions}
     assert [option for option, text in shown.items() if not text.strip()] == []
-    assert shown["--ablations"].startswith(f"Extra DIFT arms: {', '.join(ABLATIONS)} (")
+    listed = f"Extra arms: DIFT {', '.join(ABLATIONS)}, text-only {', '.join(TEXT_ABLATIONS)} ("
+    assert shown["--ablations"].startswith(listed)
     assert " or ".join(PRESETS) in shown["--preset"]
     # and through the door: the command a user types, its wrapped output read as one line
     printed = subprocess.run([TRL_LATENT, "quickstart", "--help"], capture_output=True, text=True, timeout=300)
     assert printed.returncode == 0, printed.stderr
-    assert f"Extra DIFT arms: {', '.join(ABLATIONS)} (" in " ".join(printed.stdout.split())
+    assert listed in " ".join(printed.stdout.split())
 
 
 def test_init_tiny_sizes_are_the_model_sizes():

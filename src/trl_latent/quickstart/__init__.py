@@ -30,6 +30,7 @@ from transformers import HfArgumentParser
 
 from .config import (
     ABLATIONS,
+    CONTROLS,
     PRESETS,
     TEXT_ABLATIONS,
     FromSetting,
@@ -49,7 +50,8 @@ ARM_LABELS = {"sft_text": "text-only SFT", "dift": "DIFT", "dift_grpo": "DIFT + 
 COUNTERFACTUAL_DATA = "dift_counterfactual.jsonl"
 """``dift.jsonl`` with each question's imagery in the twin world (``counterfactual_output``), next to it."""
 PAIRS = [("sft_text", "dift"), ("dift", "dift_grpo"), ("dift", STAGE2_ARM)]
-"""The paired comparisons of every report (second minus first); each ablation arm is compared with DIFT too."""
+"""The paired comparisons of every report (second minus first); each ablation arm is compared with DIFT (text-only
+ablations with text-only SFT), and a DIFT ablation with its text-only control (:data:`.config.CONTROLS`) when both run."""
 
 
 def grpo_reward_args(consistency_weight: float) -> list[str]:
@@ -438,8 +440,10 @@ class Quickstart:
                                self.out / "rewards.png", "4DRL"),
             report.plot_accuracy(arms, self.out / "accuracy_by_type.png"),
         ]
-        ablated = [("sft_text" if _text_only(ablation_arm(name)) else "dift", ablation_arm(name))
-                   for name in self.config.ablations]
+        ablations = self.config.ablations
+        ablated = [("sft_text" if _text_only(ablation_arm(name)) else "dift", ablation_arm(name)) for name in ablations]
+        ablated += [(ablation_arm(CONTROLS[name]), ablation_arm(name)) for name in ablations
+                    if CONTROLS.get(name) in ablations]
         pairs = [(ARM_LABELS[a], ARM_LABELS[b]) for a, b in PAIRS + ablated if a in self.arms and b in self.arms]
         statistics = report.arm_statistics(samples, pairs, seed=self.config.seed)
         perception = self._perception_fit()

@@ -64,6 +64,9 @@ TEXT_ABLATIONS = {
 }
 """Extra text-only arms of ``--ablations``, compared with the text-only arm: controls for a DIFT arm's change of the
 training rows, which would reach a text-only model as well (without imagery to read on the changed rows)."""
+CONTROLS = {"first_frame": "text_first_frame", "centred_calib_first_frame": "text_first_frame"}
+"""A DIFT ablation's text-only control: when both run, the report also compares them (the same training rows, with
+and without imagery)."""
 
 
 def ablation_arm(name: str) -> str:
