@@ -30,6 +30,21 @@ def _generate(model, batch, **kwargs):
     return generate_with_latents(model, **batch, **kwargs)
 
 
+def _assert_reforward_equals(model, batch, out, vectors=None) -> None:
+    """The loop's logits equal one teacher-forced forward of its sequences with the vectors it fed (``vectors``: all
+    of ``out``'s latent inputs by default) injected at the pads."""
+    spec = get_latent_spec(model)
+    prompt_len = batch["input_ids"].shape[1]
+    mask = torch.cat([batch["attention_mask"], torch.ones_like(out.completion_ids)], dim=1)
+    types = torch.cat([batch["mm_token_type_ids"], torch.zeros_like(out.completion_ids)], dim=1)
+    visual = {k: v for k, v in batch.items() if k not in ("input_ids", "attention_mask", "mm_token_type_ids")}
+    fed = out.latent_embeds[out.latent_mask] if vectors is None else vectors
+    with inject_latents(model, spec.pad_id, fed):
+        logits = model(input_ids=out.sequences, attention_mask=mask, mm_token_type_ids=types, **visual).logits
+    valid = out.completion_mask
+    torch.testing.assert_close(out.logits[valid], logits[:, prompt_len - 1 : -1].float()[valid], atol=2e-4, rtol=1e-4)
+
+
 def test_latent_blocks_are_start_k_pads_end(tiny):
     model, processor = tiny
     spec = get_latent_spec(model)
@@ -78,16 +93,7 @@ def test_loop_equals_full_reforward(tiny, use_video):
     force = ForceAt(prompt_len, {0: [2], 1: [0, 7]}, spec.start_id)
     out = _generate(model, batch, max_new_tokens=14, output_logits=True, logits_processor=LogitsProcessorList([force]))
     assert out.latent_mask.any()
-
-    ids = out.sequences
-    mask = torch.cat([batch["attention_mask"], torch.ones_like(out.completion_ids)], dim=1)
-    types = torch.cat([batch["mm_token_type_ids"], torch.zeros_like(out.completion_ids)], dim=1)
-    visual = {k: v for k, v in batch.items() if k not in ("input_ids", "attention_mask", "mm_token_type_ids")}
-    with inject_latents(model, spec.pad_id, out.latent_embeds[out.latent_mask]):
-        logits = model(input_ids=ids, attention_mask=mask, mm_token_type_ids=types, **visual).logits
-    reforward = logits[:, prompt_len - 1 : -1].float()
-    valid = out.completion_mask
-    torch.testing.assert_close(out.logits[valid], reforward[valid], atol=2e-4, rtol=1e-4)
+    _assert_reforward_equals(model, batch, out)
 
 
 def test_cached_equals_uncached(tiny):
@@ -229,15 +235,7 @@ def test_calibrated_feedback_is_rescaled_and_stays_exact(tiny):
     uncached = _generate(model, batch, max_new_tokens=14, use_cache=False, logits_processor=force)
     assert torch.equal(out.completion_ids, uncached.completion_ids)
     torch.testing.assert_close(out.latent_embeds, uncached.latent_embeds, atol=1e-5, rtol=1e-4)
-    ids = out.sequences
-    mask = torch.cat([batch["attention_mask"], torch.ones_like(out.completion_ids)], dim=1)
-    types = torch.cat([batch["mm_token_type_ids"], torch.zeros_like(out.completion_ids)], dim=1)
-    visual = {k: v for k, v in batch.items() if k not in ("input_ids", "attention_mask", "mm_token_type_ids")}
-    with inject_latents(model, spec.pad_id, vectors):
-        logits = model(input_ids=ids, attention_mask=mask, mm_token_type_ids=types, **visual).logits
-    prompt_len = batch["input_ids"].shape[1]
-    torch.testing.assert_close(out.logits[out.completion_mask], logits[:, prompt_len - 1 : -1].float()[out.completion_mask],
-                               atol=2e-4, rtol=1e-4)
+    _assert_reforward_equals(model, batch, out, vectors)
 
 
 def test_centred_feedback_rescales_each_slots_deviation_and_stays_exact(tiny):
@@ -263,15 +261,7 @@ def test_centred_feedback_rescales_each_slots_deviation_and_stays_exact(tiny):
         first = int(out.latent_mask[row].float().argmax())  # from the prompt state, as uncalibrated
         torch.testing.assert_close(torch.nn.functional.cosine_similarity(
             deviation[0], raw.latent_embeds[row, first] - center[0], dim=0), torch.tensor(1.0), atol=1e-5, rtol=0)
-    ids = out.sequences
-    mask = torch.cat([batch["attention_mask"], torch.ones_like(out.completion_ids)], dim=1)
-    types = torch.cat([batch["mm_token_type_ids"], torch.zeros_like(out.completion_ids)], dim=1)
-    visual = {k: v for k, v in batch.items() if k not in ("input_ids", "attention_mask", "mm_token_type_ids")}
-    with inject_latents(model, spec.pad_id, out.latent_embeds[out.latent_mask]):
-        logits = model(input_ids=ids, attention_mask=mask, mm_token_type_ids=types, **visual).logits
-    prompt_len = batch["input_ids"].shape[1]
-    torch.testing.assert_close(out.logits[out.completion_mask], logits[:, prompt_len - 1 : -1].float()[out.completion_mask],
-                               atol=2e-4, rtol=1e-4)
+    _assert_reforward_equals(model, batch, out)
 
 
 def test_latent_inputs_replace_the_fed_back_vectors_in_order(tiny):
