@@ -23,8 +23,8 @@ TINY = [
     "--sft_steps", "2", "--batch_size", "2", "--grpo_steps", "1", "--grpo_batch_size", "2", "--num_generations", "2",
     "--max_new_tokens", "24", "--eval_limit", "3", "--diagnostics_limit", "2", "--eval_batch_size", "3",
     "--workers", "1", "--progress", "false",
-    "--perception_clips", "6", "--perception_steps", "2", "--ablations", "k1", "calib", "centred", "centred_calib", "first_frame",
-    "motion", "contrast", "contrast_reversed", "text_first_frame", "--first_frame_share", "0.5", "--stage2_steps", "1",
+    "--perception_clips", "6", "--perception_steps", "2", "--ablations", "k1", "calib", "centred", "centred_calib",
+    "first_frame", "motion", "contrast", "contrast_reversed", "text_first_frame", "--first_frame_share", "0.5", "--stage2_steps", "1",
     "--threads", "1",
     "--families", *QUESTION_TYPES,  # four tiny clips: every family, so the held-out set is never empty
 ]

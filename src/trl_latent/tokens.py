@@ -7,7 +7,8 @@ pooled vision features of an imagery image during DIFT, the model's own fed-back
 The settings live in ``model.config`` under the keys the released 4DThinker checkpoints use (``latent_size``,
 ``latent_token_id``, ``latent_start_id``, ``latent_end_id``, ``compress_strategy``; DIFT adds the loss weights as
 ``ce_loss_weight`` / ``sim_loss_weight``, ``latent_feedback_norm`` when trained with feedback calibration and
-``latent_feedback_center`` when calibrated about the mean target, see :func:`trl_latent.latents.feedback_vector`, and ``latent_imagery: motion`` when its targets were motion pairs, see
+``latent_feedback_center`` when calibrated about the mean target, see :func:`trl_latent.latents.feedback_vector`,
+and ``latent_imagery: motion`` when its targets were motion pairs, see
 :func:`trl_latent.latents.motion_pixel_values`), so those checkpoints load as they are and ours round-trip through
 ``save_pretrained`` / ``from_pretrained`` with no custom config class. The release adds the tokens in the order
 pad, start, end (ids 151665-151667 with the Qwen2.5 tokenizer) and this code in the order start, pad, end; nothing

@@ -392,9 +392,9 @@ class LatentImageryTrainer(ResumeWeightsMixin, SkippedSamplesMixin, LatentModelC
                    if self.args.latent_contrast_weight else "")
             ),
             **training_data_details(self.train_dataset, self.args.visual_options),
-            **({"First-frame rows": f"{self._first_frame_rows} of {len(self.train_dataset)} training rows (first_frame_share "
-                                f"{self.args.first_frame_share}) saw only their video's first frame"}
-               if self.args.first_frame_share else {}),
+            **({"First-frame rows": f"{self._first_frame_rows} of {len(self.train_dataset)} training rows "
+                                    f"(first_frame_share {self.args.first_frame_share}) saw only their video's first "
+                                    "frame"} if self.args.first_frame_share else {}),
             "Vision tower": "frozen" if self.args.freeze_vision_tower else "trained",
         }
 

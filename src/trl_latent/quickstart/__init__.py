@@ -51,7 +51,8 @@ COUNTERFACTUAL_DATA = "dift_counterfactual.jsonl"
 """``dift.jsonl`` with each question's imagery in the twin world (``counterfactual_output``), next to it."""
 PAIRS = [("sft_text", "dift"), ("dift", "dift_grpo"), ("dift", STAGE2_ARM)]
 """The paired comparisons of every report (second minus first); each ablation arm is compared with DIFT (text-only
-ablations with text-only SFT), and a DIFT ablation with its text-only control (:data:`.config.CONTROLS`) when both run."""
+ablations with text-only SFT), and a DIFT ablation with its text-only control (:data:`.config.CONTROLS`) when both
+run."""
 
 
 def grpo_reward_args(consistency_weight: float) -> list[str]:
@@ -506,8 +507,11 @@ class Quickstart:
                 self._stage("synthesize_twin", lambda: self.synthesize(twin=True))
                 self._stage("datagen_twin", lambda: self.datagen(twin=True))
             for name in self.config.ablations:
-                data = COUNTERFACTUAL_DATA if twin_ablation(name) else "dift_text_only.jsonl" \
-                    if name in TEXT_ABLATIONS else "dift.jsonl"
+                data = "dift.jsonl"
+                if twin_ablation(name):
+                    data = COUNTERFACTUAL_DATA
+                elif name in TEXT_ABLATIONS:
+                    data = "dift_text_only.jsonl"
                 arm = ablation_arm(name)
                 self._stage(f"train_{arm}", lambda name=name, arm=arm, data=data: self.train_sft(
                     arm, data, self._ablation_changes(name)))

@@ -139,12 +139,14 @@ class QuickstartConfig:
     perception_cache: str = field(default="~/.cache/trl-latent/perception", metadata={
         "help": "Where pretrained vision towers are kept, one folder per setting (like a model download)."})
     ablations: list[str] = field(default_factory=list, metadata={
-        "help": f"Extra arms: DIFT {', '.join(ABLATIONS)}, text-only {', '.join(TEXT_ABLATIONS)} (without the similarity / text loss, K latents, fed-back "
-        "latents rescaled to the targets' norm, the similarity loss on targets minus their mean (_raw: and on them as "
-        "they are; _calib: fed-back latents' deviation from that mean rescaled to the targets'), --first_frame_share of "
-        "the training rows shown only their first frame (_first_frame; text_first_frame: the text-only arm's control), motion or still imagery, the imagery contrast loss at --contrast_weight with another row's, the "
-        "reversed or a counterfactual twin clip's imagery as negatives (the twin needs --visible_fraction below 1; "
-        "_reasoning scores the reasoning only, not the answer)); none: no extra arm (to drop a preset's)."})
+        "help": f"Extra arms: DIFT {', '.join(ABLATIONS)}, text-only {', '.join(TEXT_ABLATIONS)} (without the "
+        "similarity / text loss, K latents, fed-back latents rescaled to the targets' norm, the similarity loss on "
+        "targets minus their mean (_raw: and on them as they are; _calib: fed-back latents' deviation from that mean "
+        "rescaled to the targets'), --first_frame_share of the training rows shown only their first frame "
+        "(_first_frame; text_first_frame: the text-only arm's control), motion or still imagery, the imagery contrast "
+        "loss at --contrast_weight with another row's, the reversed or a counterfactual twin clip's imagery as "
+        "negatives (the twin needs --visible_fraction below 1; _reasoning scores the reasoning only, not the "
+        "answer)); none: no extra arm (to drop a preset's)."})
     model_family: str = field(default="qwen2_5_vl", metadata={"help": f"Random-init model family: {', '.join(FAMILIES)}."})
     model_size: str = field(default="small", metadata={"help": "Random-init model: tiny, small or 3b (GPU, Qwen2.5-VL)."})
     vocab_size: int = field(default=1024, metadata={"help": "Retrain the Qwen tokenizer's BPE on the training texts with "

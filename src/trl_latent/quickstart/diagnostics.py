@@ -510,7 +510,8 @@ def markdown(diagnostics: dict[str, dict[str, Any]]) -> list[str]:
         calibrated = summary.get("feedback_norm")
         lines.append(f"- {arm}: fed-back norm ratio {ratio:.2f}" if ratio is not None else f"- {arm}: no latents fed")
         about = " about the mean target" if summary.get("feedback_centred") else ""
-        lines[-1] += (f" (calibrated to {calibrated:.3g}{about})" if calibrated else " (uncalibrated, as the release)") + \
+        lines[-1] += (f" (calibrated to {calibrated:.3g}{about})" if calibrated
+                      else " (uncalibrated, as the release)") + \
             f"; {summary['questions_with_latents']} of {summary['by_family']['overall']['n']} self-fed answers imagined"
         near = summary.get("closeness")
         if near:
