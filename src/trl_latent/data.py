@@ -406,16 +406,16 @@ def first_frame_rows(dataset: datasets.Dataset, share: float) -> tuple[datasets.
     if missing:
         raise ValueError(f"first_frame_share needs the records of trl_latent.data.load_records; the training dataset "
                          f"lacks {sorted(missing)}")
-    picked = {i for i, source in enumerate(dataset["source"]) if _picked(source, share)}
-    for i in sorted(picked):
-        if dataset[i]["video"]:
-            raise DataRecordError(dataset[i]["source"], "video", "first_frame_share cuts frame lists (image_input) "
-                                  "to their first frame; this row's input is a video file")
-    cut = [i for i in sorted(picked) if dataset[i]["frames"]]
+    sources, videos, frames = dataset["source"], dataset["video"], dataset["frames"]
+    picked = [i for i, source in enumerate(sources) if _picked(source, share)]
+    for i in picked:
+        if videos[i]:
+            raise DataRecordError(sources[i], "video", "first_frame_share cuts frame lists (image_input) to their "
+                                  "first frame; this row's input is a video file")
+    cut = {i for i in picked if frames[i]}
     if not cut:
         return dataset, 0
-    rows = set(cut)
-    return dataset.map(lambda row, i: {"image": row["frames"][0], "frames": []} if i in rows else {},
+    return dataset.map(lambda row, i: {"image": row["frames"][0], "frames": []} if i in cut else {},
                        with_indices=True, desc="first-frame rows"), len(cut)
 
 

@@ -29,7 +29,7 @@ from typing import Any
 from transformers import HfArgumentParser
 
 from .config import (
-    ABLATIONS,
+    ALL_ABLATIONS,
     CONTROLS,
     PRESETS,
     TEXT_ABLATIONS,
@@ -46,7 +46,7 @@ STAGE2_ARM = "dift_stage2"
 """DIFT stage 2 (``--stage2_steps``): continued from the DIFT arm with ``latent_feedback: self``, the release's intent."""
 ARM_LABELS = {"sft_text": "text-only SFT", "dift": "DIFT", "dift_grpo": "DIFT + 4DRL",
               STAGE2_ARM: "DIFT, stage 2 (self-fed)",
-              **{ablation_arm(name): label for name, (label, _) in {**ABLATIONS, **TEXT_ABLATIONS}.items()}}
+              **{ablation_arm(name): label for name, (label, _) in ALL_ABLATIONS.items()}}
 COUNTERFACTUAL_DATA = "dift_counterfactual.jsonl"
 """``dift.jsonl`` with each question's imagery in the twin world (``counterfactual_output``), next to it."""
 PAIRS = [("sft_text", "dift"), ("dift", "dift_grpo"), ("dift", STAGE2_ARM)]
@@ -442,7 +442,7 @@ class Quickstart:
             report.plot_accuracy(arms, self.out / "accuracy_by_type.png"),
         ]
         ablations = self.config.ablations
-        ablated = [("sft_text" if _text_only(ablation_arm(name)) else "dift", ablation_arm(name)) for name in ablations]
+        ablated = [("sft_text" if name in TEXT_ABLATIONS else "dift", ablation_arm(name)) for name in ablations]
         ablated += [(ablation_arm(CONTROLS[name]), ablation_arm(name)) for name in ablations
                     if CONTROLS.get(name) in ablations]
         pairs = [(ARM_LABELS[a], ARM_LABELS[b]) for a, b in PAIRS + ablated if a in self.arms and b in self.arms]

@@ -64,6 +64,8 @@ TEXT_ABLATIONS = {
 }
 """Extra text-only arms of ``--ablations``, compared with the text-only arm: controls for a DIFT arm's change of the
 training rows, which would reach a text-only model as well (without imagery to read on the changed rows)."""
+ALL_ABLATIONS = {**ABLATIONS, **TEXT_ABLATIONS}
+"""Every name ``--ablations`` takes, DIFT and text-only."""
 CONTROLS = {"first_frame": "text_first_frame", "centred_calib_first_frame": "text_first_frame"}
 """A DIFT ablation's text-only control: when both run, the report also compares them (the same training rows, with
 and without imagery)."""
@@ -76,7 +78,7 @@ def ablation_arm(name: str) -> str:
 
 def ablation_settings(name: str) -> dict[str, Any]:
     """The training settings ablation ``name`` changes (DIFT or text-only alike)."""
-    return {**ABLATIONS, **TEXT_ABLATIONS}[name][1]
+    return ALL_ABLATIONS[name][1]
 
 
 def twin_ablation(name: str) -> bool:
@@ -218,7 +220,7 @@ class QuickstartConfig:
             raise ValueError(f"preset must be one of {list(PRESETS)}, got {self.preset!r}")
         if self.ablations == ["none"]:  # a command line cannot give an empty list
             self.ablations = []
-        for name, allowed in (("families", QUESTION_TYPES), ("ablations", {**ABLATIONS, **TEXT_ABLATIONS})):
+        for name, allowed in (("families", QUESTION_TYPES), ("ablations", ALL_ABLATIONS)):
             unknown = sorted(set(getattr(self, name)) - set(allowed))
             if unknown:
                 raise ValueError(f"{name} has unknown value(s) {unknown}; choose from {list(allowed)}")
