@@ -106,6 +106,7 @@ def test_writes_every_artifact(run, perception_cache):
                      ("DIFT", "DIFT, first-frame rows"), ("DIFT", "DIFT, motion imagery"),
                      ("DIFT", "DIFT, swapped-imagery contrast"), ("DIFT", "DIFT, reversed-imagery contrast"),
                      ("text-only SFT", "text-only SFT, first-frame rows"),
+                     *[("text-only SFT", ARM_LABELS[arm]) for arm in ARMS[4:-1]],  # each DIFT ablation
                      ("text-only SFT, first-frame rows", "DIFT, first-frame rows")]  # the same rows, with imagery
     for arm in ARMS:  # oracle / swapped diagnostics of every latent arm, as fractions, per family
         diagnostics = report["arms"][ARM_LABELS[arm]].get("diagnostics")

@@ -51,8 +51,9 @@ COUNTERFACTUAL_DATA = "dift_counterfactual.jsonl"
 """``dift.jsonl`` with each question's imagery in the twin world (``counterfactual_output``), next to it."""
 PAIRS = [("sft_text", "dift"), ("dift", "dift_grpo"), ("dift", STAGE2_ARM)]
 """The paired comparisons of every report (second minus first); each ablation arm is compared with DIFT (text-only
-ablations with text-only SFT), and a DIFT ablation with its text-only control (:data:`.config.CONTROLS`) when both
-run."""
+ablations with text-only SFT), each DIFT ablation with text-only SFT too (whether a recipe beats the model without
+imagery is the question it answers), and a DIFT ablation with its text-only control (:data:`.config.CONTROLS`) when
+both run."""
 
 
 def grpo_reward_args(consistency_weight: float) -> list[str]:
@@ -443,6 +444,7 @@ class Quickstart:
         ]
         ablations = self.config.ablations
         ablated = [("sft_text" if name in TEXT_ABLATIONS else "dift", ablation_arm(name)) for name in ablations]
+        ablated += [("sft_text", ablation_arm(name)) for name in ablations if name not in TEXT_ABLATIONS]
         ablated += [(ablation_arm(CONTROLS[name]), ablation_arm(name)) for name in ablations
                     if CONTROLS.get(name) in ablations]
         pairs = [(ARM_LABELS[a], ARM_LABELS[b]) for a, b in PAIRS + ablated if a in self.arms and b in self.arms]
