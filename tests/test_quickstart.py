@@ -31,9 +31,8 @@ TINY = [
 ARMS = ("sft_text", "dift", "dift_grpo", "dift_stage2", "dift_k1", "dift_calib", "dift_centred", "dift_centred_calib",
         "dift_first_frame", "dift_motion", "dift_contrast", "dift_contrast_reversed", "sft_text_first_frame")
 LATENT_ARMS = tuple(arm for arm in ARMS if not arm.startswith("sft_"))  # the text-only arm and its control have none
-STAGES = ["synthesize", "datagen", "perception", "build_model", *(f"{kind}_{arm}" for kind in ("train", "eval")
-                                                                   for arm in ARMS),
-          *(f"diagnose_{arm}" for arm in LATENT_ARMS)]
+STAGES = ["synthesize", "datagen", "perception", "build_model", "build_model_k1",
+          *(f"{kind}_{arm}" for kind in ("train", "eval") for arm in ARMS), *(f"diagnose_{arm}" for arm in LATENT_ARMS)]
 
 
 @pytest.fixture(scope="module")
@@ -267,6 +266,14 @@ def test_rerun_with_other_settings_redoes_exactly_what_they_change(run, monkeypa
     cache = ["--perception_cache", str(perception_cache)]
     Quickstart(_config(run, *cache, "--progress", "true", "--workers", "2")).run()  # settings that change no result
     assert ran == ["report"]
+    ablations = TINY[TINY.index("--ablations") + 1:TINY.index("--first_frame_share")]
+    Quickstart(_config(run, *cache, "--ablations", *ablations, "k4")).run()
+    # a K ablation added to a finished run: its initial checkpoint and its arm alone; dropped again, nothing is redone
+    assert ran[1:] == ["build_model:init_k4", "dift:dift_k4", "eval:dift_k4", "diagnose:dift_k4", "report"]
+    del ran[1:]
+    Quickstart(_config(run, *cache)).run()
+    assert ran[1:] == ["report"]
+    del ran[1:]
     from trl_latent.quickstart import diagnostics
 
     loaded = []  # the diagnoses load each arm as its evaluation does
@@ -305,18 +312,18 @@ def test_rerun_with_other_settings_redoes_exactly_what_they_change(run, monkeypa
     del ran[:]
     Quickstart(_config(run, *cache, "--grpo_steps", "2", "--eval_limit", "2", "--num_clips", "6")).run()
     # the pretrained tower does not depend on the clips: kept; one initial model per K, the old ones removed first
-    assert ran[:5] == ["synthesize", "datagen", "build_model:init_k1", "build_model:init", "dift:sft_text"]
+    assert ran[:5] == ["synthesize", "datagen", "build_model:init", "build_model:init_k1", "dift:sft_text"]
     assert not (run / "models" / "init_k1").exists()
-    assert "perception" not in ran and len(ran) == len(STAGES) + 1
+    assert "perception" not in ran and len(ran) == len(STAGES)
     del ran[:]
     Quickstart(_config(run, *cache, "--grpo_steps", "2", "--eval_limit", "2", "--num_clips", "6",
                        "--perception_steps", "3")).run()
-    assert ran[:3] == ["perception", "build_model:init_k1", "build_model:init"] and len(ran) == len(STAGES)
+    assert ran[:3] == ["perception", "build_model:init", "build_model:init_k1"] and len(ran) == len(STAGES) - 1
     del ran[:]
     Quickstart(_config(run, *cache, "--grpo_steps", "2", "--eval_limit", "2", "--num_clips", "6",
                        "--perception_steps", "3", "--threads", "2")).run()
     # the thread count changes the numbers of every stage that runs tensors (the tower too), not the world or data
-    assert ran[:3] == ["perception", "build_model:init_k1", "build_model:init"] and len(ran) == len(STAGES)
+    assert ran[:3] == ["perception", "build_model:init", "build_model:init_k1"] and len(ran) == len(STAGES) - 1
     assert "synthesize" not in ran and "datagen" not in ran
 
 

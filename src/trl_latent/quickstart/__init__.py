@@ -16,7 +16,6 @@ downstream of it. The report is removed when a run starts and written when it en
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import shutil
@@ -76,10 +75,10 @@ def upstream(stage: str) -> tuple[str, ...]:
         return ("synthesize",)
     if stage == "datagen_twin":  # it asks datagen's object questions again
         return ("synthesize_twin", "datagen")
-    if stage == "build_model":
+    if stage.startswith("build_model"):
         return ("datagen", "perception")
     kind, arm = stage.split("_", 1)
-    if kind == "train":
+    if kind == "train":  # "build_model" stands for the build of the arm's K (Quickstart._upstream)
         return ("datagen", "train_dift" if arm in ("dift_grpo", STAGE2_ARM) else "build_model",
                 *(("datagen_twin",) if twin_ablation(arm.removeprefix("dift_")) else ()))
     if kind == "diagnose":  # its self-fed answers and latents are the evaluation's; the twin's questions, when any
@@ -93,6 +92,8 @@ def output(stage: str) -> str:
              "synthesize_twin": "world_twin", "datagen_twin": "data_twin"}
     if stage in fixed:
         return fixed[stage]
+    if stage.startswith("build_model_"):
+        return f"models/init_{stage.removeprefix('build_model_')}"
     kind, arm = stage.split("_", 1)
     return {"train": f"models/{arm}", "eval": f"eval/{arm}", "diagnose": f"diagnostics/{arm}"}[kind]
 
@@ -108,6 +109,12 @@ redone, though no setting it recorded changed. Bump a kind's number when its out
 latent arms' evaluations also save the latents they feed back, which the diagnoses read) or when it starts reading a
 new setting, which an older marker cannot have recorded (``datagen`` 2: ``visible_fraction``; ``diagnose`` 2: the
 ablations, whose counterfactual twin adds a variant)."""
+
+
+def build_stage(latent_size: int, main_latent_size: int) -> str:
+    """The stage building the initial checkpoint with ``latent_size`` latents: one per K, so that adding a K ablation
+    to a finished run builds its checkpoint alone and redoes no other arm."""
+    return "build_model" if latent_size == main_latent_size else f"build_model_k{latent_size}"
 
 
 def stage_format(stage: str) -> int:
@@ -162,9 +169,23 @@ class Quickstart:
             changes.append(f"output format {recorded} -> {current} (an older quickstart)")
         return changes + [f"{name} redone" for name, value in upstream.items() if done["upstream"].get(name) != value]
 
+    def _upstream(self, stage: str) -> tuple[str, ...]:
+        """:func:`upstream`, with a training stage's initial checkpoint named by the build of the arm's K."""
+        if not stage.startswith("train_"):
+            return upstream(stage)
+        build = build_stage(self._latent_size(stage.removeprefix("train_")), self.config.latent_size)
+        return tuple(build if name == "build_model" else name for name in upstream(stage))
+
+    def _latent_size(self, arm: str) -> int:
+        """K of ``arm``: its K ablation's, or the run's."""
+        ablations = {ablation_arm(name): name for name in self.config.ablations}
+        return ablation_settings(ablations[arm]).get("latent_size", self.config.latent_size) if arm in ablations \
+            else self.config.latent_size
+
     def _stage(self, name: str, run: Callable[[], Any]) -> None:
         marker = self.out / ".done" / name
-        upstream_prints = {stage: self.fingerprints[stage] for stage in upstream(name) if stage in self.fingerprints}
+        upstream_prints = {stage: self.fingerprints[stage] for stage in self._upstream(name)
+                           if stage in self.fingerprints}
         if marker.exists():
             done = json.loads(marker.read_text())
             changes = self._changes(name, done, upstream_prints)
@@ -267,10 +288,12 @@ class Quickstart:
 
     def _init_path(self, latent_size: int) -> Path:
         """The initial checkpoint of the arms with ``latent_size`` latents (identical weights for every K)."""
-        name = "init" if latent_size == self.config.latent_size else f"init_k{latent_size}"
-        return self.out / "models" / name
+        return self.out / output(build_stage(latent_size, self.config.latent_size))
 
-    def build_model(self) -> None:
+    def build_model(self, latent_size: int, path: Path) -> None:
+        """The initial checkpoint with ``latent_size`` latents at ``path`` (given, not read from the config, so that a
+        K variant's stage records no setting of the run's own K): the same weights for every K, each with a processor
+        of its own (building a model adds its latent tokens to the processor)."""
         from .. import testing
         from .perception import load_tower
 
@@ -278,17 +301,13 @@ class Quickstart:
         text, vision = testing.model_sizes(c.model_family)[c.model_size]
         tokenizer = (testing.corpus_tokenizer(self._training_texts(), c.vocab_size, whole_tokens=("<answer>", "</answer>"))
                      if c.vocab_size else None)
-        base = testing.build_processor(tokenizer=tokenizer, model_type=c.model_family)
-        for stale in (self.out / "models").glob("init_k*"):  # the K variants of an earlier build (output() is init)
-            shutil.rmtree(stale)
-        for k in c.latent_sizes:  # each from its own copy of the processor, so every K gets the same weights
-            processor = copy.deepcopy(base)
-            model, _ = testing.build_tiny(c.model_family, latent_size=k, seed=c.seed, text=text, vision=vision,
-                                          processor=processor)
-            if c.perception:
-                load_tower(model, self.out / output("perception"))
-            model.save_pretrained(self._init_path(k))
-            processor.save_pretrained(self._init_path(k))
+        processor = testing.build_processor(tokenizer=tokenizer, model_type=c.model_family)
+        model, _ = testing.build_tiny(c.model_family, latent_size=latent_size, seed=c.seed, text=text, vision=vision,
+                                      processor=processor)
+        if c.perception:
+            load_tower(model, self.out / output("perception"))
+        model.save_pretrained(path)
+        processor.save_pretrained(path)
 
     def _training_texts(self) -> list[str]:
         """Questions and CoTs of every training file (never the held-out benchmark), plus the chat template's words."""
@@ -497,7 +516,10 @@ class Quickstart:
         self._stage("datagen", self.datagen)
         if self.config.perception:
             self._stage("perception", self.perception)
-        self._stage("build_model", self.build_model)
+        main_k = self.config.latent_size
+        for k in (main_k, *(k for k in self.config.latent_sizes if k != main_k)):
+            stage = build_stage(k, main_k)
+            self._stage(stage, lambda k=k, stage=stage: self.build_model(k, self.out / output(stage)))
         self._stage("train_sft_text", lambda: self.train_sft("sft_text", "dift_text_only.jsonl"))
         if not self.config.no_latents:
             self._stage("train_dift", lambda: self.train_sft("dift", "dift.jsonl"))
