@@ -267,6 +267,9 @@ def test_rerun_with_other_settings_redoes_exactly_what_they_change(run, monkeypa
     Quickstart(_config(run, *cache, "--progress", "true", "--workers", "2")).run()  # settings that change no result
     assert ran == ["report"]
     ablations = TINY[TINY.index("--ablations") + 1:TINY.index("--first_frame_share")]
+    marker, done = run / ".done" / "build_model", json.loads((run / ".done" / "build_model").read_text())
+    done["settings"]["latent_sizes"] = [1, 2]  # as an older quickstart left it: it recorded every K it built
+    marker.write_text(json.dumps(done))
     Quickstart(_config(run, *cache, "--ablations", *ablations, "k4")).run()
     # a K ablation added to a finished run: its initial checkpoint and its arm alone; dropped again, nothing is redone
     assert ran[1:] == ["build_model:init_k4", "dift:dift_k4", "eval:dift_k4", "diagnose:dift_k4", "report"]

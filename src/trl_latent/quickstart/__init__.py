@@ -103,6 +103,10 @@ PROBE_CACHE = ".target_probes"
 RESULT_NEUTRAL = frozenset({"output_dir", "progress", "workers", "perception_cache"})
 """Settings that change no result (where it is written or cached, progress bars, rendering processes: each clip is
 seeded by itself), so a rerun that changes only these redoes nothing."""
+RETIRED_SETTINGS = {"build_model": frozenset({"latent_sizes"})}
+"""Settings a stage's older markers recorded and the stage no longer reads (``build_model`` built the checkpoint of
+every K until each K got a build stage of its own): ignored, so that adding a K ablation to a folder finished by an
+older quickstart does not redo every arm."""
 STAGE_FORMATS = {"eval": 2, "datagen": 2, "diagnose": 2}
 """Format of a stage kind, recorded in its marker: a stage finished by an older quickstart in another format is
 redone, though no setting it recorded changed. Bump a kind's number when its outputs change shape (``eval`` 2: the
@@ -162,8 +166,9 @@ class Quickstart:
         """Why a finished stage no longer matches this run (empty: it does)."""
         if "fingerprint" not in done:
             return ["made by an older quickstart that did not record its settings"]
+        retired = RETIRED_SETTINGS.get(stage, frozenset())
         changes = [f"{key} {old!r} -> {getattr(self.config, key)!r}" for key, old in done["settings"].items()
-                   if getattr(self.config, key) != old]
+                   if key not in retired and getattr(self.config, key) != old]
         recorded, current = done.get("format", 1), stage_format(stage)
         if recorded != current:
             changes.append(f"output format {recorded} -> {current} (an older quickstart)")
