@@ -67,8 +67,9 @@ def eval_dtype(bf16: bool) -> str:
     return "bfloat16" if bf16 else "float32"
 
 
-def upstream(stage: str) -> tuple[str, ...]:
-    """The stages whose outputs ``stage`` reads: when one of them is redone, so is the stage."""
+def upstream(stage: str, build: str = "build_model") -> tuple[str, ...]:
+    """The stages whose outputs ``stage`` reads: when one of them is redone, so is the stage (``build``: the stage that
+    built a training stage's initial checkpoint, :func:`build_stage`)."""
     if stage in ("synthesize", "perception", "synthesize_twin"):
         return ()
     if stage == "datagen":
@@ -78,8 +79,8 @@ def upstream(stage: str) -> tuple[str, ...]:
     if stage.startswith("build_model"):
         return ("datagen", "perception")
     kind, arm = stage.split("_", 1)
-    if kind == "train":  # "build_model" stands for the build of the arm's K (Quickstart._upstream)
-        return ("datagen", "train_dift" if arm in ("dift_grpo", STAGE2_ARM) else "build_model",
+    if kind == "train":
+        return ("datagen", "train_dift" if arm in ("dift_grpo", STAGE2_ARM) else build,
                 *(("datagen_twin",) if twin_ablation(arm.removeprefix("dift_")) else ()))
     if kind == "diagnose":  # its self-fed answers and latents are the evaluation's; the twin's questions, when any
         return ("datagen", f"train_{arm}", f"eval_{arm}", "datagen_twin")
@@ -174,22 +175,15 @@ class Quickstart:
             changes.append(f"output format {recorded} -> {current} (an older quickstart)")
         return changes + [f"{name} redone" for name, value in upstream.items() if done["upstream"].get(name) != value]
 
-    def _upstream(self, stage: str) -> tuple[str, ...]:
-        """:func:`upstream`, with a training stage's initial checkpoint named by the build of the arm's K."""
-        if not stage.startswith("train_"):
-            return upstream(stage)
-        build = build_stage(self._latent_size(stage.removeprefix("train_")), self.config.latent_size)
-        return tuple(build if name == "build_model" else name for name in upstream(stage))
-
-    def _latent_size(self, arm: str) -> int:
-        """K of ``arm``: its K ablation's, or the run's."""
-        ablations = {ablation_arm(name): name for name in self.config.ablations}
-        return ablation_settings(ablations[arm]).get("latent_size", self.config.latent_size) if arm in ablations \
-            else self.config.latent_size
+    def _build_of(self, stage: str) -> str:
+        """The build stage of ``stage``'s arm's K (``build_model`` for a stage that trains no ablation)."""
+        ablations = {f"train_{ablation_arm(name)}": name for name in self.config.ablations}
+        k = self.config.ablation_latent_size(ablations[stage]) if stage in ablations else self.config.latent_size
+        return build_stage(k, self.config.latent_size)
 
     def _stage(self, name: str, run: Callable[[], Any]) -> None:
         marker = self.out / ".done" / name
-        upstream_prints = {stage: self.fingerprints[stage] for stage in self._upstream(name)
+        upstream_prints = {stage: self.fingerprints[stage] for stage in upstream(name, self._build_of(name))
                            if stage in self.fingerprints}
         if marker.exists():
             done = json.loads(marker.read_text())

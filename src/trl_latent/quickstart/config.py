@@ -293,11 +293,14 @@ class QuickstartConfig:
         this, not which arms do, so adding a second such arm redoes no other arm's diagnosis."""
         return bool(self.counterfactual_ablations)
 
+    def ablation_latent_size(self, name: str) -> int:
+        """K of ablation ``name``'s arm: a K ablation's own, else the run's."""
+        return ablation_settings(name).get("latent_size", self.latent_size)
+
     @property
     def latent_sizes(self) -> list[int]:
         """K of every arm: the DIFT arms' and any K ablation's."""
-        sizes = {self.latent_size} | {ablation_settings(a).get("latent_size", self.latent_size) for a in self.ablations}
-        return sorted(sizes)
+        return sorted({self.latent_size} | {self.ablation_latent_size(a) for a in self.ablations})
 
     def summary(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
