@@ -290,9 +290,22 @@ def test_rerun_with_other_settings_redoes_exactly_what_they_change(run, monkeypa
     Quickstart(_config(run, *cache)).run()  # and back
     assert ran[1:] == redone
     del ran[1:]
+    marker, done = run / ".done" / "train_dift_grpo", json.loads((run / ".done" / "train_dift_grpo").read_text())
+    del done["settings"]["grpo_conclusion_weight"]  # as a quickstart older than the conclusion reward left it
+    marker.write_text(json.dumps(done))
+    Quickstart(_config(run, *cache)).run()  # the setting the older marker lacks, at the value it ran with
+    assert ran[1:] == ["report"]
+    del ran[1:]
+    grpo_redone = ["grpo:dift_grpo", "eval:dift_grpo", "diagnose:dift_grpo", "report"]
+    Quickstart(_config(run, *cache, "--grpo_conclusion_weight", "1")).run()  # and at another: 4DRL alone
+    assert ran[1:] == grpo_redone
+    assert "train_dift_grpo: redone (grpo_conclusion_weight 0.0 -> 1.0)" in capsys.readouterr().out
+    del ran[1:]
+    Quickstart(_config(run, *cache)).run()  # and back
+    assert ran[1:] == grpo_redone
+    del ran[1:]
     Quickstart(_config(run, *cache, "--grpo_steps", "2")).run()
-    assert ran[1:] == ["grpo:dift_grpo", "eval:dift_grpo", "diagnose:dift_grpo", "report"]
-    assert "train_dift_grpo: redone (grpo_steps 1 -> 2)" in capsys.readouterr().out
+    assert ran[1:] == grpo_redone
     assert not (run / "models" / "dift_grpo").exists()  # emptied before the stage was redone
     assert not (run / "report.md").exists() and not (run / "report.json").exists()  # the old numbers are gone
     assert json.loads((run / "quickstart_config.json").read_text())["grpo_steps"] == 2
@@ -349,6 +362,7 @@ def test_no_latents_trains_and_reports_only_the_text_arm(tmp_path):
     ("--diagnostics_limit", "0", "diagnostics_limit must be a positive number of questions"),
     ("--visible_fraction", "0", r"visible_fraction must be in \(0, 1\]"),
     ("--contrast_weight", "0", "contrast_weight must be positive"),
+    ("--grpo_conclusion_weight", "-1", "grpo_conclusion_weight must be 0 \\(not used\\) or positive"),
 ])
 def test_bad_settings_are_named(flag, value, message, tmp_path):
     with pytest.raises(ValueError, match=message):
@@ -476,17 +490,20 @@ def test_seeds_run_the_quickstart_per_seed_and_report_the_spread(tmp_path, monke
         main(["--output_dir", str(tmp_path), "--seeds", "1", "1"])
 
 
-@pytest.mark.parametrize("weight", [None, "0"])
+@pytest.mark.parametrize("weight", [None, "0", "conclusion"])
 def test_4drl_arm_rewards_letters_that_follow_the_reasoning(tmp_path, monkeypatch, weight):
     """The 4DRL stage's command line, read back by the ``trl-latent grpo`` parser: the consistency reward next to
-    the release's two, a KL anchor to the DIFT model, unscaled group advantages, several prompts per step."""
+    the release's two (or the conclusion reward in its place), a KL anchor to the DIFT model, unscaled group
+    advantages, several prompts per step."""
     from trl_latent.grpo import LatentGRPOConfig
     from trl_latent.quickstart import parse_config
     from trl_latent.scripts import _common, grpo
 
     seen = []
     monkeypatch.setattr(grpo, "main", lambda argv: seen.append(argv) or 0)
-    flags = ["--output_dir", str(tmp_path)] + (["--grpo_consistency_weight", weight] if weight else [])
+    flags = ["--output_dir", str(tmp_path)] + {
+        None: [], "0": ["--grpo_consistency_weight", "0"],
+        "conclusion": ["--grpo_consistency_weight", "0", "--grpo_conclusion_weight", "0.5"]}[weight]
     Quickstart(parse_config(flags)).train_grpo()
     (tmp_path / "models" / "dift").mkdir(parents=True)
     (tmp_path / "models" / "dift" / "config.json").write_text("{}")  # the parser checks a saved model is there
@@ -495,6 +512,8 @@ def test_4drl_arm_rewards_letters_that_follow_the_reasoning(tmp_path, monkeypatc
     names = [path.rsplit(".", 1)[1] for path in script.reward_funcs]
     if weight == "0":  # the release's rewards
         assert names == ["accuracy", "format"] and args.reward_weights == [1.0, 0.2]
+    elif weight == "conclusion":
+        assert names == ["accuracy", "format", "conclusion"] and args.reward_weights == [1.0, 0.2, 0.5]
     else:
         assert names == ["accuracy", "format", "consistency"] and args.reward_weights == [1.0, 0.2, 1.0]
     assert args.beta > 0 and args.scale_rewards == "none"

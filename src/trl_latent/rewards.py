@@ -2,7 +2,8 @@
 
 Use them from a recipe by dotted path (``reward_funcs: [trl_latent.rewards.accuracy, trl_latent.rewards.format]``)
 and weight them with ``GRPOConfig.reward_weights`` (the release uses 1.0 and 0.2). :func:`consistency` (the letter
-agrees with the reasoning's own conclusion) is ours, not the release's. Answers are read with
+agrees with the reasoning's own conclusion) and :func:`conclusion` (the reasoning concludes the right option) are ours,
+not the release's. Answers are read with
 :func:`trl_latent.answers.extract_choice`, the parser of the ``think`` evaluation protocol, so training never rewards
 what that protocol marks wrong. (The release's reward used its first-capital rule, like its evaluation; the published
 scorers' rules are kept for the ``official`` / ``4dthinker`` protocols, not for training, because they credit a capital
@@ -107,6 +108,26 @@ def consistency(completions: list, prompts: list | None = None, **kwargs: Any) -
         text = completion_text(completion)
         concluded = stated_conclusion(text, options) if options else None
         rewards.append(float(concluded is not None and extract_choice(text, options) == concluded))
+    return rewards
+
+
+def conclusion(completions: list, answer: list, prompts: list | None = None, **kwargs: Any) -> list[float]:
+    """Conclusion reward: 1.0 when the reasoning concludes the right option, else 0.0.
+
+    Why: :func:`consistency` pays the letter for following the reasoning whether the reasoning is right or not, so
+    where the written conclusions are worse than the letters it pulls right letters onto wrong conclusions (measured
+    on the quickstart's study preset, docs/quickstart.md). This reward pays the conclusion for being right instead;
+    next to :func:`accuracy` (the letter for being right) no term pays a letter or a conclusion for moving towards a
+    wrong answer. The conclusion is read as :func:`consistency` reads it (:func:`trl_latent.answers.stated_conclusion`);
+    a question without option lines (a numeric answer), or a reasoning that names no option, scores 0.0.
+    """
+    prompts = prompts if prompts is not None else [None] * len(completions)
+    rewards = []
+    for completion, target, prompt in zip(completions, answer, prompts, strict=True):
+        options = options_in(_prompt_text(prompt))
+        letter = _LETTER.match(str(target).strip()) if options else None
+        concluded = stated_conclusion(completion_text(completion), options) if letter else None
+        rewards.append(float(concluded is not None and concluded == letter.group(1).upper()))
     return rewards
 
 

@@ -98,3 +98,26 @@ def test_consistency_rewards_a_letter_that_follows_the_reasoning(text, expected)
 def test_consistency_is_zero_without_options():
     assert rewards.consistency(["<think>So: 3 m.</think><answer>3</answer>"], prompts=["How far?"]) == [0.0]
     assert rewards.consistency(["<think>So: right.</think><answer>B</answer>"]) == [0.0]  # no prompt, no options
+
+
+@pytest.mark.parametrize(
+    ("text", "answer", "expected"),
+    [
+        ("<think>It moves. So: right.</think><answer>B</answer>", "B", 1.0),
+        ("<think>It moves. So: right.</think><answer>A</answer>", "B", 1.0),  # the letter is accuracy's business
+        ("<think>So: left.</think><answer>B</answer>", "B", 0.0),  # a right letter does not pay a wrong conclusion
+        ("<think>So: left.</think><answer>A</answer>", "A", 1.0),
+        ("<think>Not up: it goes down.</think><answer>D</answer>", "C", 0.0),  # the option named last concludes
+        ("<think>no option named</think><answer>B</answer>", "B", 0.0),
+        ("<think>So: right.</think>", "(b)", 1.0),  # no letter needed; the answer column read as accuracy reads it
+        ("<answer>right</answer>", "B", 0.0),  # words outside the thinking conclude nothing
+    ],
+)
+def test_conclusion_rewards_reasoning_that_concludes_the_right_option(text, answer, expected):
+    got = rewards.conclusion(completions=[as_completion(text)], answer=[answer], prompts=[PROMPT], trainer_state=None)
+    assert got == [expected]
+
+
+def test_conclusion_is_zero_without_options():
+    assert rewards.conclusion(["<think>So: 3 m.</think><answer>3</answer>"], answer=["3"], prompts=["How far?"]) == [0.0]
+    assert rewards.conclusion(["<think>So: right.</think><answer>B</answer>"], answer=["B"]) == [0.0]

@@ -55,9 +55,11 @@ imagery is the question it answers), and a DIFT ablation with its text-only cont
 both run."""
 
 
-def grpo_reward_args(consistency_weight: float) -> list[str]:
-    """4DRL's reward flags: the release's accuracy (1.0) and format (0.2), plus the consistency reward when weighted."""
-    rewards = {"accuracy": 1.0, "format": 0.2, **({"consistency": consistency_weight} if consistency_weight else {})}
+def grpo_reward_args(consistency_weight: float, conclusion_weight: float) -> list[str]:
+    """4DRL's reward flags: the release's accuracy (1.0) and format (0.2), plus the consistency and conclusion rewards
+    where weighted."""
+    ours = {"consistency": consistency_weight, "conclusion": conclusion_weight}
+    rewards = {"accuracy": 1.0, "format": 0.2, **{name: weight for name, weight in ours.items() if weight}}
     return ["--reward_funcs", *(f"trl_latent.rewards.{name}" for name in rewards),
             "--reward_weights", *(str(weight) for weight in rewards.values())]
 
@@ -108,6 +110,10 @@ RETIRED_SETTINGS = {"build_model": frozenset({"latent_sizes"})}
 """Settings a stage's older markers recorded and the stage no longer reads (``build_model`` built the checkpoint of
 every K until each K got a build stage of its own): ignored, so that adding a K ablation to a folder finished by an
 older quickstart does not redo every arm."""
+ADDED_SETTINGS = {"train_dift_grpo": {"grpo_conclusion_weight": 0.0}}
+"""Settings a stage started reading after older markers were written, with the value that gives what the stage did
+before (the conclusion reward unweighted): an older marker is read as having recorded it, so a rerun at that value
+redoes nothing and one at another value redoes the stage (a format bump would redo it either way)."""
 STAGE_FORMATS = {"eval": 2, "datagen": 2, "diagnose": 2}
 """Format of a stage kind, recorded in its marker: a stage finished by an older quickstart in another format is
 redone, though no setting it recorded changed. Bump a kind's number when its outputs change shape (``eval`` 2: the
@@ -168,7 +174,8 @@ class Quickstart:
         if "fingerprint" not in done:
             return ["made by an older quickstart that did not record its settings"]
         retired = RETIRED_SETTINGS.get(stage, frozenset())
-        changes = [f"{key} {old!r} -> {getattr(self.config, key)!r}" for key, old in done["settings"].items()
+        recorded_settings = {**ADDED_SETTINGS.get(stage, {}), **done["settings"]}
+        changes = [f"{key} {old!r} -> {getattr(self.config, key)!r}" for key, old in recorded_settings.items()
                    if key not in retired and getattr(self.config, key) != old]
         recorded, current = done.get("format", 1), stage_format(stage)
         if recorded != current:
@@ -382,7 +389,7 @@ class Quickstart:
             "--num_generations", str(c.num_generations),
             "--max_completion_length", str(c.max_new_tokens),
             "--learning_rate", str(c.grpo_learning_rate),
-            *grpo_reward_args(c.grpo_consistency_weight),
+            *grpo_reward_args(c.grpo_consistency_weight, c.grpo_conclusion_weight),
             "--beta", str(c.grpo_beta), "--scale_rewards", c.grpo_scale_rewards, "--temperature", str(c.grpo_temperature),
             "--fps", str(c.fps), "--max_frames", str(c.model_frames),
             "--max_pixels", str(c.image_size * c.image_size),

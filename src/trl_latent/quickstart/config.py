@@ -199,6 +199,9 @@ class QuickstartConfig:
                                            "(trl_latent.rewards.consistency: the answer letter is the option the "
                                            "reasoning concludes) next to accuracy 1.0 and format 0.2; 0: the "
                                            "release's rewards only."})
+    grpo_conclusion_weight: float = field(default=0.0, metadata={"help": "Weight of the conclusion reward "
+                                          "(trl_latent.rewards.conclusion: the reasoning concludes the right option) "
+                                          "next to the others; 0: not used."})
     max_new_tokens: int = field(default=128, metadata={"help": "Longest completion in 4DRL and evaluation."})
     eval_batch_size: int = field(default=8, metadata={"help": "Questions per generation batch."})
     eval_limit: int | None = field(default=None, metadata={"help": "Only the first N held-out questions (default: all)."})
@@ -268,6 +271,9 @@ class QuickstartConfig:
             raise ValueError(f"seeds must be distinct, got {self.seeds}")
         if self.grpo_scale_rewards not in GRPO_SCALE_REWARDS:
             raise ValueError(f"grpo_scale_rewards must be one of {list(GRPO_SCALE_REWARDS)}, got {self.grpo_scale_rewards!r}")
+        for name in ("grpo_consistency_weight", "grpo_conclusion_weight"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be 0 (not used) or positive, got {getattr(self, name)}")
         if not self.grpo_temperature > 0:
             raise ValueError(f"grpo_temperature must be positive, got {self.grpo_temperature}")
         if self.diagnostics_limit is not None and self.diagnostics_limit < 1:
