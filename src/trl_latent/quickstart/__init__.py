@@ -119,7 +119,8 @@ STAGE_FORMATS = {"eval": 2, "datagen": 2, "diagnose": 2}
 redone, though no setting it recorded changed. Bump a kind's number when its outputs change shape (``eval`` 2: the
 latent arms' evaluations also save the latents they feed back, which the diagnoses read) or when it starts reading a
 new setting, which an older marker cannot have recorded (``datagen`` 2: ``visible_fraction``; ``diagnose`` 2: the
-ablations, whose counterfactual twin adds a variant)."""
+ablations, whose counterfactual twin adds a variant) — unless one value of that setting does what the stage did
+before, which :data:`ADDED_SETTINGS` records instead, so that only another value redoes the stage."""
 
 
 def build_stage(latent_size: int, main_latent_size: int) -> str:
