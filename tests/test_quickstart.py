@@ -306,6 +306,7 @@ def test_rerun_with_other_settings_redoes_exactly_what_they_change(run, monkeypa
     del ran[1:]
     Quickstart(_config(run, *cache, "--grpo_steps", "2")).run()
     assert ran[1:] == grpo_redone
+    assert "train_dift_grpo: redone (grpo_steps 1 -> 2)" in capsys.readouterr().out
     assert not (run / "models" / "dift_grpo").exists()  # emptied before the stage was redone
     assert not (run / "report.md").exists() and not (run / "report.json").exists()  # the old numbers are gone
     assert json.loads((run / "quickstart_config.json").read_text())["grpo_steps"] == 2
