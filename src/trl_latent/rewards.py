@@ -66,6 +66,12 @@ def _numeric(answer: Any) -> float | None:
         return None
 
 
+def _answer_letter(answer: Any) -> str | None:
+    """The option letter an answer column names (``B``, ``(b)``, ``B.``), in upper case; ``None`` for anything else."""
+    match = _LETTER.match(str(answer).strip())
+    return match.group(1).upper() if match else None
+
+
 def score_answer(text: str, answer: Any, question: str = "") -> float:
     """1/0 for a multiple-choice letter, mean relative accuracy (thresholds 0.50…0.95) for a numeric answer.
 
@@ -74,10 +80,10 @@ def score_answer(text: str, answer: Any, question: str = "") -> float:
     target = _numeric(answer)
     if target is not None:
         return mean_relative_accuracy(parse_number(text), target)
-    letter = _LETTER.match(str(answer).strip())
+    letter = _answer_letter(answer)
     if letter is None:
         raise ValueError(f"answer {answer!r} is neither an option letter nor a number")
-    return float(choice_correct(text, letter.group(1).upper(), options_in(question) or None))
+    return float(choice_correct(text, letter, options_in(question) or None))
 
 
 def accuracy(completions: list, answer: list, prompts: list | None = None, **kwargs: Any) -> list[float]:
@@ -127,9 +133,8 @@ def conclusion(completions: list, answer: list, prompts: list | None = None, **k
     rewards = []
     for completion, target, prompt in zip(completions, answer, prompts, strict=True):
         options = options_in(_prompt_text(prompt))
-        letter = _LETTER.match(str(target).strip()) if options else None
-        concluded = stated_conclusion(completion_text(completion), options) if letter else None
-        rewards.append(float(concluded is not None and concluded == letter.group(1).upper()))
+        letter = _answer_letter(target) if options else None
+        rewards.append(float(letter is not None and stated_conclusion(completion_text(completion), options) == letter))
     return rewards
 
 
