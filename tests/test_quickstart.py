@@ -342,6 +342,37 @@ def test_rerun_with_other_settings_redoes_exactly_what_they_change(run, monkeypa
     # the thread count changes the numbers of every stage that runs tensors (the tower too), not the world or data
     assert ran[:3] == ["perception", "build_model:init", "build_model:init_k1"] and len(ran) == len(STAGES) - 1
     assert "synthesize" not in ran and "datagen" not in ran
+    del ran[:]
+
+    # a shared text-only base: trained once from the initial weights, and every arm continues from it
+    from trl_latent.scripts import dift
+
+    starts, record = {}, dift.main
+    monkeypatch.setattr(dift, "main", lambda argv: starts.update(
+        {Path(argv[argv.index("--output_dir") + 1]).name: Path(argv[argv.index("--model_name_or_path") + 1])})
+        or record(argv))
+    now = [*cache, "--grpo_steps", "2", "--eval_limit", "2", "--num_clips", "6", "--perception_steps", "3",
+           "--threads", "2", "--ablations", *(a for a in ablations if a != "k1")]
+    Quickstart(_config(run, *now)).run()  # a K ablation dropped: nothing redone
+    assert ran == ["report"]
+    del ran[:]
+    arms, latent_arms = [a for a in ARMS if a != "dift_k1"], [a for a in LATENT_ARMS if a != "dift_k1"]
+    Quickstart(_config(run, *now, "--base_steps", "3")).run()
+    trained = [*(f"dift:{arm}" for arm in ("text_base", "sft_text", "dift")), "grpo:dift_grpo",
+               *(f"dift:{arm}" for arm in arms[3:])]
+    redone = [*trained, *(f"eval:{arm}" for arm in arms), *(f"diagnose:{arm}" for arm in latent_arms), "report"]
+    assert ran == redone
+    assert starts.pop("text_base") == run / "models" / "init" and starts.pop("dift_stage2") == run / "models" / "dift"
+    assert set(starts.values()) == {run / "models" / "text_base"} and len(starts) == len(arms) - 2  # not 4DRL's
+    assert "train_sft_text: redone (now reads train_text_base's output)" in capsys.readouterr().out
+    del ran[:]
+    Quickstart(_config(run, *now, "--base_steps", "4")).run()
+    assert ran == redone
+    assert "train_text_base: redone (base_steps 3 -> 4)" in capsys.readouterr().out
+    del ran[:]
+    starts.clear()
+    Quickstart(_config(run, *now)).run()  # and back: every arm from the initial weights again
+    assert ran == redone[1:] and set(starts.values()) == {run / "models" / "init", run / "models" / "dift"}
 
 
 @pytest.mark.slow
@@ -364,6 +395,7 @@ def test_no_latents_trains_and_reports_only_the_text_arm(tmp_path):
     ("--visible_fraction", "0", r"visible_fraction must be in \(0, 1\]"),
     ("--contrast_weight", "0", "contrast_weight must be positive"),
     ("--grpo_conclusion_weight", "-1", "grpo_conclusion_weight must be 0 \\(not used\\) or positive"),
+    ("--base_steps", "-1", "base_steps must be 0 \\(no shared base\\) or positive"),
 ])
 def test_bad_settings_are_named(flag, value, message, tmp_path):
     with pytest.raises(ValueError, match=message):
@@ -392,6 +424,10 @@ def test_study_preset_sets_defaults_and_explicit_flags_win():
     assert parse_config([]).ablations == [] and parse_config([]).output_dir == "runs/quickstart"
     with pytest.raises(ValueError, match="preset must be one of"):
         parse_config(["--preset", "huge"])
+    with pytest.raises(ValueError, match="base_steps trains one shared base with latent_size=4, so it cannot start "
+                       "ablation 'k1'"):
+        parse_config(["--preset", "study", "--base_steps", "100"])
+    assert parse_config(["--preset", "study", "--base_steps", "100", "--ablations", "no_sim", "k4"]).base_steps == 100
     with pytest.raises(ValueError, match="fewer than latent_size=8"):  # K = 8 needs 9 vision tokens per imagery image
         parse_config(["--ablations", "k8", "--imagery_size", "56"])
 

@@ -42,6 +42,8 @@ from .diagnostics import LATENTS_DIR, SAMPLES_FILE, TEXT_ONLY, VARIANTS
 
 BASE_ARMS = ("sft_text", "dift", "dift_grpo")
 STAGE2_ARM = "dift_stage2"
+TEXT_BASE = "text_base"
+"""The shared text-only base of ``base_steps`` (trained like an arm, under ``models/``; not evaluated)."""
 """DIFT stage 2 (``--stage2_steps``): continued from the DIFT arm with ``latent_feedback: self``, the release's intent."""
 ARM_LABELS = {"sft_text": "text-only SFT", "dift": "DIFT", "dift_grpo": "DIFT + 4DRL",
               STAGE2_ARM: "DIFT, stage 2 (self-fed)",
@@ -181,17 +183,21 @@ class Quickstart:
         recorded, current = done.get("format", 1), stage_format(stage)
         if recorded != current:
             changes.append(f"output format {recorded} -> {current} (an older quickstart)")
-        return changes + [f"{name} redone" for name, value in upstream.items() if done["upstream"].get(name) != value]
+        return changes + [f"{name} redone" if name in done["upstream"] else f"now reads {name}'s output"
+                          for name, value in upstream.items() if done["upstream"].get(name) != value]
 
-    def _build_of(self, stage: str) -> str:
-        """The build stage of ``stage``'s arm's K (``build_model`` for a stage that trains no ablation)."""
+    def _start_of(self, stage: str) -> str:
+        """The stage whose checkpoint ``stage``'s arm starts from: the shared text-only base (``base_steps``) or the
+        build stage of the arm's K (``build_model`` for a stage that trains no ablation, and for the base itself)."""
+        if self.config.base_steps and stage != f"train_{TEXT_BASE}":  # the config rules out a K ablation with a base
+            return f"train_{TEXT_BASE}"
         ablations = {f"train_{ablation_arm(name)}": name for name in self.config.ablations}
         k = self.config.ablation_latent_size(ablations[stage]) if stage in ablations else self.config.latent_size
         return build_stage(k, self.config.latent_size)
 
     def _stage(self, name: str, run: Callable[[], Any]) -> None:
         marker = self.out / ".done" / name
-        upstream_prints = {stage: self.fingerprints[stage] for stage in upstream(name, self._build_of(name))
+        upstream_prints = {stage: self.fingerprints[stage] for stage in upstream(name, self._start_of(name))
                            if stage in self.fingerprints}
         if marker.exists():
             done = json.loads(marker.read_text())
@@ -527,9 +533,14 @@ class Quickstart:
         for k in (main_k, *(k for k in self.config.latent_sizes if k != main_k)):
             stage = build_stage(k, main_k)
             self._stage(stage, lambda k=k, stage=stage: self.build_model(k, self.out / output(stage)))
-        self._stage("train_sft_text", lambda: self.train_sft("sft_text", "dift_text_only.jsonl"))
+        base = None
+        if self.config.base_steps:
+            self._stage(f"train_{TEXT_BASE}", lambda: self.train_sft(
+                TEXT_BASE, "dift_text_only.jsonl", {"max_steps": self.config.base_steps}))
+            base = self.out / output(f"train_{TEXT_BASE}")
+        self._stage("train_sft_text", lambda: self.train_sft("sft_text", "dift_text_only.jsonl", start=base))
         if not self.config.no_latents:
-            self._stage("train_dift", lambda: self.train_sft("dift", "dift.jsonl"))
+            self._stage("train_dift", lambda: self.train_sft("dift", "dift.jsonl", start=base))
             self._stage("train_dift_grpo", self.train_grpo)
             if self.config.stage2_steps:
                 self._stage(f"train_{STAGE2_ARM}", lambda: self.train_sft(
@@ -545,7 +556,7 @@ class Quickstart:
                     data = "dift_text_only.jsonl"
                 arm = ablation_arm(name)
                 self._stage(f"train_{arm}", lambda name=name, arm=arm, data=data: self.train_sft(
-                    arm, data, self._ablation_changes(name)))
+                    arm, data, self._ablation_changes(name), start=base))
         for arm in self.arms:
             self._stage(f"eval_{arm}", lambda arm=arm: self.evaluate(arm))
         for arm in self.latent_arms:

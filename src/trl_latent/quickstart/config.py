@@ -155,6 +155,10 @@ class QuickstartConfig:
                             "at most this many entries (0: the full 151k Qwen vocabulary, which dominates CPU step time)."})
     latent_size: int = field(default=4, metadata={"help": "K latent vectors per imagery image."})
     sft_steps: int = field(default=250, metadata={"help": "Optimizer steps of text-only SFT and of DIFT (same data order)."})
+    base_steps: int = field(default=0, metadata={"help": "Text-only SFT steps of a shared base that every arm then "
+                            "continues from for its sft_steps (0: the arms start from the initial weights): a model that "
+                            "already answers from the video before imagery is taught, as the release's pretrained VLM "
+                            "(docs/quickstart.md). Not with a K ablation, whose initial checkpoint is its own."})
     ce_weight: float = field(default=1.0, metadata={"help": "DIFT text-loss weight (the release's 0.1 suits a pretrained "
                              "model that already writes; a model trained from scratch needs the text signal)."})
     sim_weight: float = field(default=1.0, metadata={"help": "DIFT similarity-loss weight (the release's 1.0; the "
@@ -278,6 +282,12 @@ class QuickstartConfig:
             raise ValueError(f"grpo_temperature must be positive, got {self.grpo_temperature}")
         if self.diagnostics_limit is not None and self.diagnostics_limit < 1:
             raise ValueError(f"diagnostics_limit must be a positive number of questions, got {self.diagnostics_limit}")
+        if self.base_steps < 0:
+            raise ValueError(f"base_steps must be 0 (no shared base) or positive, got {self.base_steps}")
+        other_k = [a for a in self.ablations if self.ablation_latent_size(a) != self.latent_size]
+        if self.base_steps and other_k:
+            raise ValueError(f"base_steps trains one shared base with latent_size={self.latent_size}, so it cannot "
+                             f"start ablation {other_k[0]!r}, whose K differs: drop the ablation or base_steps")
         if self.threads < 0:
             raise ValueError(f"threads must be 0 (torch's default) or positive, got {self.threads}")
         if self.num_frames % 2:
