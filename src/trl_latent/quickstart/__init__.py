@@ -42,9 +42,10 @@ from .diagnostics import LATENTS_DIR, SAMPLES_FILE, TEXT_ONLY, VARIANTS
 
 BASE_ARMS = ("sft_text", "dift", "dift_grpo")
 STAGE2_ARM = "dift_stage2"
-TEXT_BASE = "text_base"
-"""The shared text-only base of ``base_steps`` (trained like an arm, under ``models/``; not evaluated)."""
 """DIFT stage 2 (``--stage2_steps``): continued from the DIFT arm with ``latent_feedback: self``, the release's intent."""
+TEXT_BASE = "text_base"
+"""The shared text-only base of ``base_steps``, which every arm continues from (trained like an arm, written under
+``models/``; not evaluated)."""
 ARM_LABELS = {"sft_text": "text-only SFT", "dift": "DIFT", "dift_grpo": "DIFT + 4DRL",
               STAGE2_ARM: "DIFT, stage 2 (self-fed)",
               **{ablation_arm(name): label for name, (label, _) in ALL_ABLATIONS.items()}}
