@@ -72,9 +72,9 @@ def eval_dtype(bf16: bool) -> str:
     return "bfloat16" if bf16 else "float32"
 
 
-def upstream(stage: str, build: str = "build_model") -> tuple[str, ...]:
-    """The stages whose outputs ``stage`` reads: when one of them is redone, so is the stage (``build``: the stage that
-    built a training stage's initial checkpoint, :func:`build_stage`)."""
+def upstream(stage: str, start: str = "build_model") -> tuple[str, ...]:
+    """The stages whose outputs ``stage`` reads: when one of them is redone, so is the stage (``start``: the stage whose
+    checkpoint a training stage starts from, its K's :func:`build_stage` or the shared text-only base)."""
     if stage in ("synthesize", "perception", "synthesize_twin"):
         return ()
     if stage == "datagen":
@@ -85,7 +85,7 @@ def upstream(stage: str, build: str = "build_model") -> tuple[str, ...]:
         return ("datagen", "perception")
     kind, arm = stage.split("_", 1)
     if kind == "train":
-        return ("datagen", "train_dift" if arm in ("dift_grpo", STAGE2_ARM) else build,
+        return ("datagen", "train_dift" if arm in ("dift_grpo", STAGE2_ARM) else start,
                 *(("datagen_twin",) if twin_ablation(arm.removeprefix("dift_")) else ()))
     if kind == "diagnose":  # its self-fed answers and latents are the evaluation's; the twin's questions, when any
         return ("datagen", f"train_{arm}", f"eval_{arm}", "datagen_twin")
