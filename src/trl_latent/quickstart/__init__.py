@@ -46,6 +46,8 @@ STAGE2_ARM = "dift_stage2"
 TEXT_BASE = "text_base"
 """The shared text-only base of ``base_steps``, which every arm continues from (trained like an arm, written under
 ``models/``; not evaluated)."""
+TEXT_BASE_STAGE = f"train_{TEXT_BASE}"
+"""Its stage, which every other training stage reads when ``base_steps`` is set (:meth:`Quickstart._start_of`)."""
 ARM_LABELS = {"sft_text": "text-only SFT", "dift": "DIFT", "dift_grpo": "DIFT + 4DRL",
               STAGE2_ARM: "DIFT, stage 2 (self-fed)",
               **{ablation_arm(name): label for name, (label, _) in ALL_ABLATIONS.items()}}
@@ -190,8 +192,8 @@ class Quickstart:
     def _start_of(self, stage: str) -> str:
         """The stage whose checkpoint ``stage``'s arm starts from: the shared text-only base (``base_steps``) or the
         build stage of the arm's K (``build_model`` for a stage that trains no ablation, and for the base itself)."""
-        if self.config.base_steps and stage != f"train_{TEXT_BASE}":  # the config rules out a K ablation with a base
-            return f"train_{TEXT_BASE}"
+        if self.config.base_steps and stage != TEXT_BASE_STAGE:  # the config rules out a K ablation with a base
+            return TEXT_BASE_STAGE
         ablations = {f"train_{ablation_arm(name)}": name for name in self.config.ablations}
         k = self.config.ablation_latent_size(ablations[stage]) if stage in ablations else self.config.latent_size
         return build_stage(k, self.config.latent_size)
@@ -536,9 +538,9 @@ class Quickstart:
             self._stage(stage, lambda k=k, stage=stage: self.build_model(k, self.out / output(stage)))
         base = None
         if self.config.base_steps:
-            self._stage(f"train_{TEXT_BASE}", lambda: self.train_sft(
+            self._stage(TEXT_BASE_STAGE, lambda: self.train_sft(
                 TEXT_BASE, "dift_text_only.jsonl", {"max_steps": self.config.base_steps}))
-            base = self.out / output(f"train_{TEXT_BASE}")
+            base = self.out / output(TEXT_BASE_STAGE)
         self._stage("train_sft_text", lambda: self.train_sft("sft_text", "dift_text_only.jsonl", start=base))
         if not self.config.no_latents:
             self._stage("train_dift", lambda: self.train_sft("dift", "dift.jsonl", start=base))
