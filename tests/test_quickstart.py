@@ -520,9 +520,13 @@ def test_seeds_run_the_quickstart_per_seed_and_report_the_spread(tmp_path, monke
     assert "imagination_gap" not in spread["arms"]["DIFT"]  # no diagnostics in its report
     text = (tmp_path / "spread.md").read_text()
     assert "| DIFT + 4DRL | 50.0, 70.0, 60.0 | 60.0 | 10.0 | 50.0 to 70.0 | 90.0 |" in text
-    assert "| DIFT + 4DRL − DIFT | +10.0, +30.0, +20.0 | +20.0 | 10.0 | +10.0 to +30.0 | 1 of 3 | +20.0 (" in text
+    # over seeds: +20 ± t(2 df) 4.303 × 10 / √3 = ±24.8 — wide where the pooled interval (above) excludes 0
+    assert pair["difference"]["ci95"] == pytest.approx([0.2 - 0.24842, 0.2 + 0.24842], abs=1e-4)
+    assert ("| DIFT + 4DRL − DIFT | +10.0, +30.0, +20.0 | +20.0 | 10.0 | +10.0 to +30.0 | -4.8 to +44.8 | 1 of 3 | "
+            "+20.0 (") in text
     assert "| DIFT + 4DRL | content dependence | +62.5, +87.5, +75.0 | +75.0 |" in text
-    assert "| DIFT + 4DRL | headroom | +50.0, +50.0, +50.0 | +50.0 | 0.0 | +50.0 to +50.0 | 3 of 3 | +50.0 (" in text
+    assert ("| DIFT + 4DRL | headroom | +50.0, +50.0, +50.0 | +50.0 | 0.0 | +50.0 to +50.0 | +50.0 to +50.0 | 3 of 3 | "
+            "+50.0 (") in text
     with pytest.raises(ValueError, match="seeds must be distinct"):
         main(["--output_dir", str(tmp_path), "--seeds", "1", "1"])
 

@@ -13,8 +13,10 @@ from trl_latent.quickstart.stats import (
     conclusion_diagnostics,
     load_outcomes,
     mcnemar_exact,
+    mean_ci95,
     paired_difference,
     stated_conclusion,
+    t_quantile_975,
 )
 
 OPTIONS = ["A. It moves left", "B. It moves right", "C. It moves up", "D. It moves away from the camera"]
@@ -78,6 +80,20 @@ def test_mcnemar_exact_against_the_binomial_by_hand(tmp_path):
     for b_only, a_only in [(8, 2), (3, 11), (40, 25), (0, 7)]:
         expected = scipy_stats.binomtest(b_only, b_only + a_only, 0.5).pvalue
         assert mcnemar_exact(b_only, a_only) == pytest.approx(expected, rel=1e-9)
+
+
+def test_t_interval_over_seeds_against_tables_and_scipy():
+    # textbook t(0.975) for 1, 2, 4 and 9 degrees of freedom; then the docs' five-seed figure by hand: per seed
+    # −2.0, +2.1, +3.3, −0.3, −2.6 → mean +0.1, std 2.554, ±2.776 × 2.554 / √5 = ±3.17
+    assert [round(t_quantile_975(df), 3) for df in (1, 2, 4, 9)] == [12.706, 4.303, 2.776, 2.262]
+    low, high = mean_ci95([-2.0, 2.1, 3.3, -0.3, -2.6])
+    assert (round(low, 2), round(high, 2)) == (-3.07, 3.27)
+    assert mean_ci95([0.5, 0.5, 0.5]) == (0.5, 0.5)
+    with pytest.raises(ValueError, match="at least 1 degree of freedom"):
+        mean_ci95([0.3])
+    scipy_stats = pytest.importorskip("scipy.stats")  # the outside reference, odd and even series alike
+    for df in [*range(1, 41), 99, 100, 1000]:
+        assert t_quantile_975(df) == pytest.approx(scipy_stats.t.ppf(0.975, df), rel=1e-10)
 
 
 def test_bootstrap_interval_covers_the_true_difference():

@@ -4,9 +4,10 @@ One run's interval covers the held-out questions' sampling, not the run's own ra
 weights, the data order, 4DRL's sampled rollouts): with a few hundred training questions a different seed can move an
 arm by several points. Each seed runs into ``<output_dir>/seed<k>/`` (a full quickstart: resumable, its own
 report), then ``spread.md`` / ``spread.json`` in ``<output_dir>`` give, per arm and per paired difference, the value
-of every seed, the mean, the sample standard deviation and the range, and the difference pooled over every seed's
-questions with its own paired interval (a few seeds' spread says how much a run moves; the pooled interval, whether
-an effect survives that). The latent arms' imagination gap, content dependence and headroom are summarised the same
+of every seed, the mean, the sample standard deviation and the range, and two intervals for a difference: over the
+seeds (a t interval of the seeds' values, each training run one draw: what another run of the command would give)
+and pooled over every seed's questions (a paired bootstrap with the trained models held fixed, so narrower whenever
+runs differ more than their questions' sampling says; an effect claimed for the recipe needs the first). The latent arms' imagination gap, content dependence and headroom are summarised the same
 way. The perception tower does not depend on the seed (its world has its own), so it is built once and shared.
 """
 
@@ -21,7 +22,7 @@ from typing import Any
 
 from .config import QuickstartConfig
 from .diagnostics import HEADROOM, MEASURES
-from .stats import ArmOutcomes, load_outcomes, on_questions_of, pooled_difference
+from .stats import ArmOutcomes, load_outcomes, mean_ci95, on_questions_of, pooled_difference
 
 SPREAD_FILES = ("spread.md", "spread.json")
 
@@ -32,9 +33,13 @@ def seed_config(config: QuickstartConfig, seed: int) -> QuickstartConfig:
 
 
 def summarise(values: list[float]) -> dict[str, Any]:
-    """Mean, sample standard deviation (0 for one value), min and max of ``values``, and the values."""
-    return {"values": values, "mean": statistics.fmean(values),
-            "std": statistics.stdev(values) if len(values) > 1 else 0.0, "min": min(values), "max": max(values)}
+    """Mean, sample standard deviation (0 for one value), min and max of ``values``, the values, and (from two
+    values) the mean's 95% t interval (``ci95``)."""
+    result = {"values": values, "mean": statistics.fmean(values),
+              "std": statistics.stdev(values) if len(values) > 1 else 0.0, "min": min(values), "max": max(values)}
+    if len(values) > 1:
+        result["ci95"] = list(mean_ci95(values))
+    return result
 
 
 @dataclass(frozen=True)
@@ -108,17 +113,19 @@ def _cell(summary: dict[str, Any], signed: bool = False) -> list[str]:
 def spread_markdown(result: dict[str, Any]) -> str:
     seeds = ", ".join(map(str, result["seeds"]))
     lines = ["# trl-latent quickstart: spread over seeds", "",
-             f"The same command with seeds {seeds} (each a full run under `seed<k>/`, with its own report): every "
-             "arm's held-out accuracy and every paired difference per seed, their mean, sample standard deviation and "
-             "range (percent, points for differences).", "",
+             (f"The same command with seeds {seeds} (each a full run under `seed<k>/`, with its own report): every "
+              "arm's held-out accuracy and every paired difference per seed, their mean, sample standard deviation "
+              "and range (percent, points for differences)."), "",
              "| arm | accuracy per seed | mean | std | range | letter agrees with own conclusion (mean %) |",
              "|---|---|---|---|---|---|"]
     for arm, row in result["arms"].items():
         agreement = f"{100 * row['agreement']['mean']:.1f}" if "agreement" in row else "–"
         lines.append("| " + " | ".join([arm, *_cell(row["accuracy"]), agreement]) + " |")
-    header = ("per seed | mean | std | range | seeds whose 95% CI excludes 0 | pooled over the seeds' questions "
-              "(95% CI, McNemar p, n) |")
-    lines += ["", f"| paired difference | {header}", "|---|---|---|---|---|---|---|"]
+    header = ("per seed | mean | std | range | over seeds (95% t interval) | seeds whose 95% CI excludes 0 | pooled "
+              "over the seeds' questions (95% CI, McNemar p, n) |")
+    lines += ["", ("Two intervals per difference: over seeds treats each seed's training run as one draw (what another "
+                   "run of the command would give); pooled holds the trained models fixed and resamples the seeds' "
+                   "videos."), "", f"| paired difference | {header}", "|---|---|---|---|---|---|---|---|"]
     for pair in result["paired"]:
         lines.append(_difference_row(f"{pair['b']} − {pair['a']}", pair, len(result["seeds"])))
     diagnosed = [(arm, measure, row[measure]) for arm, row in result["arms"].items()
@@ -126,7 +133,7 @@ def spread_markdown(result: dict[str, Any]) -> str:
     if diagnosed:
         lines += ["", ("Latent arms' diagnoses (imagination gap: oracle − self-fed; content dependence: self-fed − "
                        "swapped; headroom: oracle − text-only), points:"), "", f"| arm | diagnosis | {header}",
-                  "|---|---|---|---|---|---|---|---|"]
+                  "|---|---|---|---|---|---|---|---|---|"]
         for arm, measure, row in diagnosed:
             lines.append(_difference_row(f"{arm} | {measure.replace('_', ' ')}", row, len(result["seeds"])))
     return "\n".join(lines) + "\n"
@@ -137,7 +144,10 @@ def _difference_row(name: str, row: dict[str, Any], seeds: int) -> str:
     cell = "–" if pooled is None else (
         f"{100 * pooled['difference']:+.1f} ({100 * pooled['ci95'][0]:+.1f} to {100 * pooled['ci95'][1]:+.1f}), "
         f"p {pooled['p_mcnemar']:.2g}, n {pooled['n']}")
-    return "| " + " | ".join([name, *_cell(row["difference"], signed=True),
+    difference = row["difference"]
+    over_seeds = (f"{100 * difference['ci95'][0]:+.1f} to {100 * difference['ci95'][1]:+.1f}"
+                  if "ci95" in difference else "–")
+    return "| " + " | ".join([name, *_cell(difference, signed=True), over_seeds,
                               f"{row['ci95_excludes_zero']} of {seeds}", cell]) + " |"
 
 

@@ -135,6 +135,44 @@ def mcnemar_exact(b_only: int, a_only: int) -> float:
     return min(1.0, 2 * tail / 2**n)
 
 
+def t_quantile_975(df: int) -> float:
+    """The 97.5th percentile of Student's t with ``df`` degrees of freedom, for a 95% interval of a mean over a few
+    seeds. Exact for integer ``df`` without scipy (not a core dependency): P(|T| ≤ t) has a closed form as a finite
+    series in θ = atan(t / √df) (Abramowitz & Stegun 26.7.3–4), solved for 0.95 by bisection."""
+    if df < 1:
+        raise ValueError(f"a t interval needs at least 1 degree of freedom (2 values), got {df}")
+
+    def central(t: float) -> float:  # P(|T| <= t)
+        theta = math.atan(t / math.sqrt(df))
+        cos2, term, total = math.cos(theta) ** 2, 1.0, 1.0
+        if df % 2:
+            for k in range(1, (df - 1) // 2):  # 1 + (2/3)cos² + (2·4)/(3·5)cos⁴ + …, up to cos^(df-3)
+                term *= cos2 * (2 * k) / (2 * k + 1)
+                total += term
+            return 2 / math.pi * (theta + (math.sin(theta) * math.cos(theta) * total if df > 1 else 0.0))
+        for k in range(1, df // 2):  # 1 + (1/2)cos² + (1·3)/(2·4)cos⁴ + …, up to cos^(df-2)
+            term *= cos2 * (2 * k - 1) / (2 * k)
+            total += term
+        return math.sin(theta) * total
+
+    low, high = 0.0, 1.0
+    while central(high) < 0.95:
+        high *= 2
+    for _ in range(100):
+        middle = (low + high) / 2
+        low, high = (middle, high) if central(middle) < 0.95 else (low, middle)
+    return (low + high) / 2
+
+
+def mean_ci95(values: Sequence[float]) -> tuple[float, float]:
+    """95% t interval of the mean of ``values``, each one independent draw (e.g. one seed's whole training run):
+    unlike a pooled question bootstrap, it covers how much another run of the same command would move."""
+    n = len(values)
+    mean = sum(values) / n
+    half = t_quantile_975(n - 1) * math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1) / n)
+    return (mean - half, mean + half)
+
+
 @dataclass(frozen=True)
 class PairedDifference:
     """Accuracy of arm B minus arm A on the same ``n`` questions (over ``videos`` videos, each run's counted apart
