@@ -7,8 +7,9 @@ report), then ``spread.md`` / ``spread.json`` in ``<output_dir>`` give, per arm 
 of every seed, the mean, the sample standard deviation and the range, and two intervals for a difference: over the
 seeds (a t interval of the seeds' values, each training run one draw: what another run of the command would give)
 and pooled over every seed's questions (a paired bootstrap with the trained models held fixed, so narrower whenever
-runs differ more than their questions' sampling says; an effect claimed for the recipe needs the first). The latent arms' imagination gap, content dependence and headroom are summarised the same
-way. The perception tower does not depend on the seed (its world has its own), so it is built once and shared.
+runs differ more than their questions' sampling says; a claim about the recipe should rest on the first). The
+latent arms' imagination gap, content dependence and headroom are summarised the same way. The perception tower does
+not depend on the seed (its world has its own), so it is built once and shared.
 """
 
 from __future__ import annotations
