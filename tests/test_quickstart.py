@@ -345,12 +345,13 @@ def test_rerun_with_other_settings_redoes_exactly_what_they_change(run, monkeypa
     del ran[:]
 
     # a shared text-only base: trained once from the initial weights, and every arm continues from it
-    from trl_latent.scripts import dift
+    from trl_latent.scripts import dift, grpo
 
-    starts, record = {}, dift.main
-    monkeypatch.setattr(dift, "main", lambda argv: starts.update(
-        {Path(argv[argv.index("--output_dir") + 1]).name: Path(argv[argv.index("--model_name_or_path") + 1])})
-        or record(argv))
+    starts = {}
+    for script in (dift, grpo):
+        monkeypatch.setattr(script, "main", lambda argv, record=script.main: starts.update(
+            {Path(argv[argv.index("--output_dir") + 1]).name: Path(argv[argv.index("--model_name_or_path") + 1])})
+            or record(argv))
     now = [*cache, "--grpo_steps", "2", "--eval_limit", "2", "--num_clips", "6", "--perception_steps", "3",
            "--threads", "2", "--ablations", *(a for a in ablations if a != "k1")]
     Quickstart(_config(run, *now)).run()  # a K ablation dropped: nothing redone
@@ -362,8 +363,9 @@ def test_rerun_with_other_settings_redoes_exactly_what_they_change(run, monkeypa
                *(f"dift:{arm}" for arm in arms[3:])]
     redone = [*trained, *(f"eval:{arm}" for arm in arms), *(f"diagnose:{arm}" for arm in latent_arms), "report"]
     assert ran == redone
-    assert starts.pop("text_base") == run / "models" / "init" and starts.pop("dift_stage2") == run / "models" / "dift"
-    assert set(starts.values()) == {run / "models" / "text_base"} and len(starts) == len(arms) - 2  # not 4DRL's
+    assert starts.pop("text_base") == run / "models" / "init"
+    assert starts.pop("dift_stage2") == starts.pop("dift_grpo") == run / "models" / "dift"  # DIFT's continuations
+    assert set(starts.values()) == {run / "models" / "text_base"} and len(starts) == len(arms) - 2
     assert "train_sft_text: redone (now reads train_text_base's output)" in capsys.readouterr().out
     del ran[:]
     Quickstart(_config(run, *now, "--base_steps", "4")).run()

@@ -76,7 +76,7 @@ def eval_dtype(bf16: bool) -> str:
 
 def upstream(stage: str, start: str = "build_model") -> tuple[str, ...]:
     """The stages whose outputs ``stage`` reads: when one of them is redone, so is the stage (``start``: the stage whose
-    checkpoint a training stage starts from, its K's :func:`build_stage` or the shared text-only base)."""
+    checkpoint a training stage starts from, :meth:`Quickstart._start_of`)."""
     if stage in ("synthesize", "perception", "synthesize_twin"):
         return ()
     if stage == "datagen":
@@ -87,8 +87,7 @@ def upstream(stage: str, start: str = "build_model") -> tuple[str, ...]:
         return ("datagen", "perception")
     kind, arm = stage.split("_", 1)
     if kind == "train":
-        return ("datagen", "train_dift" if arm in ("dift_grpo", STAGE2_ARM) else start,
-                *(("datagen_twin",) if twin_ablation(arm.removeprefix("dift_")) else ()))
+        return ("datagen", start, *(("datagen_twin",) if twin_ablation(arm.removeprefix("dift_")) else ()))
     if kind == "diagnose":  # its self-fed answers and latents are the evaluation's; the twin's questions, when any
         return ("datagen", f"train_{arm}", f"eval_{arm}", "datagen_twin")
     return ("datagen", f"train_{arm}")
@@ -190,13 +189,19 @@ class Quickstart:
                           for name, value in upstream.items() if done["upstream"].get(name) != value]
 
     def _start_of(self, stage: str) -> str:
-        """The stage whose checkpoint ``stage``'s arm starts from: the shared text-only base (``base_steps``) or the
-        build stage of the arm's K (``build_model`` for a stage that trains no ablation, and for the base itself)."""
-        if self.config.base_steps and stage != TEXT_BASE_STAGE:  # the config rules out a K ablation with a base
+        """The stage whose checkpoint training stage ``stage`` starts from — the one place that decides it, read both
+        to train and to know what to redo: the DIFT arm for 4DRL and stage 2, else the shared text-only base
+        (``base_steps``), else the build stage of the arm's K (``build_model`` for a stage that trains no ablation)."""
+        # the config itself, not a running stage's recorder: the start is recorded as the stage's upstream, and reading
+        # ``ablations`` here would make every arm's result depend on the list of the others
+        c = self.config.config if isinstance(self.config, _SettingsRead) else self.config
+        if stage in ("train_dift_grpo", f"train_{STAGE2_ARM}"):
+            return "train_dift"
+        if c.base_steps and stage != TEXT_BASE_STAGE:  # the config rules out a K ablation with a base
             return TEXT_BASE_STAGE
-        ablations = {f"train_{ablation_arm(name)}": name for name in self.config.ablations}
-        k = self.config.ablation_latent_size(ablations[stage]) if stage in ablations else self.config.latent_size
-        return build_stage(k, self.config.latent_size)
+        ablations = {f"train_{ablation_arm(name)}": name for name in c.ablations}
+        return build_stage(c.ablation_latent_size(ablations[stage]) if stage in ablations else c.latent_size,
+                           c.latent_size)
 
     def _stage(self, name: str, run: Callable[[], Any]) -> None:
         marker = self.out / ".done" / name
@@ -302,10 +307,6 @@ class Quickstart:
                               numerics={"threads": c.threads, "pinned": c.pin_numerics})
         shutil.copytree(folder, self.out / output("perception"))
 
-    def _init_path(self, latent_size: int) -> Path:
-        """The initial checkpoint of the arms with ``latent_size`` latents (identical weights for every K)."""
-        return self.out / output(build_stage(latent_size, self.config.latent_size))
-
     def build_model(self, latent_size: int, path: Path) -> None:
         """The initial checkpoint with ``latent_size`` latents at ``path`` (given, not read from the config, so that a
         K variant's stage records no setting of the run's own K): the same weights for every K, each with a processor
@@ -337,9 +338,9 @@ class Quickstart:
                     texts += [row["text_input"], row.get("text_output", "")]
         return texts
 
-    def train_sft(self, arm: str, data: str, changes: dict[str, Any] | None = None, start: Path | None = None) -> None:
-        """Text-only SFT or DIFT through the ``trl-latent dift`` entry point; ``changes`` are an ablation's (or stage
-        2's) DIFT settings, ``start`` a checkpoint to continue from instead of the initial weights."""
+    def train_sft(self, arm: str, data: str, changes: dict[str, Any] | None = None) -> None:
+        """Text-only SFT or DIFT through the ``trl-latent dift`` entry point, from the checkpoint of
+        :meth:`_start_of`; ``changes`` are an ablation's (or stage 2's) DIFT settings."""
         from ..scripts import dift
 
         c = self.config
@@ -348,7 +349,7 @@ class Quickstart:
             self._attach_twins()
         latent_size = changes.get("latent_size", c.latent_size)
         argv = [
-            "--model_name_or_path", str(start or self._init_path(latent_size)),
+            "--model_name_or_path", str(self.out / output(self._start_of(f"train_{arm}"))),
             "--dataset_name", str(self.out / "data" / "export" / data),
             "--output_dir", str(self.out / "models" / arm),
             "--max_steps", str(changes.get("max_steps", c.sft_steps)),
@@ -391,7 +392,7 @@ class Quickstart:
 
         c = self.config
         argv = [
-            "--model_name_or_path", str(self.out / "models" / "dift"),
+            "--model_name_or_path", str(self.out / output(self._start_of("train_dift_grpo"))),
             "--dataset_name", str(self.out / "data" / "export" / "rl.jsonl"),
             "--output_dir", str(self.out / "models" / "dift_grpo"),
             "--max_steps", str(c.grpo_steps),
@@ -536,18 +537,16 @@ class Quickstart:
         for k in (main_k, *(k for k in self.config.latent_sizes if k != main_k)):
             stage = build_stage(k, main_k)
             self._stage(stage, lambda k=k, stage=stage: self.build_model(k, self.out / output(stage)))
-        base = None
         if self.config.base_steps:
             self._stage(TEXT_BASE_STAGE, lambda: self.train_sft(
                 TEXT_BASE, "dift_text_only.jsonl", {"max_steps": self.config.base_steps}))
-            base = self.out / output(TEXT_BASE_STAGE)
-        self._stage("train_sft_text", lambda: self.train_sft("sft_text", "dift_text_only.jsonl", start=base))
+        self._stage("train_sft_text", lambda: self.train_sft("sft_text", "dift_text_only.jsonl"))
         if not self.config.no_latents:
-            self._stage("train_dift", lambda: self.train_sft("dift", "dift.jsonl", start=base))
+            self._stage("train_dift", lambda: self.train_sft("dift", "dift.jsonl"))
             self._stage("train_dift_grpo", self.train_grpo)
             if self.config.stage2_steps:
                 self._stage(f"train_{STAGE2_ARM}", lambda: self.train_sft(
-                    STAGE2_ARM, "dift.jsonl", self._stage2_changes(), start=self.out / "models" / "dift"))
+                    STAGE2_ARM, "dift.jsonl", self._stage2_changes()))
             if self.config.twin_world:
                 self._stage("synthesize_twin", lambda: self.synthesize(twin=True))
                 self._stage("datagen_twin", lambda: self.datagen(twin=True))
@@ -559,7 +558,7 @@ class Quickstart:
                     data = "dift_text_only.jsonl"
                 arm = ablation_arm(name)
                 self._stage(f"train_{arm}", lambda name=name, arm=arm, data=data: self.train_sft(
-                    arm, data, self._ablation_changes(name), start=base))
+                    arm, data, self._ablation_changes(name)))
         for arm in self.arms:
             self._stage(f"eval_{arm}", lambda arm=arm: self.evaluate(arm))
         for arm in self.latent_arms:
