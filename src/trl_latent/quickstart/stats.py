@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -167,9 +168,8 @@ def t_quantile_975(df: int) -> float:
 def mean_ci95(values: Sequence[float]) -> tuple[float, float]:
     """95% t interval of the mean of ``values``, each one independent draw (e.g. one seed's whole training run):
     unlike a pooled question bootstrap, it covers how much another run of the same command would move."""
-    n = len(values)
-    mean = sum(values) / n
-    half = t_quantile_975(n - 1) * math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1) / n)
+    t = t_quantile_975(len(values) - 1)  # first: it names the error for a single value
+    mean, half = statistics.fmean(values), t * statistics.stdev(values) / math.sqrt(len(values))
     return (mean - half, mean + half)
 
 
